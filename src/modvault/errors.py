@@ -1,0 +1,61 @@
+"""Errors are values with an HTTP meaning.
+
+Every failure that can reach a client is one of these; the server maps ``status`` to the response and
+``message`` to a one-line ``text/plain`` body the go command shows to its user.
+"""
+
+from __future__ import annotations
+
+
+class ModvaultError(Exception):
+    """Base class: an error with an HTTP status and a one-line, user-facing message."""
+
+    status: int = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = " ".join(message.split())
+
+
+class BadRequest(ModvaultError):
+    """The request itself is malformed (bad escape, non-canonical version, traversal)."""
+
+    status = 400
+
+
+class Forbidden(ModvaultError):
+    status = 403
+
+
+class NotFound(ModvaultError):
+    """Not here; the go command may try elsewhere."""
+
+    status = 404
+
+
+class Gone(ModvaultError):
+    """Known to be gone (404's stronger sibling in GOPROXY semantics)."""
+
+    status = 410
+
+
+class Unavailable(ModvaultError):
+    """A source failed in a way other than not-found: bad gateway by default."""
+
+    status = 502
+
+
+class UpstreamTimeout(Unavailable):
+    status = 504
+
+
+class ServiceUnavailable(Unavailable):
+    status = 503
+
+
+class InvalidContent(Unavailable):
+    """An upstream answered, but what it sent breaks the rules (bad JSON, bad zip...)."""
+
+
+class SecurityError(Unavailable):
+    """Content contradicts the checksum database. The message starts with SECURITY ERROR."""
