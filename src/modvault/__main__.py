@@ -1,0 +1,5 @@
+import sys
+
+from modvault.cli import main
+
+sys.exit(main())

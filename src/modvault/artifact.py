@@ -1,0 +1,74 @@
+"""ArtifactRef (what was asked for) and Artifact (what the server renders). Names are a contract."""
+
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from enum import StrEnum
+
+
+class Kind(StrEnum):
+    LIST = "list"
+    LATEST = "latest"
+    INFO = "info"
+    MOD = "mod"
+    ZIP = "zip"
+
+
+MEDIA_TYPES = {
+    Kind.LIST: "text/plain; charset=utf-8",
+    Kind.MOD: "text/plain; charset=utf-8",
+    Kind.INFO: "application/json",
+    Kind.LATEST: "application/json",
+    Kind.ZIP: "application/zip",
+}
+
+IMMUTABLE_CACHE_CONTROL = "public, max-age=31536000, immutable"
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactRef:
+    """A validated request: module path and version (or query) in both plain and escaped forms."""
+
+    module: str
+    escaped_module: str
+    kind: Kind
+    version: str = ""  # canonical version, or a query for .info; empty for list/latest
+    escaped_version: str = ""
+    canonical: bool = False  # version is a canonical version (immutable artifact)
+
+
+@dataclass(slots=True)
+class Artifact:
+    """Something the server can send: small bodies in memory, large ones as a file to sendfile."""
+
+    kind: Kind
+    size: int
+    etag: str  # strong, quoted
+    mtime: float  # seconds since the epoch: Last-Modified, and the age of mutable answers
+    immutable: bool
+    body: bytes | None = None
+    path: str | None = None
+    tier: str = "store"  # memory | store | upstream
+    upstream: str = ""
+    _gz: bytes | None = field(default=None, repr=False)
+    _last_modified: str | None = field(default=None, repr=False)
+
+    @property
+    def media_type(self) -> str:
+        return MEDIA_TYPES[self.kind]
+
+    @property
+    def last_modified(self) -> str:
+        if self._last_modified is None:
+            self._last_modified = formatdate(self.mtime, usegmt=True)
+        return self._last_modified
+
+    def gzipped(self) -> bytes | None:
+        """The gzip encoding of a small body, computed once; None for zips and file bodies."""
+        if self.body is None or self.kind is Kind.ZIP:
+            return None
+        if self._gz is None:
+            self._gz = gzip.compress(self.body, compresslevel=6, mtime=0)
+        return self._gz

@@ -1,0 +1,48 @@
+"""Memory tier: a byte-bounded LRU of small artifacts (list, .info, .mod) in front of the store."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Generic, TypeVar
+
+V = TypeVar("V")
+
+
+class ByteLRU(Generic[V]):
+    """Least-recently-used map bounded by the summed size its callers declare for each value."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._items: OrderedDict[str, tuple[V, int]] = OrderedDict()
+
+    def get(self, key: str) -> V | None:
+        item = self._items.get(key)
+        if item is None:
+            return None
+        self._items.move_to_end(key)
+        return item[0]
+
+    def put(self, key: str, value: V, size: int) -> None:
+        if size > self.max_bytes:
+            self.pop(key)
+            return
+        old = self._items.pop(key, None)
+        if old is not None:
+            self.size -= old[1]
+        self._items[key] = (value, size)
+        self.size += size
+        while self.size > self.max_bytes and self._items:
+            _, (_, evicted) = self._items.popitem(last=False)
+            self.size -= evicted
+
+    def pop(self, key: str) -> None:
+        old = self._items.pop(key, None)
+        if old is not None:
+            self.size -= old[1]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._items

@@ -1,0 +1,184 @@
+"""One Settings object: embedded defaults < TOML file < MODVAULT_* environment < command-line flags.
+
+Every setting has a default that works on a single machine. Bad configuration raises ConfigError naming
+the setting, at start-up, before any socket is opened.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+DEFAULT_UPSTREAM = "https://proxy.golang.org,direct"
+
+
+class ConfigError(ValueError):
+    """A setting has a bad value; the message names the setting."""
+
+
+def _default_data_dir() -> str:
+    return str(Path(platformdirs.user_cache_dir("modvault")) / "data")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything modvault can be told. Field names are the TOML keys; MODVAULT_<NAME> the variables."""
+
+    listen: str = "127.0.0.1:3000"
+    data_dir: str = field(default_factory=_default_data_dir)
+    upstream: str = DEFAULT_UPSTREAM
+    offline: bool = False
+    tls_cert: str = ""
+    tls_key: str = ""
+    workers: int = 1
+    # Mutable answers (list, @latest, query .info): fresh for this long, then revalidated.
+    mutable_ttl: float = 300.0
+    # Past mutable_ttl + this, a stale answer is revalidated before it is served (stale only on error).
+    mutable_max_stale: float = 1500.0
+    # Not-found answers are remembered this long.
+    negative_ttl: float = 60.0
+    memory_cache_bytes: int = 64 * 1024 * 1024
+    # Largest body kept in the memory tier (list, .info, .mod only).
+    memory_item_max_bytes: int = 1024 * 1024
+    upstream_connect_timeout: float = 10.0
+    upstream_read_timeout: float = 60.0
+    # Deadline for one artifact fetch across all retries.
+    upstream_total_timeout: float = 600.0
+    upstream_retries: int = 3
+    upstream_max_redirects: int = 5
+    max_zip_bytes: int = 500 * 1024 * 1024
+    max_mod_bytes: int = 16 * 1024 * 1024
+    max_info_bytes: int = 64 * 1024
+    max_list_bytes: int = 16 * 1024 * 1024
+    log_level: str = "info"
+    access_log: bool = True
+
+    @property
+    def host(self) -> str:
+        return split_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return split_listen(self.listen)[1]
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Settings:
+        return cls(**json.loads(text))
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"listen: expected HOST:PORT, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Turn a TOML, environment or flag value into the field's type, or fail naming the setting."""
+    f = _FIELDS[name]
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    try:
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in {"1", "true", "yes", "on"}:
+                return True
+            if text in {"0", "false", "no", "off", ""}:
+                return False
+            raise ValueError(value)
+        if kind == "int":
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return int(value)
+        if kind == "float":
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return float(value)
+        if not isinstance(value, str):
+            raise ValueError(value)
+        return value
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: expected {kind}, got {value!r}") from None
+
+
+def env_name(name: str) -> str:
+    return "MODVAULT_" + name.upper()
+
+
+def load_settings(
+    *,
+    config_file: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Merge the layers in order of precedence and validate the result."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    config_file = config_file or environ.get("MODVAULT_CONFIG") or None
+    if config_file:
+        try:
+            with open(config_file, "rb") as fh:
+                data = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError(f"config: cannot read {config_file}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config: {config_file} is not valid TOML: {exc}") from None
+        for key, value in data.items():
+            name = key.replace("-", "_")
+            if name not in _FIELDS:
+                raise ConfigError(f"config: unknown setting {key!r} in {config_file}")
+            values[name] = _coerce(name, value)
+    for name in _FIELDS:
+        if env_name(name) in environ:
+            values[name] = _coerce(name, environ[env_name(name)])
+    for name, value in (flags or {}).items():
+        if value is not None:
+            values[name] = _coerce(name, value)
+    settings = Settings(**values)
+    validate(settings)
+    return settings
+
+
+def validate(settings: Settings) -> None:
+    """Reject values that cannot work, naming the setting."""
+    from modvault.sources.chain import parse_upstream_list
+
+    split_listen(settings.listen)
+    try:
+        parse_upstream_list(settings.upstream)
+    except ValueError as exc:
+        raise ConfigError(f"upstream: {exc}") from None
+    if bool(settings.tls_cert) != bool(settings.tls_key):
+        raise ConfigError("tls_cert/tls_key: give both or neither")
+    for name in ("tls_cert", "tls_key"):
+        value = getattr(settings, name)
+        if value and not os.path.isfile(value):
+            raise ConfigError(f"{name}: no such file {value!r}")
+    for name in ("workers", "upstream_max_redirects", "memory_cache_bytes", "max_zip_bytes",
+                 "max_mod_bytes", "max_info_bytes", "max_list_bytes", "memory_item_max_bytes"):
+        if getattr(settings, name) < (1 if name == "workers" else 0):
+            raise ConfigError(f"{name}: must not be negative, got {getattr(settings, name)}")
+    for name in ("mutable_ttl", "mutable_max_stale", "negative_ttl", "upstream_connect_timeout",
+                 "upstream_read_timeout",
+                 "upstream_total_timeout"):
+        if getattr(settings, name) < 0:
+            raise ConfigError(f"{name}: must not be negative, got {getattr(settings, name)}")
+    if settings.upstream_retries < 0:
+        raise ConfigError("upstream_retries: must not be negative")
+    if settings.log_level not in {"debug", "info", "warning", "error"}:
+        raise ConfigError(f"log_level: expected debug|info|warning|error, got {settings.log_level!r}")

@@ -1,0 +1,90 @@
+"""Turn a request path into a validated ArtifactRef, or a 4xx that says what is wrong.
+
+go.dev/ref/mod#goproxy-protocol: ``$base/$module/@v/list``, ``$module/@v/$version.info|.mod|.zip``,
+``$module/@latest``, with module and version case-encoded (``!x`` for ``X``). The server hands us the
+path already percent-decoded. Malformed requests (bad escapes, traversal, empty elements, non-canonical
+versions for .mod/.zip) are 400; well-formed requests for something that cannot exist are 404.
+"""
+
+from __future__ import annotations
+
+import re
+
+from modvault.artifact import ArtifactRef, Kind
+from modvault.errors import BadRequest, ModvaultError, NotFound
+from modvault.module.errors import ModuleError
+from modvault.module.path import check, unescape_path, unescape_version
+from modvault.sources.upstream import is_canonical
+
+MAX_PATH = 2048
+
+# Characters that may appear in an escaped module path (x/mod module.CheckPath's set, lower-case
+# only, plus '!' for case-encoding).
+_ESCAPED_PATH = re.compile(r"[a-z0-9.\-_~/!+]+")
+_BAD_BANG = re.compile(r"!(?![a-z])")
+# Escaped versions: semver characters, case-encoded; queries may also hold other tag/branch chars.
+_ESCAPED_VERSION = re.compile(r"[A-Za-z0-9.\-_~+!]+")
+
+
+class URITooLong(ModvaultError):
+    status = 414
+
+
+def parse_module_path(escaped: str) -> tuple[str, str]:
+    """Return (module, escaped) or raise BadRequest / NotFound."""
+    elems = escaped.split("/")
+    if any(e in ("", ".", "..") for e in elems):
+        raise BadRequest(f"invalid module path {escaped!r}: empty or dot path element")
+    if not _ESCAPED_PATH.fullmatch(escaped):
+        raise BadRequest(f"invalid escaped module path {escaped!r}: bad character or upper case")
+    if _BAD_BANG.search(escaped):
+        raise BadRequest(f"invalid escaped module path {escaped!r}: '!' must precede a lower-case letter")
+    try:
+        module = unescape_path(escaped)
+    except ModuleError as exc:
+        raise NotFound(f"invalid module path: {exc}") from None
+    return module, escaped
+
+
+def parse_version(escaped: str) -> str:
+    if not escaped or not _ESCAPED_VERSION.fullmatch(escaped) or escaped in (".", ".."):
+        raise BadRequest(f"invalid escaped version {escaped!r}")
+    try:
+        return unescape_version(escaped)
+    except ModuleError as exc:
+        raise BadRequest(f"invalid escaped version {escaped!r}: {exc}") from None
+
+
+def parse_artifact_path(path: str) -> ArtifactRef:
+    """Parse ``/<module>/@v/<file>`` or ``/<module>/@latest``."""
+    if len(path) > MAX_PATH:
+        raise URITooLong(f"request path longer than {MAX_PATH} bytes")
+    if not path.startswith("/"):
+        raise BadRequest("request path must start with '/'")
+    body = path[1:]
+    if body.endswith("/@latest"):
+        module, emod = parse_module_path(body[: -len("/@latest")])
+        return ArtifactRef(module, emod, Kind.LATEST)
+    head, sep, file = body.partition("/@v/")
+    if not sep:
+        raise NotFound("not found: not a module proxy path")
+    if "/" in file:
+        raise BadRequest(f"invalid path: unexpected '/' after @v/ in {file!r}")
+    module, emod = parse_module_path(head)
+    if file == "list":
+        return ArtifactRef(module, emod, Kind.LIST)
+    stem, dot, ext = file.rpartition(".")
+    if not dot or ext not in ("info", "mod", "zip"):
+        raise NotFound(f"not found: unknown file {file!r} (want list, .info, .mod or .zip)")
+    kind = Kind(ext)
+    version = parse_version(stem)
+    canonical = is_canonical(version)
+    if kind is not Kind.INFO and not canonical:
+        raise BadRequest(f"version {version!r} is not canonical (for .{ext} the version must be "
+                         "a canonical semantic version)")
+    if canonical:
+        try:
+            check(module, version)
+        except ModuleError as exc:
+            raise NotFound(f"not found: {exc}") from None
+    return ArtifactRef(module, emod, kind, version, stem, canonical)

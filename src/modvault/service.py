@@ -1,0 +1,307 @@
+"""ModuleService: the heart. cache -> sources -> check -> store, and every policy decision.
+
+Immutable artifacts (.info/.mod/.zip of a canonical version) are fetched once, checked, stored forever.
+Mutable answers (list, @latest, query .info) are fresh for ``mutable_ttl``, then served stale while one
+background task revalidates them, and served stale when every source fails. One fetch per key at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from modvault.artifact import Artifact, ArtifactRef, Kind
+from modvault.cache.memory import ByteLRU
+from modvault.cache.singleflight import SingleFlight
+from modvault.config import Settings
+from modvault.errors import Gone, InvalidContent, ModvaultError, NotFound, Unavailable
+from modvault.module import semver
+from modvault.module.errors import ModuleError, ZipError
+from modvault.module.path import check, unescape_version
+from modvault.module.pseudo import is_pseudo_version
+from modvault.module.zipcheck import check_zip
+from modvault.observability import metrics
+from modvault.sources.chain import Chain
+from modvault.storage import keys
+from modvault.storage.base import Store, StoredObject
+
+LOG = logging.getLogger("modvault.service")
+
+_HASH_CHUNK = 1024 * 1024
+
+
+def etag_of(data: bytes) -> str:
+    return '"' + hashlib.sha256(data).hexdigest()[:40] + '"'
+
+
+def etag_of_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_HASH_CHUNK):
+            h.update(chunk)
+    return '"' + h.hexdigest()[:40] + '"'
+
+
+def format_list(versions: list[str]) -> bytes:
+    ordered = semver.sort_versions(sorted(set(versions)))
+    return "".join(v + "\n" for v in ordered).encode()
+
+
+class ModuleService:
+    def __init__(self, settings: Settings, store: Store, chain: Chain) -> None:
+        self.settings = settings
+        self.store = store
+        self.chain = chain
+        self.memory: ByteLRU[Artifact] = ByteLRU(settings.memory_cache_bytes)
+        self.flights: SingleFlight[Artifact] = SingleFlight()
+        self._negative: dict[str, tuple[float, ModvaultError]] = {}
+        self._zip_etags: dict[tuple[str, int, float], str] = {}
+        self._refreshing: set[asyncio.Task[None]] = set()
+
+    # -- entry point -------------------------------------------------------------------------
+
+    async def get(self, ref: ArtifactRef) -> Artifact:
+        if ref.kind is Kind.LIST:
+            key = keys.list_key(ref.escaped_module)
+            return await self._mutable(ref, key, lambda: self._fetch_list(ref, key))
+        if ref.kind is Kind.LATEST:
+            key = keys.latest_key(ref.escaped_module)
+            return await self._mutable(ref, key, lambda: self._fetch_latest(ref, key))
+        if ref.kind is Kind.INFO and not ref.canonical:
+            key = keys.query_key(ref.escaped_module, ref.escaped_version)
+            return await self._mutable(ref, key, lambda: self._fetch_query(ref, key))
+        return await self._immutable(ref)
+
+    # -- immutable artifacts -----------------------------------------------------------------
+
+    async def _immutable(self, ref: ArtifactRef) -> Artifact:
+        key = keys.artifact_key(ref.escaped_module, ref.escaped_version, ref.kind.value)
+        if ref.kind is not Kind.ZIP:
+            hit = self.memory.get(key)
+            if hit is not None:
+                metrics.CACHE_LOOKUPS.labels("memory", "hit").inc()
+                return hit
+            metrics.CACHE_LOOKUPS.labels("memory", "miss").inc()
+        obj = self.store.stat(key)
+        if obj is not None:
+            metrics.CACHE_LOOKUPS.labels("store", "hit").inc()
+            return await self._from_store(ref.kind, obj, immutable=True)
+        metrics.CACHE_LOOKUPS.labels("store", "miss").inc()
+        self._check_negative(key)
+        if self.settings.offline:
+            raise NotFound(f"{ref.module}@{ref.version}: not in cache (offline mode)")
+        art, shared = await self.flights.do(key, lambda: self._fetch_immutable(ref, key))
+        if shared:
+            metrics.SINGLEFLIGHT_WAITS.labels(ref.kind.value).inc()
+        return art
+
+    async def _fetch_immutable(self, ref: ArtifactRef, key: str) -> Artifact:
+        try:
+            if ref.kind is Kind.ZIP:
+                return await self._fetch_zip(ref, key)
+            if ref.kind is Kind.INFO:
+                data, source = await self.chain.info(ref.module, ref.version)
+            else:
+                data, source = await self.chain.mod(ref.module, ref.version)
+        except (NotFound, Gone) as exc:
+            self._remember_negative(key, exc)
+            raise
+        except InvalidContent:
+            metrics.REJECTED_CONTENT.labels(ref.kind.value).inc()
+            raise
+        obj = await asyncio.to_thread(self.store.put_atomic, key, data, overwrite=False)
+        if obj.size != len(data):  # someone else stored it first: theirs is the truth
+            return await self._from_store(ref.kind, obj, immutable=True)
+        art = Artifact(ref.kind, len(data), etag_of(data), obj.mtime, True, body=data,
+                       tier="upstream", upstream=source)
+        self._remember(key, art)
+        return art
+
+    async def _fetch_zip(self, ref: ArtifactRef, key: str) -> Artifact:
+        tmp = self.store.temp_path()
+        try:
+            _, source = await self.chain.zip(ref.module, ref.version, tmp)
+            try:
+                etag = await asyncio.to_thread(self._check_zip_file, tmp, ref)
+            except ZipError as exc:
+                metrics.REJECTED_CONTENT.labels("zip").inc()
+                raise InvalidContent(f"{source}: zip {ref.module}@{ref.version}: {exc}") from None
+            obj = await asyncio.to_thread(self.store.put_atomic, key, tmp, overwrite=False)
+        finally:
+            tmp.unlink(missing_ok=True)
+        art = await self._from_store(Kind.ZIP, obj, immutable=True, etag=etag)
+        art.tier, art.upstream = "upstream", source
+        return art
+
+    @staticmethod
+    def _check_zip_file(path: Path, ref: ArtifactRef) -> str:
+        check_zip(path, ref.module, ref.version)
+        return etag_of_file(str(path))
+
+    async def _from_store(self, kind: Kind, obj: StoredObject, *, immutable: bool,
+                          etag: str | None = None) -> Artifact:
+        if kind is Kind.ZIP and obj.local_path is not None:
+            ekey = (obj.key, obj.size, obj.mtime)
+            etag = etag or self._zip_etags.get(ekey)
+            if etag is None:
+                etag = await asyncio.to_thread(etag_of_file, obj.local_path)
+            if len(self._zip_etags) > 100_000:
+                self._zip_etags.clear()
+            self._zip_etags[ekey] = etag
+            return Artifact(kind, obj.size, etag, obj.mtime, immutable, path=obj.local_path)
+        data = await asyncio.to_thread(self.store.read, obj.key)
+        art = Artifact(kind, len(data), etag_of(data), obj.mtime, immutable, body=data)
+        if kind is not Kind.ZIP:
+            self._remember(obj.key, art)
+        return art
+
+    def _remember(self, key: str, art: Artifact) -> None:
+        if art.body is not None and art.size <= self.settings.memory_item_max_bytes:
+            self.memory.put(key, art, art.size + 256)
+
+    # -- negative answers --------------------------------------------------------------------
+
+    def _check_negative(self, key: str) -> None:
+        item = self._negative.get(key)
+        if item is None:
+            return
+        if item[0] > time.monotonic():
+            metrics.CACHE_LOOKUPS.labels("negative", "hit").inc()
+            raise item[1]
+        self._negative.pop(key, None)
+
+    def _remember_negative(self, key: str, exc: ModvaultError) -> None:
+        if self.settings.negative_ttl <= 0:
+            return
+        if len(self._negative) > 50_000:
+            now = time.monotonic()
+            self._negative = {k: v for k, v in self._negative.items() if v[0] > now}
+        self._negative[key] = (time.monotonic() + self.settings.negative_ttl, exc)
+
+    # -- mutable answers ---------------------------------------------------------------------
+
+    async def _mutable(self, ref: ArtifactRef, key: str,
+                       fetch: Callable[[], Awaitable[Artifact]]) -> Artifact:
+        cached = self.memory.get(key)
+        tier = "memory"
+        if cached is None:
+            obj = self.store.stat(key)
+            if obj is not None:
+                cached = await self._from_store(ref.kind, obj, immutable=False)
+                tier = "store"
+        if cached is not None:
+            age = time.time() - cached.mtime
+            if self.settings.offline or age < self.settings.mutable_ttl:
+                metrics.CACHE_LOOKUPS.labels(tier, "hit").inc()
+                cached.tier = tier
+                return cached
+            metrics.CACHE_LOOKUPS.labels(tier, "stale").inc()
+            if age < self.settings.mutable_ttl + self.settings.mutable_max_stale:
+                self._refresh_in_background(key, fetch)
+                cached.tier = tier
+                return cached
+            try:  # too old to serve without trying: revalidate now, stale only if that fails
+                return await self._fetch_mutable(ref, key, fetch)
+            except Unavailable:
+                return cached
+        metrics.CACHE_LOOKUPS.labels("store", "miss").inc()
+        self._check_negative(key)
+        if self.settings.offline:
+            if ref.kind is Kind.LIST:
+                return self._list_from_store(ref)
+            raise NotFound(f"{ref.module}: not in cache (offline mode)")
+        try:
+            return await self._fetch_mutable(ref, key, fetch)
+        except Unavailable:
+            if ref.kind is Kind.LIST:
+                fallback = self._list_from_store(ref)
+                if fallback.size:
+                    return fallback
+            raise
+
+    async def _fetch_mutable(self, ref: ArtifactRef, key: str,
+                             fetch: Callable[[], Awaitable[Artifact]]) -> Artifact:
+        try:
+            art, shared = await self.flights.do(key, fetch)
+        except (NotFound, Gone) as exc:
+            self._remember_negative(key, exc)
+            raise
+        if shared:
+            metrics.SINGLEFLIGHT_WAITS.labels(ref.kind.value).inc()
+        return art
+
+    def _refresh_in_background(self, key: str, fetch: Callable[[], Awaitable[Artifact]]) -> None:
+        if self.flights.inflight(key):
+            return
+
+        async def refresh() -> None:
+            try:
+                await self.flights.do(key, fetch)
+            except ModvaultError as exc:
+                LOG.info("background refresh of %s failed: %s", key, exc.message)
+
+        task = asyncio.get_running_loop().create_task(refresh())
+        self._refreshing.add(task)
+        task.add_done_callback(self._refreshing.discard)
+
+    async def _store_mutable(self, kind: Kind, key: str, data: bytes, source: str) -> Artifact:
+        obj = await asyncio.to_thread(self.store.put_atomic, key, data)
+        art = Artifact(kind, len(data), etag_of(data), obj.mtime, False, body=data,
+                       tier="upstream", upstream=source)
+        self._remember(key, art)
+        self._negative.pop(key, None)
+        return art
+
+    async def _fetch_list(self, ref: ArtifactRef, key: str) -> Artifact:
+        versions, source = await self.chain.list(ref.module)
+        return await self._store_mutable(Kind.LIST, key, format_list(versions), source)
+
+    async def _fetch_latest(self, ref: ArtifactRef, key: str) -> Artifact:
+        data, source = await self.chain.latest(ref.module)
+        return await self._store_mutable(Kind.LATEST, key, data, source)
+
+    async def _fetch_query(self, ref: ArtifactRef, key: str) -> Artifact:
+        data, source = await self.chain.info(ref.module, ref.version)
+        return await self._store_mutable(Kind.INFO, key, data, source)
+
+    def _list_from_store(self, ref: ArtifactRef) -> Artifact:
+        """Versions we hold (any of .info/.mod/.zip), for when no upstream can answer."""
+        versions: set[str] = set()
+        for k in self.store.list(f"{ref.escaped_module}/@v/"):
+            name = k.rsplit("/", 1)[-1]
+            stem, _, ext = name.rpartition(".")
+            if ext not in ("info", "mod", "zip"):
+                continue
+            try:
+                v = unescape_version(stem)
+                check(ref.module, v)
+            except ModuleError:
+                continue
+            if not is_pseudo_version(v):
+                versions.add(v)
+        stale = self.store.stat(keys.list_key(ref.escaped_module))
+        if stale is not None:
+            versions.update(self.store.read(stale.key).decode("utf-8", "replace").split())
+        data = format_list(sorted(versions))
+        return Artifact(Kind.LIST, len(data), etag_of(data), time.time(), False, body=data,
+                        tier="store")
+
+    # -- operations --------------------------------------------------------------------------
+
+    async def ready(self) -> tuple[bool, str]:
+        """Readiness: the store takes writes and, online, some upstream answers."""
+        if not await asyncio.to_thread(self.store.writable):
+            return False, "store not writable"
+        if self.settings.offline:
+            return True, "ready (offline)"
+        ok, why = await self.chain.probe()
+        return ok, ("ready: " if ok else "no upstream reachable: ") + why
+
+    async def aclose(self) -> None:
+        for task in list(self._refreshing):
+            task.cancel()
+        await self.chain.aclose()

@@ -1,0 +1,399 @@
+"""An upstream GOPROXY (https:// or file://), spoken to as the go command would, and distrusted.
+
+Every answer is checked before it leaves this module: .info is JSON with a canonical Version (the one
+asked for, when a canonical version was asked for); list holds tagged versions only; .mod and .zip are
+bounded, and a zip is streamed to a temp file and checked against the module zip rules by the service.
+Anything that breaks a rule is InvalidContent (502) naming the upstream and the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import random
+import shutil
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import unquote, urlsplit
+
+import httpx
+
+from modvault.errors import (
+    Gone,
+    InvalidContent,
+    ModvaultError,
+    NotFound,
+    Unavailable,
+    UpstreamTimeout,
+)
+from modvault.module import semver
+from modvault.module.errors import ModuleError
+from modvault.module.path import check, escape_path, escape_version
+from modvault.module.pseudo import is_pseudo_version
+from modvault.observability import metrics
+
+T = TypeVar("T")
+
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+PROBE_FRESH = 300.0  # an answer this recent proves an upstream reachable for /readyz
+_CHUNK = 256 * 1024
+
+
+@dataclass(frozen=True)
+class UpstreamLimits:
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    total_timeout: float = 600.0
+    retries: int = 3
+    max_redirects: int = 5
+    max_zip_bytes: int = 500 * 1024 * 1024
+    max_mod_bytes: int = 16 * 1024 * 1024
+    max_info_bytes: int = 64 * 1024
+    max_list_bytes: int = 16 * 1024 * 1024
+    backoff_base: float = 0.2
+    backoff_max: float = 10.0
+
+
+def make_client(limits: UpstreamLimits) -> httpx.AsyncClient:
+    """One pooled client for all HTTP upstreams: keep-alive, HTTP/2 where offered, bounded redirects."""
+    return httpx.AsyncClient(
+        http2=True,
+        follow_redirects=True,
+        max_redirects=limits.max_redirects,
+        timeout=httpx.Timeout(
+            connect=limits.connect_timeout,
+            read=limits.read_timeout,
+            write=limits.read_timeout,
+            pool=limits.connect_timeout,
+        ),
+        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        headers={"User-Agent": "modvault"},
+        trust_env=False,
+    )
+
+
+def _first_line(body: bytes, limit: int = 200) -> str:
+    text = body[:4096].decode("utf-8", "replace").strip().splitlines()
+    line = text[0] if text else ""
+    line = "".join(ch if ch.isprintable() else "?" for ch in line)
+    return line[:limit]
+
+
+def validate_info(upstream: str, body: bytes, want: str | None, limit: int) -> bytes:
+    """Check an .info/@latest answer (go.dev/ref/mod#goproxy-protocol: JSON with Version and Time)."""
+    if len(body) > limit:
+        raise InvalidContent(f"{upstream}: .info answer larger than {limit} bytes")
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidContent(f"{upstream}: .info answer is not valid JSON") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("Version"), str):
+        raise InvalidContent(f"{upstream}: .info answer has no Version string")
+    version = doc["Version"]
+    if not is_canonical(version):
+        raise InvalidContent(f"{upstream}: .info Version {version!r} is not a canonical version")
+    if want is not None and version != want:
+        raise InvalidContent(f"{upstream}: .info Version {version!r} does not match requested {want!r}")
+    t = doc.get("Time")
+    if t is not None and not isinstance(t, str):
+        raise InvalidContent(f"{upstream}: .info Time is not a string")
+    return body
+
+
+def parse_list(module: str, body: bytes) -> list[str]:
+    """Keep the tagged, canonical versions that agree with the module path; drop pseudo-versions."""
+    out: list[str] = []
+    for raw in body.decode("utf-8", "replace").splitlines():
+        fields = raw.split()
+        if not fields:
+            continue
+        v = fields[0]
+        if is_pseudo_version(v):
+            continue
+        try:
+            check(module, v)
+        except ModuleError:
+            continue
+        out.append(v)
+    return out
+
+
+class HTTPUpstream:
+    """A GOPROXY reached over HTTP(S)."""
+
+    def __init__(self, url: str, client: httpx.AsyncClient, limits: UpstreamLimits) -> None:
+        self.base = url.rstrip("/")
+        parts = urlsplit(self.base)
+        # Credentials in the URL are used but never shown.
+        self.name = f"{parts.scheme}://{parts.hostname or ''}" + (
+            f":{parts.port}" if parts.port else "") + parts.path
+        self.client = client
+        self.limits = limits
+        self.last_contact: float | None = None  # monotonic time of the last HTTP answer
+
+    async def probe(self) -> tuple[bool, str]:
+        if self.last_contact is not None and time.monotonic() - self.last_contact < PROBE_FRESH:
+            return True, "reached recently"
+        try:
+            resp = await self.client.get(self.base + "/", timeout=5.0)
+        except (httpx.HTTPError, OSError) as exc:
+            return False, _describe(exc)
+        self.last_contact = time.monotonic()
+        return True, f"answered {resp.status_code}"
+
+    def _url(self, module: str, tail: str) -> str:
+        return f"{self.base}/{escape_path(module)}/{tail}"
+
+    async def _with_retries(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Run ``attempt`` until it succeeds, fails for good, or the total deadline passes."""
+        deadline = time.monotonic() + self.limits.total_timeout
+        tries = 0
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            while True:
+                tries += 1
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise UpstreamTimeout(f"{self.name}: {what}: deadline exceeded")
+                try:
+                    async with asyncio.timeout(remaining):
+                        result = await attempt()
+                    outcome = "ok"
+                    return result
+                except _Retry as r:
+                    err: ModvaultError = r.error
+                    delay = r.retry_after
+                except TimeoutError:
+                    raise UpstreamTimeout(
+                        f"{self.name}: {what}: no complete answer within "
+                        f"{self.limits.total_timeout:g}s") from None
+                except httpx.TimeoutException:
+                    err = UpstreamTimeout(f"{self.name}: {what}: timed out")
+                    delay = None
+                except httpx.TooManyRedirects:
+                    raise Unavailable(f"{self.name}: {what}: too many redirects") from None
+                except (httpx.TransportError, OSError) as exc:
+                    err = Unavailable(f"{self.name}: {what}: {_describe(exc)}")
+                    delay = None
+                except (NotFound, Gone):
+                    outcome = "notfound"
+                    raise
+                if tries > self.limits.retries:
+                    raise err
+                backoff = min(self.limits.backoff_max, self.limits.backoff_base * 2 ** (tries - 1))
+                wait = delay if delay is not None else random.uniform(0, backoff)
+                if time.monotonic() + wait >= deadline:
+                    raise err
+                metrics.UPSTREAM_RETRIES.labels(self.name).inc()
+                await asyncio.sleep(wait)
+        finally:
+            metrics.UPSTREAM_REQUESTS.labels(self.name, what.split(" ")[0], outcome).inc()
+            metrics.UPSTREAM_LATENCY.labels(self.name).observe(time.perf_counter() - started)
+
+    @asynccontextmanager
+    async def _get(self, url: str, what: str) -> AsyncIterator[httpx.Response]:
+        async with self.client.stream("GET", url) as resp:
+            self.last_contact = time.monotonic()
+            if resp.status_code == 200:
+                yield resp
+                return
+            body = await _read_bounded(resp, 4096, truncate=True)
+            reason = _first_line(body) or resp.reason_phrase
+            if resp.status_code == 404:
+                raise NotFound(f"{self.name}: {what}: not found: {reason}")
+            if resp.status_code == 410:
+                raise Gone(f"{self.name}: {what}: gone: {reason}")
+            err = Unavailable(f"{self.name}: {what}: upstream answered {resp.status_code} {reason}")
+            if resp.status_code in RETRY_STATUSES:
+                raise _Retry(err, _retry_after(resp.headers.get("retry-after")))
+            raise err
+
+    async def _fetch_small(self, url: str, what: str, limit: int) -> bytes:
+        async def attempt() -> bytes:
+            async with self._get(url, what) as resp:
+                return await _read_bounded(resp, limit, what=f"{self.name}: {what}")
+
+        return await self._with_retries(what, attempt)
+
+    async def list(self, module: str) -> list[str]:
+        body = await self._fetch_small(
+            self._url(module, "@v/list"), f"list {module}", self.limits.max_list_bytes)
+        return parse_list(module, body)
+
+    async def latest(self, module: str) -> bytes:
+        body = await self._fetch_small(
+            self._url(module, "@latest"), f"latest {module}", self.limits.max_info_bytes)
+        return validate_info(self.name, body, None, self.limits.max_info_bytes)
+
+    async def info(self, module: str, version: str) -> bytes:
+        url = self._url(module, f"@v/{escape_version(version)}.info")
+        body = await self._fetch_small(url, f"info {module}@{version}", self.limits.max_info_bytes)
+        want = version if is_canonical(version) else None
+        return validate_info(self.name, body, want, self.limits.max_info_bytes)
+
+    async def mod(self, module: str, version: str) -> bytes:
+        url = self._url(module, f"@v/{escape_version(version)}.mod")
+        return await self._fetch_small(url, f"mod {module}@{version}", self.limits.max_mod_bytes)
+
+    async def zip(self, module: str, version: str, dest: Path) -> None:
+        url = self._url(module, f"@v/{escape_version(version)}.zip")
+        what = f"zip {module}@{version}"
+        limit = self.limits.max_zip_bytes
+
+        async def attempt() -> None:
+            async with self._get(url, what) as resp:
+                declared = resp.headers.get("content-length")
+                if declared is not None and declared.isdigit() and int(declared) > limit:
+                    raise InvalidContent(f"{self.name}: {what}: zip larger than {limit} bytes")
+                got = 0
+                with open(dest, "wb") as fh:
+                    async for chunk in resp.aiter_bytes(_CHUNK):
+                        got += len(chunk)
+                        if got > limit:
+                            raise InvalidContent(
+                                f"{self.name}: {what}: zip larger than {limit} bytes")
+                        fh.write(chunk)
+                if declared is not None and declared.isdigit() and got != int(declared) \
+                        and "content-encoding" not in resp.headers:
+                    raise _Retry(Unavailable(
+                        f"{self.name}: {what}: body of {got} bytes, Content-Length said {declared}"),
+                        None)
+            metrics.UPSTREAM_BYTES.labels(self.name).inc(got)
+
+        await self._with_retries(what, attempt)
+
+    async def aclose(self) -> None:
+        return None
+
+
+class FileUpstream:
+    """A GOPROXY in a local directory (``file://``), as the go command supports."""
+
+    def __init__(self, url: str, limits: UpstreamLimits) -> None:
+        self.name = url
+        self.root = Path(unquote(urlsplit(url).path))
+        self.limits = limits
+
+    async def probe(self) -> tuple[bool, str]:
+        ok = await asyncio.to_thread(self.root.is_dir)
+        return ok, "directory present" if ok else "directory missing"
+
+    def _path(self, module: str, tail: str) -> Path:
+        return self.root / escape_path(module) / tail
+
+    def _read(self, p: Path, what: str, limit: int) -> bytes:
+        try:
+            size = p.stat().st_size
+            if size > limit:
+                raise InvalidContent(f"{self.name}: {what}: answer larger than {limit} bytes")
+            return p.read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(f"{self.name}: {what}: not found") from None
+        except OSError as exc:
+            raise Unavailable(f"{self.name}: {what}: {exc.strerror}") from None
+
+    async def list(self, module: str) -> list[str]:
+        body = await asyncio.to_thread(
+            self._read, self._path(module, "@v/list"), f"list {module}", self.limits.max_list_bytes)
+        return parse_list(module, body)
+
+    async def latest(self, module: str) -> bytes:
+        body = await asyncio.to_thread(
+            self._read, self._path(module, "@latest"), f"latest {module}", self.limits.max_info_bytes)
+        return validate_info(self.name, body, None, self.limits.max_info_bytes)
+
+    async def info(self, module: str, version: str) -> bytes:
+        p = self._path(module, f"@v/{escape_version(version)}.info")
+        body = await asyncio.to_thread(
+            self._read, p, f"info {module}@{version}", self.limits.max_info_bytes)
+        want = version if is_canonical(version) else None
+        return validate_info(self.name, body, want, self.limits.max_info_bytes)
+
+    async def mod(self, module: str, version: str) -> bytes:
+        p = self._path(module, f"@v/{escape_version(version)}.mod")
+        return await asyncio.to_thread(
+            self._read, p, f"mod {module}@{version}", self.limits.max_mod_bytes)
+
+    async def zip(self, module: str, version: str, dest: Path) -> None:
+        p = self._path(module, f"@v/{escape_version(version)}.zip")
+        what = f"zip {module}@{version}"
+
+        def copy() -> None:
+            try:
+                if p.stat().st_size > self.limits.max_zip_bytes:
+                    raise InvalidContent(
+                        f"{self.name}: {what}: zip larger than {self.limits.max_zip_bytes} bytes")
+                shutil.copyfile(p, dest)
+            except (FileNotFoundError, NotADirectoryError):
+                raise NotFound(f"{self.name}: {what}: not found") from None
+
+        await asyncio.to_thread(copy)
+
+    async def aclose(self) -> None:
+        return None
+
+
+class _Retry(Exception):
+    """Internal: an attempt failed in a way worth another try."""
+
+    def __init__(self, error: ModvaultError, retry_after: float | None) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.retry_after = retry_after
+
+
+def is_canonical(version: str) -> bool:
+    """Canonical semver, allowing only the ``+incompatible`` build suffix (on v2 and above)."""
+    base = version.removesuffix("+incompatible")
+    return semver.is_valid(version) and semver.canonical(version) == base and (
+        base == version or semver.major(version) not in ("v0", "v1"))
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After is delay-seconds or an HTTP-date (RFC 9110 §10.2.3)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "connection closed before the answer was complete"
+    if isinstance(exc, httpx.ConnectError):
+        return "cannot connect"
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+async def _read_bounded(resp: httpx.Response, limit: int, *, what: str = "",
+                        truncate: bool = False) -> bytes:
+    buf = bytearray()
+    async for chunk in resp.aiter_bytes():
+        buf += chunk
+        if len(buf) > limit:
+            if truncate:
+                return bytes(buf[:limit])
+            raise InvalidContent(f"{what}: answer larger than {limit} bytes")
+    return bytes(buf)
+
+
+def upstream_from_url(url: str, client: httpx.AsyncClient, limits: UpstreamLimits) -> \
+        HTTPUpstream | FileUpstream:
+    if url.startswith("file://"):
+        return FileUpstream(url, limits)
+    return HTTPUpstream(url, client, limits)
+
+

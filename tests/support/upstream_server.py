@@ -1,0 +1,137 @@
+"""A GOPROXY test upstream on 127.0.0.1: serves a static directory, records every request, and can
+be told to misbehave per path (status codes, bad bodies, lying lengths, drops, delays, redirects)."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote
+
+
+@dataclass
+class Behaviour:
+    status: int = 200
+    body: bytes | None = None  # None: serve the file
+    headers: dict[str, str] | None = None
+    content_length: int | None = None  # lie about the length
+    drop_after: int | None = None  # close the connection after this many body bytes
+    delay: float = 0.0  # before answering
+    trickle: float = 0.0  # seconds between 1 KiB chunks
+    redirect_to: str | None = None
+    times: int | None = None  # apply this many times, then serve normally
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: TestUpstreamServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        srv = self.server
+        path = self.path.split("?", 1)[0]
+        with srv.lock:
+            srv.requests.append(path)
+            b = srv.behaviours.get(path)
+            if b is None:
+                for prefix, pb in srv.prefix_behaviours.items():
+                    if path.startswith(prefix):
+                        b = pb
+                        break
+            if b is not None and b.times is not None:
+                if b.times <= 0:
+                    b = None
+                else:
+                    b.times -= 1
+        if srv.hook is not None:
+            srv.hook(path)
+        if b is None:
+            b = Behaviour()
+        if b.delay:
+            time.sleep(b.delay)
+        if b.redirect_to is not None:
+            self.send_response(302)
+            self.send_header("Location", b.redirect_to)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body = b.body
+        if body is None:
+            f = srv.root / unquote(path).lstrip("/")
+            if not f.is_file() or ".." in path:
+                body = b"not found: " + path.encode() + b"\n"
+                status = 404
+            else:
+                body = f.read_bytes()
+                status = b.status
+        else:
+            status = b.status
+        self.send_response(status)
+        for k, v in (b.headers or {}).items():
+            self.send_header(k, v)
+        length = b.content_length if b.content_length is not None else len(body)
+        self.send_header("Content-Length", str(length))
+        self.end_headers()
+        if b.drop_after is not None:
+            self.wfile.write(body[: b.drop_after])
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+            self.close_connection = True
+            return
+        if b.trickle:
+            try:
+                for i in range(0, len(body), 1024):
+                    self.wfile.write(body[i:i + 1024])
+                    self.wfile.flush()
+                    time.sleep(b.trickle)
+            except OSError:
+                pass
+            return
+        with contextlib.suppress(OSError):
+            self.wfile.write(body[:length] if length < len(body) else body)
+        if length != len(body):
+            self.close_connection = True
+
+
+class TestUpstreamServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.root = root
+        self.requests: list[str] = []
+        self.behaviours: dict[str, Behaviour] = {}
+        self.prefix_behaviours: dict[str, Behaviour] = {}
+        self.hook: Callable[[str], None] | None = None
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def start(self) -> TestUpstreamServer:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+    def count(self, path: str) -> int:
+        with self.lock:
+            return sum(1 for p in self.requests if p == path)
+
+    def reset(self) -> None:
+        with self.lock:
+            self.requests.clear()
+            self.behaviours.clear()
+            self.prefix_behaviours.clear()
