@@ -221,9 +221,7 @@ def test_round_trip(major: str, older: str, t: datetime, rev: str) -> None:
     assert pseudo.is_pseudo_version(v)
     assert pseudo.pseudo_version_rev(v) == rev
     assert pseudo.pseudo_version_time_as_datetime(v) == t
-    assert pseudo.pseudo_version_time(v) == t.strftime("%Y%m%d%H%M%S").zfill(14) or (
-        t.year < 1000 and pseudo.pseudo_version_time(v)[4:] == t.strftime("%m%d%H%M%S")
-    )
+    assert pseudo.pseudo_version_time(v) == f"{t.year:04d}{t:%m%d%H%M%S}"
     if older == "":
         assert pseudo.pseudo_version_base(v) == ""
         assert semver.major(v) == (major or "v0")

@@ -22,7 +22,9 @@ class Behaviour:
     content_length: int | None = None  # lie about the length
     drop_after: int | None = None  # close the connection after this many body bytes
     delay: float = 0.0  # before answering
-    trickle: float = 0.0  # seconds between 1 KiB chunks
+    trickle: float = 0.0  # seconds between chunks
+    chunk: int = 1024
+    no_length: bool = False  # no Content-Length: the body ends when the connection closes
     redirect_to: str | None = None
     times: int | None = None  # apply this many times, then serve normally
 
@@ -77,7 +79,11 @@ class _Handler(BaseHTTPRequestHandler):
         for k, v in (b.headers or {}).items():
             self.send_header(k, v)
         length = b.content_length if b.content_length is not None else len(body)
-        self.send_header("Content-Length", str(length))
+        if b.no_length:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        else:
+            self.send_header("Content-Length", str(length))
         self.end_headers()
         if b.drop_after is not None:
             self.wfile.write(body[: b.drop_after])
@@ -87,8 +93,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if b.trickle:
             try:
-                for i in range(0, len(body), 1024):
-                    self.wfile.write(body[i:i + 1024])
+                for i in range(0, len(body), b.chunk):
+                    self.wfile.write(body[i:i + b.chunk])
                     self.wfile.flush()
                     time.sleep(b.trickle)
             except OSError:

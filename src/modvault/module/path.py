@@ -305,6 +305,12 @@ def canonical_version(v: str) -> str:
     return cv
 
 
+def is_canonical_version(v: str) -> bool:
+    """True for versions the proxy protocol accepts for .mod/.zip: canonical, build suffix only
+    ``+incompatible``."""
+    return bool(v) and canonical_version(v) == v
+
+
 def check(path: str, version: str) -> None:
     """Validate a module path and version pair, as the proxy protocol needs it.
 

@@ -204,6 +204,8 @@ class ZipEntry:
     compressed_size: int
     uncompressed_size: int
     header_offset: int
+    creator_system: int = 0  # high byte of "version made by" (3 = Unix)
+    external_attr: int = 0
 
     @property
     def is_dir(self) -> bool:
@@ -251,6 +253,8 @@ class ZipReader:
                     compressed_size=info.compress_size,
                     uncompressed_size=info.file_size,
                     header_offset=info.header_offset,
+                    creator_system=info.create_system,
+                    external_attr=info.external_attr,
                 )
             )
         self.entries: Sequence[ZipEntry] = tuple(entries)

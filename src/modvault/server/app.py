@@ -133,10 +133,15 @@ class App:
         if compressible:
             base.append(("vary", "Accept-Encoding"))
 
+        gz: bytes | None = None
+        if compressible and ranges.accepts_gzip(h.get("accept-encoding")):
+            gz = art.gzipped()
+            if gz is not None and len(gz) >= art.size:
+                gz = None  # tiny bodies: gzip would only add bytes
         if ranges.not_modified(h.get("if-none-match"), h.get("if-modified-since"),
                                (art.etag, gz_etag), art.mtime):
             out.status = 304
-            proto.response_empty(304, [("etag", art.etag), *base])
+            proto.response_empty(304, [("etag", gz_etag if gz is not None else art.etag), *base])
             return
 
         range_header = h.get("range")
@@ -156,13 +161,11 @@ class App:
                 await self._render_ranges(proto, art, spans, base, head, out)
                 return
 
-        if compressible and ranges.accepts_gzip(h.get("accept-encoding")):
-            gz = art.gzipped()
-            if gz is not None and len(gz) < art.size:
-                headers = [("content-type", art.media_type), ("content-encoding", "gzip"),
-                           ("etag", gz_etag), ("content-length", str(len(gz))), *base]
-                self._send_body(proto, out, 200, headers, gz, head)
-                return
+        if gz is not None:
+            headers = [("content-type", art.media_type), ("content-encoding", "gzip"),
+                       ("etag", gz_etag), ("content-length", str(len(gz))), *base]
+            self._send_body(proto, out, 200, headers, gz, head)
+            return
         headers = [("content-type", art.media_type), ("etag", art.etag),
                    ("content-length", str(art.size)), *base]
         if art.body is not None:

@@ -13,8 +13,7 @@ import re
 from modvault.artifact import ArtifactRef, Kind
 from modvault.errors import BadRequest, ModvaultError, NotFound
 from modvault.module.errors import ModuleError
-from modvault.module.path import check, unescape_path, unescape_version
-from modvault.sources.upstream import is_canonical
+from modvault.module.path import check, is_canonical_version, unescape_path, unescape_version
 
 MAX_PATH = 2048
 
@@ -78,7 +77,7 @@ def parse_artifact_path(path: str) -> ArtifactRef:
         raise NotFound(f"not found: unknown file {file!r} (want list, .info, .mod or .zip)")
     kind = Kind(ext)
     version = parse_version(stem)
-    canonical = is_canonical(version)
+    canonical = is_canonical_version(version)
     if kind is not Kind.INFO and not canonical:
         raise BadRequest(f"version {version!r} is not canonical (for .{ext} the version must be "
                          "a canonical semantic version)")

@@ -31,9 +31,9 @@ from modvault.errors import (
     Unavailable,
     UpstreamTimeout,
 )
-from modvault.module import semver
 from modvault.module.errors import ModuleError
 from modvault.module.path import check, escape_path, escape_version
+from modvault.module.path import is_canonical_version as is_canonical
 from modvault.module.pseudo import is_pseudo_version
 from modvault.observability import metrics
 
@@ -346,13 +346,6 @@ class _Retry(Exception):
         super().__init__(error.message)
         self.error = error
         self.retry_after = retry_after
-
-
-def is_canonical(version: str) -> bool:
-    """Canonical semver, allowing only the ``+incompatible`` build suffix (on v2 and above)."""
-    base = version.removesuffix("+incompatible")
-    return semver.is_valid(version) and semver.canonical(version) == base and (
-        base == version or semver.major(version) not in ("v0", "v1"))
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -104,9 +104,7 @@ def append_record_hashes(
     return Appended(old_size, tree, start, tuple(overlay.pending))
 
 
-def append_records(
-    old_size: int, records: Iterable[bytes], read_hashes: tlog.HashReader
-) -> Appended:
+def append_records(old_size: int, records: Iterable[bytes], read_hashes: tlog.HashReader) -> Appended:
     """Append *records* (record texts, see :func:`tlog.format_record`) to a log of *old_size*
     records. Record texts must be valid (:func:`tlog.is_valid_record_text`): they are served
     in lookups and data tiles later."""
@@ -123,9 +121,7 @@ def sign_tree(tree: tlog.Tree, signers: _note.Signer | Sequence[_note.Signer]) -
     return _note.sign(tlog.format_tree(tree), signers)
 
 
-def open_tree(
-    msg: bytes, known: _note.Verifiers | Iterable[_note.Verifier]
-) -> tuple[tlog.Tree, _note.Note]:
+def open_tree(msg: bytes, known: _note.Verifiers | Iterable[_note.Verifier]) -> tuple[tlog.Tree, _note.Note]:
     """Open a signed tree head note and parse its tree. Raises the errors of
     :func:`note.open_note` and :class:`tlog.MalformedTree`."""
     opened = _note.open_note(msg, known)

@@ -199,16 +199,18 @@ def key_hash(name: str, key: bytes) -> int:
 
 
 def _b64decode(s: str) -> bytes | None:
-    """Strict standard base64 (padded, canonical); None when *s* is not such an encoding."""
+    """Standard padded base64, as Go's base64.StdEncoding decodes it; None when *s* is not.
+
+    Like Go (and unlike tree hashes, see tlog.parse_tree), non-zero unused bits in the last
+    character are tolerated: a co-signer's oddly encoded signature must not make us refuse a
+    note the go command accepts. (Go also skips CR and LF inside base64; they cannot occur
+    here, a note line has none and a key with one is refused.)"""
     if not _B64.fullmatch(s):
         return None
     try:
-        raw = base64.b64decode(s, validate=True)
+        return base64.b64decode(s, validate=True)
     except (binascii.Error, ValueError):
         return None
-    if base64.b64encode(raw).decode("ascii") != s:  # non-zero unused bits: not canonical
-        return None
-    return raw
 
 
 def _b64encode(raw: bytes) -> str:
@@ -362,9 +364,7 @@ def generate_key(name: str) -> tuple[str, str]:
     """
     if not is_valid_name(name):
         raise InvalidKey("malformed verifier id")
-    seed = Ed25519PrivateKey.generate().private_bytes(
-        Encoding.Raw, PrivateFormat.Raw, NoEncryption()
-    )
+    seed = Ed25519PrivateKey.generate().private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
     signer = Ed25519Signer(name, seed)
     return _format_skey(name, signer.key_hash, seed), signer.verifier().vkey
 

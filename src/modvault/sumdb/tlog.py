@@ -407,9 +407,7 @@ def prove_tree(t: int, n: int, read_hashes: HashReader) -> list[bytes]:
     return p
 
 
-def _run_tree_proof(
-    p: Sequence[bytes], lo: int, hi: int, n: int, old: bytes
-) -> tuple[bytes, bytes]:
+def _run_tree_proof(p: Sequence[bytes], lo: int, hi: int, n: int, old: bytes) -> tuple[bytes, bytes]:
     """(hash of [lo, hi) in the old tree, hash of [lo, hi) in the new tree) implied by *p*."""
     if n == hi:
         if lo == 0:
@@ -445,7 +443,8 @@ def check_tree(proof: Sequence[bytes], t: int, th: bytes, n: int, h: bytes) -> N
 
 _PATH_BASE = 1000
 _TILE_PATH = re.compile(
-    r"tile/([1-9][0-9]?)/(data|0|[1-9][0-9]?)/((?:x[0-9]{3}/)*[0-9]{3})(?:\.p/([1-9][0-9]*))?"
+    # H, L, up to seven 3-digit groups of N (int64 has 19 digits), optional .p/W (W < 2**30)
+    r"tile/([1-9][0-9]?)/(data|0|[1-9][0-9]?)/((?:x[0-9]{3}/){0,6}[0-9]{3})(?:\.p/([1-9][0-9]{0,9}))?"
 )
 
 
@@ -610,7 +609,7 @@ def format_data_tile(records: Sequence[bytes]) -> bytes:
 # --- tree heads ---------------------------------------------------------------------------------
 
 _TREE_PREFIX = "go.sum database tree\n"
-_DECIMAL = re.compile(r"0|[1-9][0-9]*")
+_DECIMAL = re.compile(r"0|[1-9][0-9]{0,18}")  # non-negative, canonical, at most int64's 19 digits
 
 
 @dataclass(frozen=True)
@@ -793,7 +792,8 @@ class TilePlan:
         stx_tile: list[int] = []
         for x in stx:
             parent = _tile_parent(_tile_for_index(height, x)[0], 0, tree.N)
-            assert parent is not None
+            if parent is None:
+                raise AssertionError("tlog: bad math in TilePlan: tree-hash tile outside tree")
             if parent not in order:
                 order[parent] = len(tiles)
                 tiles.append(parent)
@@ -819,7 +819,8 @@ class TilePlan:
                 order[child] = len(tiles)
                 tiles.append(child)
             tile0 = _tile_parent(base, 0, tree.N)
-            assert tile0 is not None
+            if tile0 is None:
+                raise AssertionError("tlog: bad math in TilePlan: index tile outside tree")
             index_tile.append(order[tile0])
 
         self.tiles: tuple[Tile, ...] = tuple(tiles)
@@ -836,9 +837,7 @@ class TilePlan:
             raise TlogError(f"tile reader returned {len(data)} tiles, want {len(tiles)}")
         for tile, d in zip(tiles, data, strict=True):
             if len(d) != tile.W * HASH_SIZE:
-                raise InconsistentTile(
-                    f"tile {tile.path()} has {len(d)} bytes, want {tile.W * HASH_SIZE}"
-                )
+                raise InconsistentTile(f"tile {tile.path()} has {len(d)} bytes, want {tile.W * HASH_SIZE}")
         if not self.indexes:
             return []
 
@@ -866,8 +865,7 @@ class TilePlan:
                 raise InconsistentTile()
 
         return [
-            hash_from_tile(tiles[j], data[j], x)
-            for x, j in zip(self.indexes, self._index_tile, strict=True)
+            hash_from_tile(tiles[j], data[j], x) for x, j in zip(self.indexes, self._index_tile, strict=True)
         ]
 
 
