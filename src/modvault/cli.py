@@ -9,6 +9,7 @@ from pathlib import Path
 
 from modvault import __version__
 from modvault.config import ConfigError, Settings, load_settings
+from modvault.sources.chain import redact_upstream_list
 
 
 def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -52,7 +53,7 @@ def serve(settings: Settings) -> None:
     os.environ[SETTINGS_ENV] = settings.to_json()
     scheme = "https" if settings.tls_cert else "http"
     print(f"modvault {__version__} serving {scheme}://{settings.listen} "
-          f"data={settings.data_dir} upstream={settings.upstream}"
+          f"data={settings.data_dir} upstream={redact_upstream_list(settings.upstream)}"
           + (" (offline)" if settings.offline else ""), file=sys.stderr, flush=True)
     kwargs: dict[str, object] = {}
     if settings.tls_cert:

@@ -8,6 +8,7 @@ background task revalidates them, and served stale when every source fails. One 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import time
@@ -160,8 +161,10 @@ class ModuleService:
         return art
 
     def _remember(self, key: str, art: Artifact) -> None:
+        """Keep a copy in the memory tier; the copy is what later hits return (tier "memory")."""
         if art.body is not None and art.size <= self.settings.memory_item_max_bytes:
-            self.memory.put(key, art, art.size + 256)
+            self.memory.put(key, dataclasses.replace(art, tier="memory", upstream=""),
+                            art.size + 256)
 
     # -- negative answers --------------------------------------------------------------------
 
@@ -197,12 +200,10 @@ class ModuleService:
             age = time.time() - cached.mtime
             if self.settings.offline or age < self.settings.mutable_ttl:
                 metrics.CACHE_LOOKUPS.labels(tier, "hit").inc()
-                cached.tier = tier
                 return cached
             metrics.CACHE_LOOKUPS.labels(tier, "stale").inc()
             if age < self.settings.mutable_ttl + self.settings.mutable_max_stale:
                 self._refresh_in_background(key, fetch)
-                cached.tier = tier
                 return cached
             try:  # too old to serve without trying: revalidate now, stale only if that fails
                 return await self._fetch_mutable(ref, key, fetch)

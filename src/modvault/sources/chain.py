@@ -18,8 +18,13 @@ import httpx
 
 from modvault.errors import Gone, ModvaultError, NotFound
 from modvault.sources.base import Source
+from modvault.sources.redact import redact_url
 
 T = TypeVar("T")
+
+
+def redact_upstream_list(text: str) -> str:
+    return re.sub(r"[^,|]+", lambda m: redact_url(m.group(0).strip()), text)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from modvault.module.path import check, escape_path, escape_version
 from modvault.module.path import is_canonical_version as is_canonical
 from modvault.module.pseudo import is_pseudo_version
 from modvault.observability import metrics
+from modvault.sources.redact import redact_url
 
 T = TypeVar("T")
 
@@ -128,10 +129,8 @@ class HTTPUpstream:
 
     def __init__(self, url: str, client: httpx.AsyncClient, limits: UpstreamLimits) -> None:
         self.base = url.rstrip("/")
-        parts = urlsplit(self.base)
         # Credentials in the URL are used but never shown.
-        self.name = f"{parts.scheme}://{parts.hostname or ''}" + (
-            f":{parts.port}" if parts.port else "") + parts.path
+        self.name = redact_url(self.base)
         self.client = client
         self.limits = limits
         self.last_contact: float | None = None  # monotonic time of the last HTTP answer
