@@ -53,6 +53,8 @@ class Artifact:
     tier: str = "store"  # memory | store | upstream
     upstream: str = ""
     _gz: bytes | None = field(default=None, repr=False)
+    # Response headers for a plain 200, built once by the server for artifacts it serves often.
+    plain_headers: list[tuple[str, str]] | None = field(default=None, repr=False)
     _last_modified: str | None = field(default=None, repr=False)
 
     @property

@@ -84,14 +84,14 @@ class ModuleService:
         if ref.kind is not Kind.ZIP:
             hit = self.memory.get(key)
             if hit is not None:
-                metrics.CACHE_LOOKUPS.labels("memory", "hit").inc()
+                metrics.cache_lookup("memory", "hit")
                 return hit
-            metrics.CACHE_LOOKUPS.labels("memory", "miss").inc()
+            metrics.cache_lookup("memory", "miss")
         obj = self.store.stat(key)
         if obj is not None:
-            metrics.CACHE_LOOKUPS.labels("store", "hit").inc()
+            metrics.cache_lookup("store", "hit")
             return await self._from_store(ref.kind, obj, immutable=True)
-        metrics.CACHE_LOOKUPS.labels("store", "miss").inc()
+        metrics.cache_lookup("store", "miss")
         self._check_negative(key)
         if self.settings.offline:
             raise NotFound(f"{ref.module}@{ref.version}: not in cache (offline mode)")
@@ -173,7 +173,7 @@ class ModuleService:
         if item is None:
             return
         if item[0] > time.monotonic():
-            metrics.CACHE_LOOKUPS.labels("negative", "hit").inc()
+            metrics.cache_lookup("negative", "hit")
             raise item[1]
         self._negative.pop(key, None)
 
@@ -199,9 +199,9 @@ class ModuleService:
         if cached is not None:
             age = time.time() - cached.mtime
             if self.settings.offline or age < self.settings.mutable_ttl:
-                metrics.CACHE_LOOKUPS.labels(tier, "hit").inc()
+                metrics.cache_lookup(tier, "hit")
                 return cached
-            metrics.CACHE_LOOKUPS.labels(tier, "stale").inc()
+            metrics.cache_lookup(tier, "stale")
             if age < self.settings.mutable_ttl + self.settings.mutable_max_stale:
                 self._refresh_in_background(key, fetch)
                 return cached
@@ -209,7 +209,7 @@ class ModuleService:
                 return await self._fetch_mutable(ref, key, fetch)
             except Unavailable:
                 return cached
-        metrics.CACHE_LOOKUPS.labels("store", "miss").inc()
+        metrics.cache_lookup("store", "miss")
         self._check_negative(key)
         if self.settings.offline:
             if ref.kind is Kind.LIST:

@@ -1,23 +1,88 @@
-"""Prometheus metrics. Label values are bounded sets (kinds, statuses, tiers, configured upstreams)."""
+"""Prometheus metrics. Label values are bounded sets (kinds, statuses, tiers, configured upstreams).
+
+The per-request metrics (requests, latency, bytes, cache lookups) are plain dictionaries exported by a
+custom collector at scrape time: prometheus_client's own counters take a lock and a label lookup per
+update, which costs more than the rest of a cached request. Everything here is updated from the event
+loop thread only.
+"""
 
 from __future__ import annotations
 
+import bisect
+from collections.abc import Iterator, Sequence
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
-REQUESTS = Counter(
-    "modvault_requests_total", "HTTP requests by artifact kind and status",
-    ["kind", "status"], registry=REGISTRY)
-REQUEST_LATENCY = Histogram(
-    "modvault_request_duration_seconds", "Request handling time by artifact kind",
-    ["kind"], registry=REGISTRY,
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
-BYTES_SERVED = Counter(
-    "modvault_bytes_served_total", "Response body bytes by artifact kind", ["kind"], registry=REGISTRY)
-CACHE_LOOKUPS = Counter(
-    "modvault_cache_lookups_total", "Cache lookups by tier and result (hit, miss, stale)",
-    ["tier", "result"], registry=REGISTRY)
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class HotCounter:
+    def __init__(self, name: str, doc: str, labels: Sequence[str]) -> None:
+        self.name, self.doc, self.labels = name, doc, list(labels)
+        self.values: dict[tuple[str, ...], float] = {}
+
+    def inc(self, key: tuple[str, ...], amount: float = 1.0) -> None:
+        self.values[key] = self.values.get(key, 0.0) + amount
+
+    def collect(self) -> Metric:
+        fam = CounterMetricFamily(self.name, self.doc, labels=self.labels)
+        for key, value in self.values.items():
+            fam.add_metric(list(key), value)
+        return fam
+
+
+class HotHistogram:
+    def __init__(self, name: str, doc: str, labels: Sequence[str], buckets: Sequence[float]) -> None:
+        self.name, self.doc, self.labels = name, doc, list(labels)
+        self.buckets = list(buckets)
+        # per label key: [count per bucket (+Inf last)], sum
+        self.values: dict[tuple[str, ...], tuple[list[int], list[float]]] = {}
+
+    def observe(self, key: tuple[str, ...], value: float) -> None:
+        item = self.values.get(key)
+        if item is None:
+            item = self.values[key] = ([0] * (len(self.buckets) + 1), [0.0])
+        item[0][bisect.bisect_left(self.buckets, value)] += 1
+        item[1][0] += value
+
+    def collect(self) -> Metric:
+        fam = HistogramMetricFamily(self.name, self.doc, labels=self.labels)
+        for key, (counts, total) in self.values.items():
+            cumulative, acc = [], 0
+            for bound, n in zip([*map(str, self.buckets), "+Inf"], counts, strict=True):
+                acc += n
+                cumulative.append((bound, float(acc)))
+            fam.add_metric(list(key), cumulative, total[0])
+        return fam
+
+
+class _HotCollector(Collector):
+    def __init__(self, metrics: Sequence[HotCounter | HotHistogram]) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        for m in self.metrics:
+            yield m.collect()
+
+
+REQUESTS = HotCounter("modvault_requests", "HTTP requests by artifact kind and status",
+                      ["kind", "status"])
+REQUEST_LATENCY = HotHistogram("modvault_request_duration_seconds",
+                               "Request handling time by artifact kind", ["kind"], LATENCY_BUCKETS)
+BYTES_SERVED = HotCounter("modvault_bytes_served", "Response body bytes by artifact kind", ["kind"])
+CACHE_LOOKUPS = HotCounter("modvault_cache_lookups",
+                           "Cache lookups by tier and result (hit, miss, stale)", ["tier", "result"])
+REGISTRY.register(_HotCollector([REQUESTS, REQUEST_LATENCY, BYTES_SERVED, CACHE_LOOKUPS]))
+
+
+def cache_lookup(tier: str, result: str) -> None:
+    CACHE_LOOKUPS.inc((tier, result))
+
+
 UPSTREAM_REQUESTS = Counter(
     "modvault_upstream_requests_total", "Upstream fetches by upstream, kind and outcome",
     ["upstream", "kind", "outcome"], registry=REGISTRY)
@@ -35,3 +100,26 @@ SINGLEFLIGHT_WAITS = Counter(
 REJECTED_CONTENT = Counter(
     "modvault_rejected_content_total", "Upstream answers refused by a check", ["kind"],
     registry=REGISTRY)
+
+# Checksum database (sumdb/): verification outcomes, security alarms, traffic to databases.
+SUMDB_VERIFICATIONS = Counter(
+    "modvault_sumdb_verifications_total",
+    "Checksum-database verifications of module versions by database and result "
+    "(ok, mismatch, notfound, unavailable, error)",
+    ["db", "result"], registry=REGISTRY)
+SECURITY_ERRORS = Counter(
+    "modvault_security_errors_total",
+    "Security alarms by database and kind: checksum_mismatch, fork, inconsistent_tile, "
+    "bad_signature, bad_record",
+    ["db", "kind"], registry=REGISTRY)
+SUMDB_UPSTREAM_REQUESTS = Counter(
+    "modvault_sumdb_upstream_requests_total",
+    "Requests to checksum databases by database, kind (latest, lookup, tile) and outcome",
+    ["db", "kind", "outcome"], registry=REGISTRY)
+SUMDB_CACHE = Counter(
+    "modvault_sumdb_cache_total",
+    "Checksum-database answers by kind and where they came from (hit, miss, stale)",
+    ["kind", "result"], registry=REGISTRY)
+SUMDB_PRIVATE_RECORDS = Counter(
+    "modvault_sumdb_private_records_total", "Records appended to a private checksum database",
+    ["db"], registry=REGISTRY)

@@ -8,6 +8,7 @@ versions for .mod/.zip) are 400; well-formed requests for something that cannot 
 
 from __future__ import annotations
 
+import functools
 import re
 
 from modvault.artifact import ArtifactRef, Kind
@@ -54,8 +55,13 @@ def parse_version(escaped: str) -> str:
         raise BadRequest(f"invalid escaped version {escaped!r}: {exc}") from None
 
 
+@functools.lru_cache(maxsize=65536)
 def parse_artifact_path(path: str) -> ArtifactRef:
-    """Parse ``/<module>/@v/<file>`` or ``/<module>/@latest``."""
+    """Parse ``/<module>/@v/<file>`` or ``/<module>/@latest``.
+
+    Memoized: the hot path asks for the same few thousand paths over and over, and validation is
+    pure. Failures raise, and exceptions are not cached.
+    """
     if len(path) > MAX_PATH:
         raise URITooLong(f"request path longer than {MAX_PATH} bytes")
     if not path.startswith("/"):

@@ -1,0 +1,270 @@
+"""Hot-path benchmark: modvault with a warm cache against nginx serving the same files, in one run.
+
+Measures, interleaved (nginx, modvault, nginx, modvault, best of the rounds):
+  - cached .info (small body): req/s and p99 with wrk
+  - a 5 MiB zip: MB/s with wrk
+  - a 64 KiB Range of that zip: req/s with wrk
+  - h2 over TLS, small .info: req/s with h2load
+  - RSS of modvault while 64 clients download a 100 MiB zip
+and prints each figure with its ratio to nginx. Needs nginx, wrk and h2load (Debian: nginx-light, wrk,
+nghttp2-client). Run: python bench/bench_proxy.py [--duration SECONDS] [--rounds N]
+Every server binds 127.0.0.1 on a free port; every load loop is bounded in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+MOD = "example.com/bench"
+INFO = f"/{MOD}/@v/v1.0.0.info"
+ZIP5 = f"/{MOD}/@v/v1.0.0.zip"
+ZIP100 = f"/{MOD}/@v/v1.1.0.zip"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"port {port} never opened")
+
+
+def make_data(root: Path) -> None:
+    d = root / MOD / "@v"
+    d.mkdir(parents=True)
+    (d / "v1.0.0.info").write_text('{"Version":"v1.0.0","Time":"2023-11-14T22:13:20Z"}')
+    (d / "v1.0.0.mod").write_text(f"module {MOD}\n")
+    (d / "list").write_text("v1.0.0\nv1.1.0\n")
+    rnd = os.urandom
+    (d / "v1.0.0.zip").write_bytes(rnd(5 << 20))
+    with open(d / "v1.1.0.zip", "wb") as fh:
+        for _ in range(100):
+            fh.write(rnd(1 << 20))
+
+
+def make_cert(root: Path) -> tuple[Path, Path]:
+    cert, key = root / "cert.pem", root / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj",
+                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def start_nginx(root: Path, data: Path, cert: Path, key: Path) -> tuple[subprocess.Popen[bytes], int, int]:
+    port, tls_port = free_port(), free_port()
+    conf = root / "nginx.conf"
+    conf.write_text(f"""
+worker_processes 1;
+daemon off;
+pid {root}/nginx.pid;
+error_log {root}/nginx-error.log;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+    types {{ application/json info; application/zip zip; text/plain mod; }}
+    default_type text/plain;
+    client_body_temp_path {root}/ngx-tmp;
+    proxy_temp_path {root}/ngx-tmp;
+    fastcgi_temp_path {root}/ngx-tmp;
+    uwsgi_temp_path {root}/ngx-tmp;
+    scgi_temp_path {root}/ngx-tmp;
+    server {{
+        listen 127.0.0.1:{port};
+        listen 127.0.0.1:{tls_port} ssl http2;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        root {data};
+        add_header Cache-Control "public, max-age=31536000, immutable";
+    }}
+}}
+""")
+    proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(root)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    wait_port(port)
+    wait_port(tls_port)
+    return proc, port, tls_port
+
+
+def start_modvault(data: Path, port: int, *extra: str, env: dict[str, str] | None = None
+                   ) -> subprocess.Popen[bytes]:
+    e = {k: v for k, v in os.environ.items() if not k.startswith("MODVAULT_")}
+    e.update(env or {})
+    proc = subprocess.Popen([sys.executable, "-m", "modvault", "serve", "--listen", f"127.0.0.1:{port}",
+                             "--data-dir", str(data), "--upstream", "off", "--offline", *extra],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=e,
+                            start_new_session=True)
+    wait_port(port)
+    time.sleep(0.5)
+    return proc
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _unit(value: str, unit: str) -> float:
+    scale = {"": 1, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "KB": 1e3, "MB": 1e6, "GB": 1e9,
+             "B": 1}
+    return float(value) * scale.get(unit, 1)
+
+
+def wrk(url: str, duration: float, conns: int = 64, header: str | None = None) -> dict[str, float]:
+    cmd = ["wrk", "-t2", f"-c{conns}", f"-d{int(duration)}s", "--latency", url]
+    if header:
+        cmd[1:1] = ["-H", header]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
+    out = proc.stdout
+    found = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if found is None:
+        raise RuntimeError(f"wrk {url}: {out[-1500:]} {proc.stderr[-1500:]}")
+    rps = float(found.group(1))
+    m = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", out)
+    mbps = _unit(m.group(1), m.group(2)[0] if m else "") / 1e6 if m else 0.0
+    p99m = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    p99 = 0.0
+    if p99m:
+        p99 = float(p99m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[p99m.group(2)]
+    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    if errors:
+        raise RuntimeError(f"{url}: {errors.group(1)} non-2xx responses")
+    return {"rps": rps, "mbps": mbps, "p99_ms": p99}
+
+
+def h2load(url: str, duration: float) -> float:
+    out = subprocess.run(["h2load", "-c16", "-m10", "-t2", f"-D{int(duration)}", url],
+                         capture_output=True, text=True, timeout=duration + 60).stdout
+    m = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
+    if not m or "0 failed" not in out.replace(", 0 failed", " 0 failed"):
+        raise RuntimeError(out[-2000:])
+    if not re.search(r"succeeded, 0 failed", out) and "0 failed" not in out:
+        raise RuntimeError(out[-2000:])
+    return float(m.group(1))
+
+
+def rss_of_group(pid: int) -> int:
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.getpgid(int(entry.name)) != pid:
+                continue
+            for line in (entry / "status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        except (OSError, ProcessLookupError):
+            continue
+    return total
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--duration", type=float, default=8)
+    ap.add_argument("--rounds", type=int, default=2)
+    args = ap.parse_args()
+    for tool in ("nginx", "wrk", "h2load", "openssl"):
+        if shutil.which(tool) is None:
+            print(f"missing {tool}: apt-get install nginx-light wrk nghttp2-client openssl")
+            return 2
+    root = Path(tempfile.mkdtemp(prefix="modvault-bench-"))
+    root.chmod(0o755)  # nginx workers may run as another user
+    try:
+        data = root / "data"
+        make_data(data)
+        (root / "ngx-tmp").mkdir()
+        cert, key = make_cert(root)
+        ngx, ngx_port, ngx_tls = start_nginx(root, data, cert, key)
+        mv_port, mv_tls = free_port(), free_port()
+        mv = start_modvault(data, mv_port)
+        mv_quiet_port = free_port()
+        mv_quiet = start_modvault(data, mv_quiet_port, env={"MODVAULT_ACCESS_LOG": "false"})
+        mv_tls_proc = start_modvault(data, mv_tls, "--tls-cert", str(cert), "--tls-key", str(key),
+                                     env={"MODVAULT_ACCESS_LOG": "false"})
+        results: dict[str, dict[str, list[float]]] = {}
+
+        def record(name: str, who: str, value: float) -> None:
+            results.setdefault(name, {}).setdefault(who, []).append(value)
+
+        d = args.duration
+        try:
+            for _ in range(args.rounds):
+                for who, port in (("nginx", ngx_port), ("modvault", mv_port),
+                                  ("modvault-nolog", mv_quiet_port)):
+                    base = f"http://127.0.0.1:{port}"
+                    r = wrk(base + INFO, d)
+                    record("small .info req/s", who, r["rps"])
+                    record("small .info p99 ms", who, r["p99_ms"])
+                    record("5 MiB zip MB/s", who, wrk(base + ZIP5, d, conns=16)["mbps"])
+                    record("64 KiB range req/s", who,
+                           wrk(base + ZIP5, d, header="Range: bytes=65536-131071")["rps"])
+                for who, port in (("nginx", ngx_tls), ("modvault-nolog", mv_tls)):
+                    record("h2 TLS small req/s", who, h2load(f"https://127.0.0.1:{port}{INFO}", d))
+
+            # RSS while 64 clients download a 100 MiB zip.
+            peak = 0
+            done = threading.Event()
+
+            def sample() -> None:
+                nonlocal peak
+                while not done.is_set():
+                    peak = max(peak, rss_of_group(mv.pid))
+                    time.sleep(0.1)
+
+            idle = rss_of_group(mv.pid)
+            t = threading.Thread(target=sample)
+            t.start()
+            big = wrk(f"http://127.0.0.1:{mv_port}{ZIP100}", max(d, 10), conns=64)
+            done.set()
+            t.join()
+        finally:
+            for p in (mv, mv_quiet, mv_tls_proc, ngx):
+                stop(p)
+
+        print(f"{'measure':<24}{'nginx':>12}{'modvault':>12}{'ratio':>8}"
+              f"{'mv nolog':>12}{'ratio':>8}")
+        for name, by in results.items():
+            best = min if "p99" in name else max
+            n = best(by["nginx"])
+            m = best(by["modvault"]) if "modvault" in by else float("nan")
+            q = best(by["modvault-nolog"])
+            lower_better = "p99" in name
+            r1 = (n / m if lower_better else m / n) if "modvault" in by else float("nan")
+            r2 = n / q if lower_better else q / n
+            print(f"{name:<24}{n:>12.1f}{m:>12.1f}{r1:>8.2f}{q:>12.1f}{r2:>8.2f}")
+        print(f"RSS while 64 clients download a 100 MiB zip: idle {idle / 2**20:.0f} MiB, "
+              f"peak {peak / 2**20:.0f} MiB ({big['mbps']:.0f} MB/s aggregate)")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
