@@ -10,6 +10,7 @@ from pathlib import Path
 from modvault import __version__
 from modvault.config import ConfigError, Settings, load_settings
 from modvault.sources.chain import redact_upstream_list
+from modvault.sumdb.admin import add_sumdb_commands, run_sumdb_command
 
 
 def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -25,6 +26,19 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--tls-key", metavar="FILE", help="PEM private key (PKCS#8)")
     p.add_argument("--workers", type=int, metavar="N", help="worker processes (MODVAULT_WORKERS)")
     p.add_argument("--log-level", metavar="LEVEL", help="debug|info|warning|error")
+    p.add_argument("--private", metavar="PATTERNS",
+                   help="GOPRIVATE-style patterns of private modules (MODVAULT_PRIVATE)")
+    p.add_argument("--noproxy", metavar="PATTERNS",
+                   help="modules fetched only from version control (MODVAULT_NOPROXY)")
+    p.add_argument("--nosumdb", metavar="PATTERNS",
+                   help="modules not checked against the public checksum database (MODVAULT_NOSUMDB)")
+    p.add_argument("--sumdb", metavar="'NAME+HASH+KEY [URL]'", action="append",
+                   help="checksum database to proxy and verify against; repeatable (MODVAULT_SUMDB, "
+                        "';'-separated)")
+    p.add_argument("--sumdb-verify", action=argparse.BooleanOptionalAction, default=None,
+                   help="verify new artifacts against the checksum database (MODVAULT_SUMDB_VERIFY)")
+    p.add_argument("--private-sumdb", metavar="NAME",
+                   help="private checksum database to host (MODVAULT_PRIVATE_SUMDB)")
 
 
 def _flags(args: argparse.Namespace) -> dict[str, object]:
@@ -37,6 +51,12 @@ def _flags(args: argparse.Namespace) -> dict[str, object]:
         "tls_key": args.tls_key,
         "workers": args.workers,
         "log_level": args.log_level,
+        "private": args.private,
+        "noproxy": args.noproxy,
+        "nosumdb": args.nosumdb,
+        "sumdb": args.sumdb,
+        "sumdb_verify": args.sumdb_verify,
+        "private_sumdb": args.private_sumdb,
     }
 
 
@@ -50,6 +70,7 @@ def serve(settings: Settings) -> None:
         Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"data_dir: cannot create {settings.data_dir}: {exc.strerror}") from None
+    _check_private_sumdb(settings)
     os.environ[SETTINGS_ENV] = settings.to_json()
     scheme = "https" if settings.tls_cert else "http"
     print(f"modvault {__version__} serving {scheme}://{settings.listen} "
@@ -76,12 +97,33 @@ def serve(settings: Settings) -> None:
     server.serve()
 
 
+def _check_private_sumdb(settings: Settings) -> None:
+    """A configured private database must exist before any worker starts."""
+    from modvault.sumdb.private import PrivateSumdb, PrivateSumdbError
+    from modvault.wiring import private_sumdb_names
+
+    name = settings.private_sumdb
+    if not name:
+        found = private_sumdb_names(Path(settings.data_dir))
+        if len(found) > 1:
+            raise ConfigError(f"private_sumdb: several private databases under data_dir "
+                              f"({', '.join(found)}): name the one to host")
+        return
+    try:
+        PrivateSumdb.open(Path(settings.data_dir), name).close()
+    except PrivateSumdbError as exc:
+        raise ConfigError(f"private_sumdb: {exc} (create it with `modvault sumdb init {name}`)") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="modvault", description="A caching Go module proxy.")
     parser.add_argument("--version", action="version", version=f"modvault {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
+    add_sumdb_commands(sub)
     args = parser.parse_args(argv)
+    if args.command == "sumdb":
+        return run_sumdb_command(args)
     try:
         settings = load_settings(config_file=args.config, flags=_flags(args))
         if args.command == "serve":

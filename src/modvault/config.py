@@ -18,6 +18,7 @@ from typing import Any
 import platformdirs
 
 DEFAULT_UPSTREAM = "https://proxy.golang.org,direct"
+DEFAULT_SUMDB = "sum.golang.org+033de0ae+Ac4zctda0e5eza+HJyk9SxEdh+s3Ux18htTTAD8OuAn8"
 
 
 class ConfigError(ValueError):
@@ -60,6 +61,17 @@ class Settings:
     max_list_bytes: int = 16 * 1024 * 1024
     log_level: str = "info"
     access_log: bool = True
+    # Private modules (go.dev/ref/mod#private-modules): GOPRIVATE / GONOPROXY / GONOSUMDB patterns.
+    private: str = ""
+    noproxy: str = ""
+    nosumdb: str = ""
+    # Checksum databases to proxy and verify against, "NAME+HASH+KEY [URL]", separated by ";".
+    # The first one vouches for public modules.
+    sumdb: str = DEFAULT_SUMDB
+    sumdb_verify: bool = True
+    # The private checksum database (made by `modvault sumdb init NAME`) that records every module
+    # exempt from the public one (nosumdb); empty: the only one under data_dir, if there is one.
+    private_sumdb: str = ""
 
     @property
     def host(self) -> str:
@@ -109,6 +121,8 @@ def _coerce(name: str, value: Any) -> Any:
             if isinstance(value, bool):
                 raise ValueError(value)
             return float(value)
+        if name == "sumdb" and isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return ";".join(value)  # TOML may give a list; flags may repeat
         if not isinstance(value, str):
             raise ValueError(value)
         return value
@@ -180,5 +194,23 @@ def validate(settings: Settings) -> None:
             raise ConfigError(f"{name}: must not be negative, got {getattr(settings, name)}")
     if settings.upstream_retries < 0:
         raise ConfigError("upstream_retries: must not be negative")
+    from modvault.sumdb.config import parse_sumdb
+
+    names = set()
+    for item in sumdb_settings(settings):
+        try:
+            cfg = parse_sumdb(item)
+        except ValueError as exc:
+            raise ConfigError(f"sumdb: {exc}") from None
+        if cfg.name in names:
+            raise ConfigError(f"sumdb: database {cfg.name} given twice")
+        names.add(cfg.name)
+    if settings.sumdb_verify and not names:
+        raise ConfigError("sumdb: verification is on but no checksum database is configured "
+                          "(set sumdb, or sumdb_verify=false for air-gapped sites)")
     if settings.log_level not in {"debug", "info", "warning", "error"}:
         raise ConfigError(f"log_level: expected debug|info|warning|error, got {settings.log_level!r}")
+
+
+def sumdb_settings(settings: Settings) -> list[str]:
+    return [item.strip() for item in settings.sumdb.split(";") if item.strip()]

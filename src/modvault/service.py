@@ -13,22 +13,28 @@ import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from modvault.artifact import Artifact, ArtifactRef, Kind
 from modvault.cache.memory import ByteLRU
 from modvault.cache.singleflight import SingleFlight
 from modvault.config import Settings
-from modvault.errors import Gone, InvalidContent, ModvaultError, NotFound, Unavailable
+from modvault.errors import Gone, InvalidContent, ModvaultError, NotFound, SecurityError, Unavailable
 from modvault.module import semver
+from modvault.module.dirhash import hash_gomod, hash_zip
 from modvault.module.errors import ModuleError, ZipError
-from modvault.module.path import check, unescape_version
+from modvault.module.path import check, escape_path, escape_version, unescape_version
 from modvault.module.pseudo import is_pseudo_version
 from modvault.module.zipcheck import check_zip
 from modvault.observability import metrics
+from modvault.policy import ModulePolicy
 from modvault.sources.chain import Chain
 from modvault.storage import keys
 from modvault.storage.base import Store, StoredObject
+from modvault.sumdb.client import ChecksumVerifier
+from modvault.sumdb.private import PrivateSumdb
+from modvault.sumdb.proxy import SumdbProxy
 
 LOG = logging.getLogger("modvault.service")
 
@@ -52,16 +58,36 @@ def format_list(versions: list[str]) -> bytes:
     return "".join(v + "\n" for v in ordered).encode()
 
 
+@dataclass
+class Checksums:
+    """The checksum databases the service answers to: a proxy for clients, the verifier of public
+    modules (None when verification is off) and the private database we host (if any)."""
+
+    proxy: SumdbProxy | None = None
+    verifier: ChecksumVerifier | None = None
+    private: PrivateSumdb | None = None
+
+
 class ModuleService:
-    def __init__(self, settings: Settings, store: Store, chain: Chain) -> None:
+    def __init__(self, settings: Settings, store: Store, chain: Chain, *,
+                 policy: ModulePolicy | None = None, direct_chain: Chain | None = None,
+                 checksums: Checksums | None = None) -> None:
         self.settings = settings
         self.store = store
         self.chain = chain
+        # Modules matching noproxy (or private) are fetched only from version control, never asked
+        # of an upstream proxy (go.dev/ref/mod#private-modules).
+        self.direct_chain = direct_chain or chain
+        self.policy = policy or ModulePolicy()
+        self.checksums = checksums or Checksums()
         self.memory: ByteLRU[Artifact] = ByteLRU(settings.memory_cache_bytes)
         self.flights: SingleFlight[Artifact] = SingleFlight()
         self._negative: dict[str, tuple[float, ModvaultError]] = {}
         self._zip_etags: dict[tuple[str, int, float], str] = {}
         self._refreshing: set[asyncio.Task[None]] = set()
+
+    def chain_for(self, module: str) -> Chain:
+        return self.direct_chain if self.policy.is_noproxy(module) else self.chain
 
     # -- entry point -------------------------------------------------------------------------
 
@@ -104,10 +130,12 @@ class ModuleService:
         try:
             if ref.kind is Kind.ZIP:
                 return await self._fetch_zip(ref, key)
+            chain = self.chain_for(ref.module)
             if ref.kind is Kind.INFO:
-                data, source = await self.chain.info(ref.module, ref.version)
+                data, source = await chain.info(ref.module, ref.version)
             else:
-                data, source = await self.chain.mod(ref.module, ref.version)
+                data, source = await chain.mod(ref.module, ref.version)
+                await self._vouch(ref, mod_h1=hash_gomod(data))
         except (NotFound, Gone) as exc:
             self._remember_negative(key, exc)
             raise
@@ -125,12 +153,13 @@ class ModuleService:
     async def _fetch_zip(self, ref: ArtifactRef, key: str) -> Artifact:
         tmp = self.store.temp_path()
         try:
-            _, source = await self.chain.zip(ref.module, ref.version, tmp)
+            _, source = await self.chain_for(ref.module).zip(ref.module, ref.version, tmp)
             try:
-                etag = await asyncio.to_thread(self._check_zip_file, tmp, ref)
+                etag, zip_h1 = await asyncio.to_thread(self._check_zip_file, tmp, ref)
             except ZipError as exc:
                 metrics.REJECTED_CONTENT.labels("zip").inc()
                 raise InvalidContent(f"{source}: zip {ref.module}@{ref.version}: {exc}") from None
+            await self._vouch(ref, zip_h1=zip_h1)
             obj = await asyncio.to_thread(self.store.put_atomic, key, tmp, overwrite=False)
         finally:
             tmp.unlink(missing_ok=True)
@@ -139,9 +168,52 @@ class ModuleService:
         return art
 
     @staticmethod
-    def _check_zip_file(path: Path, ref: ArtifactRef) -> str:
-        check_zip(path, ref.module, ref.version)
-        return etag_of_file(str(path))
+    def _check_zip_file(path: Path, ref: ArtifactRef) -> tuple[str, str]:
+        summary = check_zip(path, ref.module, ref.version)
+        return etag_of_file(str(path)), summary.h1
+
+    # -- checksum databases ------------------------------------------------------------------
+
+    async def _vouch(self, ref: ArtifactRef, *, zip_h1: str | None = None,
+                     mod_h1: str | None = None) -> None:
+        """Before a new .mod/.zip is stored: the public checksum database must agree with it, or,
+        for modules exempt from it (nosumdb), our private database records it. Raises
+        SecurityError (nothing is stored) on any disagreement."""
+        if self.policy.is_nosumdb(ref.module):
+            private = self.checksums.private
+            if private is not None and zip_h1 is not None:
+                mod_ref = dataclasses.replace(ref, kind=Kind.MOD)
+                mod = await self._immutable(mod_ref)
+                assert mod.body is not None
+                await private.add(ref.module, ref.version, zip_h1, hash_gomod(mod.body))
+            return
+        verifier = self.checksums.verifier
+        if verifier is None:
+            return
+        try:
+            await verifier.verify(ref.module, ref.version, zip_h1=zip_h1, mod_h1=mod_h1)
+        except SecurityError:
+            metrics.REJECTED_CONTENT.labels(ref.kind.value).inc()
+            raise
+
+    async def ensure_recorded(self, module: str, version: str) -> None:
+        """For a lookup in our private database: fetch (and check) module@version, then record it.
+
+        The go command uses one checksum database for every module, so this serves public
+        modules too: they are verified against the public database first, then recorded."""
+        private = self.checksums.private
+        if private is None:
+            return
+        try:
+            check(module, version)
+        except ModuleError as exc:
+            raise NotFound(f"{module}@{version}: {exc}") from None
+        emod, ever = escape_path(module), escape_version(version)
+        zip_art = await self.get(ArtifactRef(module, emod, Kind.ZIP, version, ever, True))
+        mod_art = await self.get(ArtifactRef(module, emod, Kind.MOD, version, ever, True))
+        assert zip_art.path is not None and mod_art.body is not None
+        zip_h1 = await asyncio.to_thread(hash_zip, zip_art.path)
+        await private.add(module, version, zip_h1, hash_gomod(mod_art.body))
 
     async def _from_store(self, kind: Kind, obj: StoredObject, *, immutable: bool,
                           etag: str | None = None) -> Artifact:
@@ -258,15 +330,15 @@ class ModuleService:
         return art
 
     async def _fetch_list(self, ref: ArtifactRef, key: str) -> Artifact:
-        versions, source = await self.chain.list(ref.module)
+        versions, source = await self.chain_for(ref.module).list(ref.module)
         return await self._store_mutable(Kind.LIST, key, format_list(versions), source)
 
     async def _fetch_latest(self, ref: ArtifactRef, key: str) -> Artifact:
-        data, source = await self.chain.latest(ref.module)
+        data, source = await self.chain_for(ref.module).latest(ref.module)
         return await self._store_mutable(Kind.LATEST, key, data, source)
 
     async def _fetch_query(self, ref: ArtifactRef, key: str) -> Artifact:
-        data, source = await self.chain.info(ref.module, ref.version)
+        data, source = await self.chain_for(ref.module).info(ref.module, ref.version)
         return await self._store_mutable(Kind.INFO, key, data, source)
 
     def _list_from_store(self, ref: ArtifactRef) -> Artifact:
@@ -306,3 +378,7 @@ class ModuleService:
         for task in list(self._refreshing):
             task.cancel()
         await self.chain.aclose()
+        if self.direct_chain is not self.chain:
+            await self.direct_chain.aclose()
+        if self.checksums.private is not None:
+            self.checksums.private.close()

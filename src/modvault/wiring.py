@@ -1,14 +1,26 @@
-"""Build the object graph from Settings: store, sources, chain, service. No I/O beyond setup."""
+"""Build the object graph from Settings: store, sources, chains, checksum databases, service."""
 
 from __future__ import annotations
 
-from modvault.config import Settings
-from modvault.service import ModuleService
+from pathlib import Path
+
+import httpx
+
+from modvault.config import Settings, sumdb_settings
+from modvault.policy import ModulePolicy
+from modvault.service import Checksums, ModuleService
 from modvault.sources.base import Source
 from modvault.sources.chain import Chain, parse_upstream_list
 from modvault.sources.direct import DirectDisabled
 from modvault.sources.upstream import UpstreamLimits, make_client, upstream_from_url
+from modvault.storage.base import Store
 from modvault.storage.fs import FileStore
+from modvault.sumdb.client import ChecksumVerifier
+from modvault.sumdb.config import parse_sumdb
+from modvault.sumdb.private import PrivateSumdb, PrivateSumdbError, database_dir
+from modvault.sumdb.proxy import SumdbProxy
+
+PRIVATE_SUMDB_DIR = ".modvault/sumdb-private"
 
 
 def upstream_limits(settings: Settings) -> UpstreamLimits:
@@ -25,22 +37,67 @@ def upstream_limits(settings: Settings) -> UpstreamLimits:
     )
 
 
-def build_chain(settings: Settings) -> Chain:
+def build_chain(settings: Settings, client: httpx.AsyncClient, direct: Source) -> Chain:
     limits = upstream_limits(settings)
-    client = make_client(limits)
     entries: list[tuple[Source | None, bool]] = []
     for entry in parse_upstream_list(settings.upstream):
         source: Source | None
         if entry.url == "off":
             source = None
         elif entry.url == "direct":
-            source = DirectDisabled()
+            source = direct
         else:
             source = upstream_from_url(entry.url, client, limits)
         entries.append((source, entry.fallback_on_any_error))
     return Chain(entries, client)
 
 
+def private_sumdb_names(data_dir: Path) -> list[str]:
+    """Names of the private databases created under data_dir by `modvault sumdb init`."""
+    root = data_dir / PRIVATE_SUMDB_DIR
+    if not root.is_dir():
+        return []
+    names = []
+    for d in sorted(root.iterdir()):
+        if (d / "latest").exists():
+            from urllib.parse import unquote
+
+            names.append(unquote(d.name))
+    return names
+
+
+def build_checksums(settings: Settings, store: Store, client: httpx.AsyncClient) -> Checksums:
+    data_dir = Path(settings.data_dir)
+    configs = [parse_sumdb(item) for item in sumdb_settings(settings)]
+    private: PrivateSumdb | None = None
+    name = settings.private_sumdb
+    if not name:
+        found = private_sumdb_names(data_dir)
+        name = found[0] if len(found) == 1 else ""
+    if name:
+        try:
+            private = PrivateSumdb.open(data_dir, name)
+        except PrivateSumdbError as exc:
+            raise PrivateSumdbError(
+                f"private_sumdb: {exc} (create it with `modvault sumdb init {name}`, "
+                f"expected under {database_dir(data_dir, name)})") from None
+    # A database we host ourselves is not also proxied.
+    configs = [c for c in configs if private is None or c.name != private.name]
+    proxy = SumdbProxy(configs, store, client, ttl=settings.mutable_ttl, offline=settings.offline,
+                       limits=upstream_limits(settings))
+    verifier = None
+    if settings.sumdb_verify and configs:
+        verifier = ChecksumVerifier(proxy.fetcher(configs[0].name))
+    return Checksums(proxy, verifier, private)
+
+
 def build_service(settings: Settings) -> ModuleService:
     store = FileStore(settings.data_dir)
-    return ModuleService(settings, store, build_chain(settings))
+    client = make_client(upstream_limits(settings))
+    direct: Source = DirectDisabled()
+    chain = build_chain(settings, client, direct)
+    direct_chain = Chain([(direct, False)])
+    policy = ModulePolicy(settings.private, settings.noproxy, settings.nosumdb)
+    checksums = build_checksums(settings, store, client)
+    return ModuleService(settings, store, chain, policy=policy, direct_chain=direct_chain,
+                         checksums=checksums)

@@ -30,6 +30,8 @@ class ModvaultProcess:
         if tls:
             cmd += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
         e = {k: v for k, v in os.environ.items() if not k.startswith("MODVAULT_")}
+        # No public checksum database is reachable here: tests that verify configure their own.
+        e["MODVAULT_SUMDB_VERIFY"] = "false"
         e.update(env or {})
         self.log_path = data_dir.parent / f"modvault-{self.port}.log"
         self.log = open(self.log_path, "wb")  # noqa: SIM115

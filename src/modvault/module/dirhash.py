@@ -19,7 +19,7 @@ import os
 from collections.abc import Callable, Iterable
 from typing import BinaryIO
 
-from modvault.module.errors import ModuleError
+from modvault.module.errors import ModuleError, ZipError
 from modvault.module.zipcheck import ZipEntry, ZipReader
 
 __all__ = ["hash1", "hash_gomod", "hash_zip"]
@@ -63,8 +63,9 @@ def hash_zip(path: str | os.PathLike[str]) -> str:
     """dirhash.HashZip: Hash1 over all entries of the zip at ``path`` (directories included).
 
     Entry data is streamed and verified as Go's archive/zip verifies it (declared size, CRC-32);
-    a zip that cannot be read raises :class:`~modvault.module.errors.ZipError`. Where a name occurs
-    twice, both lines hash the last entry of that name, as HashZip's name->file map does.
+    a zip that cannot be read, or has a name containing a newline, raises :class:`ZipError`.
+    Where a name occurs twice, both lines hash the last entry of that name, as HashZip's
+    name->file map does.
     """
     with open(path, "rb") as fp:
         reader = ZipReader(fp)
@@ -75,7 +76,12 @@ def hash_zip(path: str | os.PathLike[str]) -> str:
         def opener(entry: ZipEntry) -> Callable[[], BinaryIO]:
             return lambda: reader.open(entry)
 
-        return hash1((e.name, opener(by_name[e.name])) for e in reader.entries)
+        try:
+            return hash1((e.name, opener(by_name[e.name])) for e in reader.entries)
+        except ZipError:
+            raise
+        except ModuleError as e:
+            raise ZipError(str(e)) from None
 
 
 def hash_gomod(data: bytes) -> str:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import io
 import os
 import stat
 import zipfile
@@ -103,8 +104,6 @@ class FileEntry:
     @classmethod
     def from_bytes(cls, path: str, data: bytes) -> FileEntry:
         """A regular file with in-memory content."""
-        import io
-
         return cls(path, FileKind.REGULAR, len(data), lambda: io.BytesIO(data))
 
     @classmethod
@@ -164,7 +163,7 @@ def entries_from_dir(root: str | os.PathLike[str], *, skip_vcs_dirs: bool = True
             st = d.stat(follow_symlinks=False)
             if stat.S_ISDIR(st.st_mode):
                 out.append(FileEntry.special(rel, FileKind.DIRECTORY))
-                if not (skip_vcs_dirs and d.name in _VCS_DIRS):
+                if not (skip_vcs_dirs and _walk_skips_vcs_dir(rel)):
                     walk(d.path, rel)
             elif stat.S_ISREG(st.st_mode):
                 out.append(
@@ -177,6 +176,17 @@ def entries_from_dir(root: str | os.PathLike[str], *, skip_vcs_dirs: bool = True
 
     walk(os.fspath(root), "")
     return out
+
+
+def _walk_skips_vcs_dir(rel: str) -> bool:
+    # A VCS directory inside a vendored package is not skipped by CreateFromDir's walk (the
+    # vendor rule comes first); the Go version decides which vendor rule applies, so only a
+    # directory that no rule treats as vendored is certain to be skipped.
+    return (
+        rel.rsplit("/", 1)[-1] in _VCS_DIRS
+        and not _is_vendored_package(rel, False)
+        and not _is_vendored_package(rel, True)
+    )
 
 
 def _archive_kind(creator: int, attr: int, is_dir: bool) -> FileKind:
@@ -318,35 +328,32 @@ def _walk_rules(
 ) -> tuple[list[FileEntry], list[tuple[str, str]]]:
     """The filtering of x/mod zip.listFilesInDir (CreateFromDir's walk)."""
     non_dirs = {e.path for e in entries if e.kind is not FileKind.DIRECTORY}
-    verdict: dict[str, str | None] = {}  # directory -> why it is skipped, or None
-
-    def skipped(d: str) -> str | None:
-        if d not in verdict:
-            base = d.rsplit("/", 1)[-1]
-            if _is_vendored_package(d, new_rules):
-                verdict[d] = None  # reported, but walked into
-            elif base in _VCS_DIRS:
-                verdict[d] = _OMIT_VCS
-            elif d + "/go.mod" in non_dirs:
-                verdict[d] = _OMIT_SUBMODULE_DIR
-            else:
-                verdict[d] = None
-        return verdict[d]
-
     kept: list[FileEntry] = []
     excluded: list[tuple[str, str]] = []
-    reported: set[str] = set()
+    verdict: dict[str, bool] = {}  # directory -> whether the walk skips it
+
+    def skipped(d: str) -> bool:
+        if d not in verdict:
+            base = d.rsplit("/", 1)[-1]
+            reason: str | None = None
+            if _is_vendored_package(d, new_rules):
+                excluded.append((d, _OMIT_VENDORED))  # reported, but walked into
+            elif base in _VCS_DIRS:
+                reason = _OMIT_VCS
+            elif d + "/go.mod" in non_dirs:
+                reason = _OMIT_SUBMODULE_DIR
+            if reason is not None:
+                excluded.append((d, reason))
+            verdict[d] = reason is not None
+        return verdict[d]
+
     for e in entries:
         parts = e.path.split("/")
         dirs = ["/".join(parts[:k]) for k in range(1, len(parts))]
         if e.kind is FileKind.DIRECTORY:
             dirs.append(e.path)
         for d in dirs:
-            reason = skipped(d)
-            if reason is not None:
-                if d not in reported:
-                    reported.add(d)
-                    excluded.append((d, reason))
+            if skipped(d):
                 break
         else:
             if e.kind is FileKind.DIRECTORY:

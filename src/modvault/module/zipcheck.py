@@ -12,15 +12,18 @@ go command's download path (``HashZip`` and ``zip.Unzip``) verifies while readin
 - each entry decompresses to exactly its declared size with a matching CRC-32 (the data is read
   with a bound, so a lying header cannot make us inflate more than it declares).
 
-Entry data is read by :class:`ZipReader` (our own bounded reader over the central directory that
-:mod:`zipfile` parses) because :class:`zipfile.ZipExtFile` silently truncates data that is longer
-than declared, where Go's ``archive/zip`` fails. Names are kept as the raw bytes Go sees, decoded
-as UTF-8 with ``surrogateescape`` (invalid bytes show up as lone surrogates).
+Zips are read by :class:`ZipReader`, a port of what Go's ``archive/zip`` reader accepts (not
+:mod:`zipfile`, whose ``ZipExtFile`` silently truncates data longer than declared, and which
+decodes names and rejects some archives Go reads). Names are kept as the raw bytes Go sees,
+decoded as UTF-8 with ``surrogateescape`` (invalid bytes show up as lone surrogates).
 """
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import functools
+import hashlib
 import io
 import os
 import struct
@@ -59,9 +62,7 @@ _CHUNK = 64 << 10
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
 _LOCAL_SIG = b"PK\x03\x04"
 _DATA_DESCRIPTOR_SIG = 0x08074B50
-_FLAG_ENCRYPTED = 0x1
 _FLAG_DATA_DESCRIPTOR = 0x8
-_FLAG_UTF8 = 0x800
 
 
 # --- case folding -----------------------------------------------------------------------------
@@ -212,74 +213,198 @@ class ZipEntry:
         return self.raw_name.endswith(b"/")
 
 
-def _raw_name(info: zipfile.ZipInfo) -> bytes:
-    # zipfile decodes names as UTF-8 when flag 0x800 is set and as cp437 otherwise; both decodings
-    # are reversible, which gives back the bytes Go uses as File.Name. orig_filename is the name
-    # before zipfile cut it at a NUL byte.
-    if info.flag_bits & _FLAG_UTF8:
-        return info.orig_filename.encode("utf-8")
-    return info.orig_filename.encode("cp437")
+class _Format(Exception):
+    """archive/zip ErrFormat / io.ErrUnexpectedEOF while reading the central directory."""
+
+
+_EOCD = struct.Struct("<4s4H2LH")  # end of central directory record
+_EOCD64_LOCATOR = struct.Struct("<4sLQL")
+_EOCD64 = struct.Struct("<4sQ2H2L4Q")
+_CENTRAL = struct.Struct("<4s6H3L5H2L")  # central directory file header
+_EOCD_SIG = b"PK\x05\x06"
+_EOCD64_LOCATOR_SIG = b"PK\x06\x07"
+_EOCD64_SIG = b"PK\x06\x06"
+_CENTRAL_SIG = b"PK\x01\x02"
+_ZIP64_EXTRA = 0x0001
+_U16, _U32 = 0xFFFF, 0xFFFFFFFF
+
+
+def _read_at(fp: BinaryIO, offset: int, n: int) -> bytes:
+    if offset < 0:
+        return b""
+    fp.seek(offset)
+    return fp.read(n)
+
+
+def _find_eocd(block: bytes) -> int:
+    # archive/zip findSignatureInBlock: the last signature whose comment fits in the block.
+    for i in range(len(block) - _EOCD.size, -1, -1):
+        if block[i : i + 4] == _EOCD_SIG:
+            comment_len = int.from_bytes(block[i + 20 : i + 22], "little")
+            if comment_len + _EOCD.size + i > len(block):
+                return -1  # truncated comment
+            return i
+    return -1
+
+
+def _u64(buf: bytes, j: int) -> tuple[int, int]:
+    if len(buf) - j < 8:
+        raise _Format("not a valid zip file")
+    return int.from_bytes(buf[j : j + 8], "little"), j + 8
+
+
+def _read_central_header(fp: BinaryIO) -> ZipEntry | None:
+    """archive/zip readDirectoryHeader from the current position; None at a clean EOF."""
+    fixed = fp.read(_CENTRAL.size)
+    if not fixed:
+        return None
+    if len(fixed) < _CENTRAL.size:
+        raise _Format("unexpected EOF")
+    fields = _CENTRAL.unpack(fixed)
+    (sig, creator_version, _, flags, method, _, _, crc, csize, usize,
+     name_len, extra_len, comment_len, _, _, external_attr, header_offset) = fields
+    if sig != _CENTRAL_SIG:
+        raise _Format("not a valid zip file")
+    variable = fp.read(name_len + extra_len + comment_len)
+    if len(variable) < name_len + extra_len + comment_len:
+        raise _Format("unexpected EOF")
+    raw = variable[:name_len]
+    extra = variable[name_len : name_len + extra_len]
+    csize64, usize64, offset64 = csize, usize, header_offset
+    # Only the zip64 extra field matters here; malformed extras end the scan, as in Go.
+    i = 0
+    while len(extra) - i >= 4:
+        tag, size = struct.unpack_from("<2H", extra, i)
+        i += 4
+        if len(extra) - i < size:
+            break
+        field_buf = extra[i : i + size]
+        i += size
+        if tag == _ZIP64_EXTRA:
+            # The 64-bit values are present only for the fields that are maxed out.
+            j = 0
+            if usize == _U32:
+                usize64, j = _u64(field_buf, j)
+            if csize == _U32:
+                csize64, j = _u64(field_buf, j)
+            if header_offset == _U32:
+                offset64, j = _u64(field_buf, j)
+    return ZipEntry(
+        name=raw.decode("utf-8", "surrogateescape"),
+        raw_name=raw,
+        method=method,
+        flags=flags,
+        crc32=crc,
+        compressed_size=csize64,
+        uncompressed_size=usize64,
+        header_offset=offset64,
+        creator_system=creator_version >> 8,
+        external_attr=external_attr,
+    )
+
+
+def _read_directory(fp: BinaryIO) -> list[ZipEntry]:
+    """archive/zip Reader.init: the end record (zip64 aware), then central headers until a bad one.
+
+    Raises ZipError where Go's zip.NewReader fails.
+    """
+    size = fp.seek(0, io.SEEK_END)
+    block = b""
+    eocd_offset = -1
+    for i, block_len in enumerate((1024, 65 * 1024)):
+        block_len = min(block_len, size)
+        block = _read_at(fp, size - block_len, block_len)
+        p = _find_eocd(block)
+        if p >= 0:
+            block = block[p:]
+            eocd_offset = size - block_len + p
+            break
+        if i == 1 or block_len == size:
+            raise ZipError("not a valid zip file")
+    _, _, _, _, records, dir_size, dir_offset, _ = _EOCD.unpack_from(block)
+    if records == _U16 or dir_size == _U32 or dir_offset == _U32:
+        locator = _read_at(fp, eocd_offset - _EOCD64_LOCATOR.size, _EOCD64_LOCATOR.size)
+        if eocd_offset - _EOCD64_LOCATOR.size >= 0:
+            if len(locator) < _EOCD64_LOCATOR.size:
+                raise ZipError("not a valid zip file: unexpected EOF")
+            sig, disk, where, disks = _EOCD64_LOCATOR.unpack(locator)
+            # (An offset that is negative as a Go int64 also means "no zip64 record".)
+            if sig == _EOCD64_LOCATOR_SIG and disk == 0 and disks == 1 and where < 1 << 63:
+                end64 = _read_at(fp, where, _EOCD64.size)
+                if len(end64) < _EOCD64.size:
+                    raise ZipError("not a valid zip file: unexpected EOF")
+                fields = _EOCD64.unpack(end64)
+                if fields[0] != _EOCD64_SIG:
+                    raise ZipError("not a valid zip file")
+                eocd_offset = where
+                records, dir_size, dir_offset = fields[7], fields[8], fields[9]
+    if dir_size >= 1 << 63 or dir_offset >= 1 << 63:
+        raise ZipError("not a valid zip file")
+    base = eocd_offset - dir_size - dir_offset
+    if not 0 <= base + dir_offset < size:
+        raise ZipError("not a valid zip file")
+    if base > 0:
+        # Writers that prepend data sometimes leave the offsets relative to the archive start:
+        # if a header parses there, archive/zip trusts the recorded offset.
+        fp.seek(dir_offset)
+        try:
+            if _read_central_header(fp) is not None:
+                base = 0
+        except _Format:
+            pass
+    fp.seek(base + dir_offset)
+    entries: list[ZipEntry] = []
+    stop: _Format | None = None
+    while True:
+        try:
+            entry = _read_central_header(fp)
+        except _Format as e:
+            stop = e
+            break
+        if entry is None:
+            # io.ReadFull at a clean EOF: archive/zip reports io.EOF itself.
+            raise ZipError("not a valid zip file: unexpected EOF in central directory")
+        if base:
+            entry = dataclasses.replace(entry, header_offset=entry.header_offset + base)
+        entries.append(entry)
+    # The record count only has 16 bits in non-zip64 archives; Go compares just those.
+    if len(entries) & _U16 != records & _U16:
+        raise ZipError(f"not a valid zip file: {stop}")
+    return entries
 
 
 class ZipReader:
     """Reads a zip from a seekable binary file, as Go's archive/zip does.
 
-    The central directory is parsed by :mod:`zipfile`; entry data is read by :meth:`open`, which
-    accepts Store and Deflate only and fails (with :class:`ZipError`) when the data is longer or
-    shorter than declared, the CRC-32 does not match, or the data is truncated or corrupt.
+    Names are Go's raw name bytes (no code page or UTF-8 flag processing). Entry data is read by
+    :meth:`open`, which accepts Store and Deflate only and fails (with :class:`ZipError`) when
+    the data is longer or shorter than declared, the CRC-32 does not match, or the data is
+    truncated or corrupt.
     """
 
     def __init__(self, fp: BinaryIO) -> None:
         self._fp = fp
-        try:
-            with zipfile.ZipFile(fp) as zf:  # does not close fp: ZipFile was given a file object
-                infos = zf.infolist()
-        except zipfile.BadZipFile as e:
-            raise ZipError(f"not a valid zip file: {e}") from None
-        except UnicodeDecodeError:
-            raise ZipError("not a valid zip file: file name marked UTF-8 is not UTF-8") from None
-        except (ValueError, EOFError, OSError) as e:
-            raise ZipError(f"not a valid zip file: {e}") from None
-        entries: list[ZipEntry] = []
-        for info in infos:
-            raw = _raw_name(info)
-            entries.append(
-                ZipEntry(
-                    name=raw.decode("utf-8", "surrogateescape"),
-                    raw_name=raw,
-                    method=info.compress_type,
-                    flags=info.flag_bits,
-                    crc32=info.CRC,
-                    compressed_size=info.compress_size,
-                    uncompressed_size=info.file_size,
-                    header_offset=info.header_offset,
-                    creator_system=info.create_system,
-                    external_attr=info.external_attr,
-                )
-            )
-        self.entries: Sequence[ZipEntry] = tuple(entries)
+        self.entries: Sequence[ZipEntry] = tuple(_read_directory(fp))
 
     def open(self, entry: ZipEntry) -> BinaryIO:
         """A stream of the entry's uncompressed data, verified as it is read.
 
         Like Go's ``zip.File.Open``: directory entries (names ending in "/") read as empty and fail
-        if they declare a non-zero size. Only one stream should be read at a time.
+        if they declare a non-zero size; the encryption flag is ignored (the data is read as it
+        is, and will not match its CRC-32). Only one stream should be read at a time.
         """
-        if entry.is_dir:
-            if entry.uncompressed_size != 0:
-                raise ZipError(f"{entry.name}: directory entry has data")
-            return io.BytesIO(b"")
-        if entry.flags & _FLAG_ENCRYPTED:
-            raise ZipError(f"{entry.name}: encrypted entries are not supported")
-        if entry.method not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            raise ZipError(f"{entry.name}: unsupported compression method {entry.method}")
-        self._fp.seek(entry.header_offset)
-        header = self._fp.read(_LOCAL_HEADER.size)
+        header = _read_at(self._fp, entry.header_offset, _LOCAL_HEADER.size)
         if len(header) != _LOCAL_HEADER.size or header[:4] != _LOCAL_SIG:
             raise ZipError(f"{entry.name}: bad local file header")
         fields = _LOCAL_HEADER.unpack(header)
         name_len, extra_len = fields[-2], fields[-1]
         body = entry.header_offset + _LOCAL_HEADER.size + name_len + extra_len
+        if entry.is_dir:
+            if entry.uncompressed_size != 0:
+                raise ZipError(f"{entry.name}: directory entry has data")
+            return io.BytesIO(b"")
+        if entry.method not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise ZipError(f"{entry.name}: unsupported compression method {entry.method}")
         return io.BufferedReader(_EntryStream(self._fp, entry, body), buffer_size=_CHUNK)
 
     def read(self, entry: ZipEntry) -> bytes:
@@ -296,6 +421,7 @@ class _EntryStream(io.RawIOBase):
         self._entry = entry
         self._pos = body_offset
         self._left = entry.compressed_size
+        self._descriptor_offset = body_offset + entry.compressed_size
         self._inflate = (
             zlib.decompressobj(-15) if entry.method == zipfile.ZIP_DEFLATED else None
         )
@@ -316,10 +442,12 @@ class _EntryStream(io.RawIOBase):
             return b""
         self._fp.seek(self._pos)
         data = self._fp.read(n)
-        if len(data) != n:
-            raise self._fail("unexpected EOF (entry data is truncated)")
         self._pos += n
         self._left -= n
+        if len(data) != n:
+            # The section runs past the end of the file: what is there can still be enough
+            # (a deflate stream may end early); asking for more then fails as truncated.
+            self._left = 0
         return data
 
     def _produce(self, want: int) -> bytes:
@@ -328,10 +456,11 @@ class _EntryStream(io.RawIOBase):
         while not self._done:
             if self._inflate is None:
                 # Stored: the data is the file section itself.
-                if self._left == 0:
+                data = self._read_compressed(want)
+                if not data:
                     self._finish()
                     return b""
-                return self._account(self._read_compressed(want))
+                return self._account(data)
             if self._inflate.eof:
                 # Bytes after the end of the deflate stream are ignored, as by compress/flate.
                 self._finish()
@@ -371,11 +500,10 @@ class _EntryStream(io.RawIOBase):
         if entry.flags & _FLAG_DATA_DESCRIPTOR:
             # archive/zip readDataDescriptor: optional signature, then the CRC-32 must agree with
             # the central directory; the sizes that follow are ignored.
-            self._fp.seek(self._pos + self._left)
-            desc = self._fp.read(16)
+            desc = _read_at(self._fp, self._descriptor_offset, 16)
             if len(desc) >= 4 and struct.unpack_from("<L", desc)[0] == _DATA_DESCRIPTOR_SIG:
                 desc = desc[4:]
-            if len(desc) < 8:
+            if len(desc) < 12:
                 raise self._fail("unexpected EOF (data descriptor is truncated)")
             if struct.unpack_from("<L", desc)[0] != entry.crc32 or self._crc != entry.crc32:
                 raise self._fail("checksum error")
@@ -402,6 +530,7 @@ class ZipSummary:
     total_size: int  # sum of the uncompressed sizes of the files
     has_gomod: bool  # whether "<module>@<version>/go.mod" is present
     gomod: bytes | None  # its content, if present
+    h1: str = ""  # the zip's go.sum hash, as dirhash.hash_zip computes it (same single read)
 
 
 def _first_error(size_error: str | None, invalid: list[str]) -> ZipError:
@@ -503,21 +632,40 @@ def _check_names(entries: Sequence[ZipEntry], prefix: str) -> ZipSummary:
 
 
 def _check_contents(reader: ZipReader, prefix: str, summary: ZipSummary) -> ZipSummary:
-    """Read every entry with a bound: sizes and checksums must be what the headers declare."""
+    """Read entries with a bound: sizes and checksums must be what the headers declare.
+
+    The entries read are those the go command reads: every file (zip.Unzip) and, for each name,
+    the last entry of that name (dirhash.HashZip), which covers directory entries. The same
+    pass yields the zip's h1: hash.
+    """
     gomod_name = (prefix + "go.mod").encode()
     gomod: bytes | None = None
-    for entry in reader.entries:
+    last = {entry.raw_name: i for i, entry in enumerate(reader.entries)}
+    digests: dict[int, bytes] = {}
+    for i, entry in enumerate(reader.entries):
+        if entry.is_dir and last[entry.raw_name] != i:
+            continue
+        h = hashlib.sha256()
         if entry.raw_name == gomod_name:
             gomod = reader.read(entry)
-            continue
-        with reader.open(entry) as f:
-            for _ in _chunks(f):
-                pass
+            h.update(gomod)
+        else:
+            with reader.open(entry) as f:
+                for chunk in _chunks(f):
+                    h.update(chunk)
+        digests[i] = h.digest()
+    # dirhash.Hash1 over every entry name (sorted as bytes), each with the content of the last
+    # entry of that name, as dirhash.HashZip opens them. Names were checked: none has a newline.
+    lines = sorted((e.raw_name, digests[last[e.raw_name]]) for e in reader.entries)
+    h1 = hashlib.sha256()
+    for raw_name, digest in lines:
+        h1.update(digest.hex().encode() + b"  " + raw_name + b"\n")
     return ZipSummary(
         file_count=summary.file_count,
         total_size=summary.total_size,
         has_gomod=gomod is not None,
         gomod=gomod,
+        h1="h1:" + base64.b64encode(h1.digest()).decode(),
     )
 
 

@@ -262,6 +262,35 @@ class App:
         transport = proto.response_stream(206, headers)
         await _stream_parts(transport, art.path, heads, spans, tail)
 
+    async def _sumdb(self, scope: Any, proto: Any, rest: str, out: Response) -> None:
+        """``/sumdb/<name>/...``: our own private database first, else a proxied one."""
+        assert self.service is not None
+        if scope.method not in ("GET", "HEAD"):
+            self._send_error(proto, out, 405, "method not allowed", [("allow", "GET, HEAD")])
+            return
+        checksums = self.service.checksums
+        try:
+            private = checksums.private
+            if private is not None and rest.startswith(private.name + "/"):
+                resp = await private.handle(rest[len(private.name) + 1:],
+                                            ensure=self.service.ensure_recorded)
+            else:
+                routed = checksums.proxy.route(rest) if checksums.proxy is not None else None
+                if routed is None or checksums.proxy is None:
+                    raise NotFound(f"checksum database not proxied here: /sumdb/{rest[:200]}")
+                resp = await checksums.proxy.handle(*routed)
+        except ModvaultError as exc:
+            self._send_error(proto, out, exc.status, exc.message)
+            return
+        headers = [("content-type", resp.content_type), ("cache-control", resp.cache_control),
+                   ("content-length", str(len(resp.body)))]
+        out.status = resp.status
+        if scope.method == "HEAD":
+            proto.response_empty(resp.status, headers)
+        else:
+            out.size = len(resp.body)
+            proto.response_bytes(resp.status, headers, resp.body)
+
     # -- other endpoints ---------------------------------------------------------------------
 
     async def _other(self, scope: Any, proto: Any, path: str, out: Response) -> str:
@@ -278,6 +307,9 @@ class App:
             proto.response_bytes(status, [("content-type", TEXT), ("cache-control", "no-store")],
                                  (why + "\n").encode())
             return "health"
+        if path.startswith("/sumdb/"):
+            await self._sumdb(scope, proto, path[len("/sumdb/"):], out)
+            return "sumdb"
         if path == "/metrics":
             body = generate_latest(metrics.REGISTRY)
             out.status, out.size = 200, len(body)
