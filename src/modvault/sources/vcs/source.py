@@ -57,6 +57,7 @@ from modvault.errors import (
 )
 from modvault.module import semver
 from modvault.module.errors import ModuleError, ZipError
+from modvault.module.globs import match_prefix_patterns
 from modvault.module.modfile import parse_retractions, synthesize_gomod
 from modvault.module.path import (
     canonical_version,
@@ -105,6 +106,8 @@ V = TypeVar("V")
 _ROOT_TTL = 600.0  # how long a discovered repository root is trusted
 _ROOT_ERROR_TTL = 30.0
 _MAX_ROOTS = 10000
+_MIN_TIME = int(datetime(1, 1, 1, tzinfo=UTC).timestamp())
+_MAX_TIME = int(datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp())
 _FILE_CACHE_ENTRIES = 4096
 _FILE_CACHE_MAX_BLOB = 256 << 10
 
@@ -197,8 +200,16 @@ def _go_json(value: object) -> str:
             .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
 
 
-def _go_time(t: int) -> str:
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _commit_datetime(t: int, commit: str) -> datetime:
+    """A commit time as a datetime; the go command cannot write (JSON) or name (pseudo-versions)
+    times outside years 0-9999 either."""
+    if not _MIN_TIME <= t <= _MAX_TIME:
+        raise _NotExist(f"commit {commit[:12]}: time outside of range [1,9999]")
+    return datetime.fromtimestamp(t, UTC)
+
+
+def _go_time(t: int, commit: str) -> str:
+    return _commit_datetime(t, commit).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # --- a little single-flight memo ----------------------------------------------------------
@@ -261,7 +272,7 @@ class _RevInfo:
         origin["Hash"] = self.hash
         if self.ref and not is_pseudo_version(self.version):
             origin["Ref"] = self.ref
-        doc = {"Version": self.version, "Time": _go_time(self.time), "Origin": origin}
+        doc = {"Version": self.version, "Time": _go_time(self.time, self.hash), "Origin": origin}
         return _go_json(doc).encode("utf-8")
 
 
@@ -513,8 +524,10 @@ class _Module:
         return version
 
     async def find_dir(self, version: str) -> tuple[str, str, bytes | None]:
-        """codeRepo.findDir: (rev, module directory, go.mod if already read); _NotExist-style
-        errors as plain strings in :class:`_FindDirError`."""
+        """codeRepo.findDir: (rev, module directory in the repository, its go.mod when read).
+
+        Raises :class:`_FindDirError` with the go command's reason when the go.mod files at that
+        revision do not place this module (missing, or claiming another major version)."""
         if not semver.is_valid(version):
             raise _invalid(self.mod_path, version, "syntax error")
         rev = self._rev_for(version)
@@ -725,7 +738,7 @@ class _Module:
             tag = await self.code.recent_tag(info.name, self.tag_prefix, tag_allowed)
             if tag:
                 pseudo_base = tag_to_version(tag)[0]
-        when = datetime.fromtimestamp(info.time, UTC)
+        when = _commit_datetime(info.time, info.name)
         return await check_canonical(pseudo_version(self.pseudo_major, pseudo_base, when, info.short))
 
     async def _validate_pseudo(self, info: _CodeRev, version: str) -> None:
@@ -745,7 +758,7 @@ class _Module:
                 raise bad(f"revision is shorter than canonical (expected {info.short})")
             raise bad(f"does not match short name of revision (expected {info.short})")
         if int(t.timestamp()) != info.time:
-            want = datetime.fromtimestamp(info.time, UTC).strftime("%Y%m%d%H%M%S")
+            want = _commit_datetime(info.time, info.name).strftime("%Y%m%d%H%M%S")
             raise bad(f"does not match version-control timestamp (expected {want})")
         try:
             base = pseudo_version_base(version.removesuffix("+incompatible"))
@@ -904,8 +917,8 @@ class GitSource:
     :class:`HostCredential`, e.g. a token as password); they are sent only to URLs under their
     prefix, by git (as an ``http.<prefix>.extraHeader``) and by go-import discovery, and never
     appear in a message. ``http_get`` replaces the HTTP client of ``?go-get=1`` discovery;
-    ``insecure`` (GOINSECURE) allows plain-http discovery and insecure git schemes. ``refs_ttl``
-    is how long one ``git ls-remote`` answer is reused.
+    ``insecure`` (GOINSECURE patterns) lets matching modules use plain-http discovery and
+    insecure git schemes. ``refs_ttl`` is how long one ``git ls-remote`` answer is reused.
     """
 
     name = "direct"
@@ -913,7 +926,7 @@ class GitSource:
     def __init__(self, cache_dir: Path, *, max_git_procs: int = 4, git_timeout: float = 300.0,
                  url_rewrites: Mapping[str, str] | None = None, netrc: str | None = None,
                  credentials: Mapping[str, HostCredential] | None = None,
-                 http_get: HTTPGet | None = None, insecure: bool = False,
+                 http_get: HTTPGet | None = None, insecure: str = "",
                  refs_ttl: float = 5.0, upstream_limits: UpstreamLimits | None = None,
                  git: str = "git") -> None:
         self.cache_dir = Path(cache_dir)
@@ -976,7 +989,8 @@ class GitSource:
         if entry is None or entry.expires < now:
             try:
                 root = await resolve_repo_root(module, http_get=self._discovery_get(),
-                                               ping=self._ping, insecure=self.insecure)
+                                               ping=self._ping,
+                                               insecure=match_prefix_patterns(self.insecure, module))
                 entry = _RootEntry(now + _ROOT_TTL, root)
             except RepoRootError as e:
                 entry = _RootEntry(now + _ROOT_ERROR_TTL, None, self.runner.redact(e.message))
@@ -1071,6 +1085,10 @@ class GitSource:
             raise NotFound(f"{what}: {e.message}") from None
         except GitError as e:
             raise self._git_failure(what, mod.code.mirror, e) from None
+        except ModuleError as e:  # a module rule the content breaks, caught nowhere closer
+            raise NotFound(f"{what}: {e}") from None
+        except OSError as e:  # our own disk, not the source's fault nor the client's
+            raise Unavailable(f"{what}: {e.strerror or type(e).__name__}") from None
 
     async def _canonical(self, mod: _Module, version: str) -> _RevInfo:
         """Stat a canonical version, as the go command does before downloading it."""
