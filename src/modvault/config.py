@@ -65,6 +65,16 @@ class Settings:
     private: str = ""
     noproxy: str = ""
     nosumdb: str = ""
+    # Direct mode (the `direct` upstream keyword, and every noproxy module): git.
+    vcs_max_procs: int = 4
+    vcs_timeout: float = 300.0
+    # Extra URL rewrites on top of the user's git config, like url.<NEW>.insteadOf <OLD>: "NEW=OLD,...".
+    vcs_url_rewrites: str = ""
+    # A .netrc file with credentials for private hosts, and/or "host=user:token,..." credentials.
+    netrc: str = ""
+    vcs_credentials: str = ""
+    # GOINSECURE-style patterns: plain-http discovery and insecure git schemes allowed.
+    insecure: str = ""
     # Checksum databases to proxy and verify against, "NAME+HASH+KEY [URL]", separated by ";".
     # The first one vouches for public modules.
     sumdb: str = DEFAULT_SUMDB
@@ -208,9 +218,31 @@ def validate(settings: Settings) -> None:
     if settings.sumdb_verify and not names:
         raise ConfigError("sumdb: verification is on but no checksum database is configured "
                           "(set sumdb, or sumdb_verify=false for air-gapped sites)")
+    parse_pairs(settings.vcs_url_rewrites, "vcs_url_rewrites")
+    for cred in parse_pairs(settings.vcs_credentials, "vcs_credentials").values():
+        if ":" not in cred:
+            raise ConfigError("vcs_credentials: expected host=user:token entries")
+    if settings.netrc and not os.path.isfile(settings.netrc):
+        raise ConfigError(f"netrc: no such file {settings.netrc!r}")
+    if settings.vcs_max_procs < 1 or settings.vcs_timeout <= 0:
+        raise ConfigError("vcs_max_procs/vcs_timeout: must be positive")
     if settings.log_level not in {"debug", "info", "warning", "error"}:
         raise ConfigError(f"log_level: expected debug|info|warning|error, got {settings.log_level!r}")
 
 
 def sumdb_settings(settings: Settings) -> list[str]:
     return [item.strip() for item in settings.sumdb.split(";") if item.strip()]
+
+
+def parse_pairs(text: str, setting: str) -> dict[str, str]:
+    """``"a=b,c=d"`` -> {"a": "b", "c": "d"}; ConfigError naming the setting otherwise."""
+    out: dict[str, str] = {}
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ConfigError(f"{setting}: expected KEY=VALUE entries separated by ',', got {item[:40]!r}")
+        out[key.strip()] = value.strip()
+    return out

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import httpx
 
-from modvault.config import Settings, sumdb_settings
+from modvault.config import Settings, parse_pairs, sumdb_settings
 from modvault.policy import ModulePolicy
 from modvault.service import Checksums, ModuleService
 from modvault.sources.base import Source
 from modvault.sources.chain import Chain, parse_upstream_list
-from modvault.sources.direct import DirectDisabled
 from modvault.sources.upstream import UpstreamLimits, make_client, upstream_from_url
+from modvault.sources.vcs import GitSource, HostCredential
 from modvault.storage.base import Store
 from modvault.storage.fs import FileStore
 from modvault.sumdb.client import ChecksumVerifier
@@ -21,6 +21,7 @@ from modvault.sumdb.private import PrivateSumdb, PrivateSumdbError, database_dir
 from modvault.sumdb.proxy import SumdbProxy
 
 PRIVATE_SUMDB_DIR = ".modvault/sumdb-private"
+VCS_DIR = ".modvault/vcs"
 
 
 def upstream_limits(settings: Settings) -> UpstreamLimits:
@@ -91,10 +92,27 @@ def build_checksums(settings: Settings, store: Store, client: httpx.AsyncClient)
     return Checksums(proxy, verifier, private)
 
 
+def build_git_source(settings: Settings) -> GitSource:
+    creds = {}
+    for host, cred in parse_pairs(settings.vcs_credentials, "vcs_credentials").items():
+        user, _, token = cred.partition(":")
+        creds[host] = HostCredential(user, token)
+    return GitSource(
+        Path(settings.data_dir) / VCS_DIR,
+        max_git_procs=settings.vcs_max_procs,
+        git_timeout=settings.vcs_timeout,
+        url_rewrites=parse_pairs(settings.vcs_url_rewrites, "vcs_url_rewrites") or None,
+        netrc=settings.netrc or None,
+        credentials=creds or None,
+        insecure=settings.insecure,
+        upstream_limits=upstream_limits(settings),
+    )
+
+
 def build_service(settings: Settings) -> ModuleService:
     store = FileStore(settings.data_dir)
     client = make_client(upstream_limits(settings))
-    direct: Source = DirectDisabled()
+    direct: Source = build_git_source(settings)
     chain = build_chain(settings, client, direct)
     direct_chain = Chain([(direct, False)])
     policy = ModulePolicy(settings.private, settings.noproxy, settings.nosumdb)

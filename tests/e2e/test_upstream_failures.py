@@ -101,10 +101,13 @@ def test_off(upstream_a: TestUpstreamServer, modvault: ModvaultFactory) -> None:
     assert httpx.get(mv2.url + "/github.com/acme/nothere/@v/list").status_code == 404
 
 
-def test_direct_is_not_enabled_yet(modvault: ModvaultFactory) -> None:
-    mv = modvault("direct", env=FAST)
-    r = httpx.get(mv.url + INFO_PATH)
-    assert r.status_code == 404 and "direct mode not enabled" in r.text
+def test_direct_unknown_repository_is_404(modvault: ModvaultFactory, tmp_path: Path) -> None:
+    cfg = tmp_path / "gitconfig"
+    cfg.write_text(f'[url "{tmp_path / "no-repos"}/"]\n\tinsteadOf = https://github.com/\n')
+    mv = modvault("direct", env={**FAST, "GIT_CONFIG_GLOBAL": str(cfg), "GIT_CONFIG_NOSYSTEM": "1"})
+    r = httpx.get(mv.url + INFO_PATH, timeout=60)
+    assert r.status_code == 404 and "github.com/acme/hello" in r.text, r.text
+    assert stored_nothing(mv.data_dir)
 
 
 def test_retry_after_then_success(upstream_a: TestUpstreamServer, modvault: ModvaultFactory) -> None:
