@@ -83,7 +83,7 @@ class ModuleService:
         self.memory: ByteLRU[Artifact] = ByteLRU(settings.memory_cache_bytes)
         self.flights: SingleFlight[Artifact] = SingleFlight()
         self._negative: dict[str, tuple[float, ModvaultError]] = {}
-        self._zip_etags: dict[tuple[str, int, float], str] = {}
+        self._zip_artifacts: dict[tuple[str, int, float], Artifact] = {}
         self._refreshing: set[asyncio.Task[None]] = set()
 
     def chain_for(self, module: str) -> Chain:
@@ -164,8 +164,7 @@ class ModuleService:
         finally:
             tmp.unlink(missing_ok=True)
         art = await self._from_store(Kind.ZIP, obj, immutable=True, etag=etag)
-        art.tier, art.upstream = "upstream", source
-        return art
+        return dataclasses.replace(art, tier="upstream", upstream=source)
 
     @staticmethod
     def _check_zip_file(path: Path, ref: ArtifactRef) -> tuple[str, str]:
@@ -218,14 +217,19 @@ class ModuleService:
     async def _from_store(self, kind: Kind, obj: StoredObject, *, immutable: bool,
                           etag: str | None = None) -> Artifact:
         if kind is Kind.ZIP and obj.local_path is not None:
+            # Zips stay on disk; their Artifact (ETag from a full read, headers) is kept per
+            # (key, size, mtime) so a hot zip costs one stat per request, not a hash.
             ekey = (obj.key, obj.size, obj.mtime)
-            etag = etag or self._zip_etags.get(ekey)
+            cached = self._zip_artifacts.get(ekey)
+            if cached is not None and (etag is None or etag == cached.etag):
+                return cached
             if etag is None:
                 etag = await asyncio.to_thread(etag_of_file, obj.local_path)
-            if len(self._zip_etags) > 100_000:
-                self._zip_etags.clear()
-            self._zip_etags[ekey] = etag
-            return Artifact(kind, obj.size, etag, obj.mtime, immutable, path=obj.local_path)
+            if len(self._zip_artifacts) > 50_000:
+                self._zip_artifacts.clear()
+            art = Artifact(kind, obj.size, etag, obj.mtime, immutable, path=obj.local_path)
+            self._zip_artifacts[ekey] = art
+            return art
         data = await asyncio.to_thread(self.store.read, obj.key)
         art = Artifact(kind, len(data), etag_of(data), obj.mtime, immutable, body=data)
         if kind is not Kind.ZIP:
