@@ -9,9 +9,7 @@ Anything that breaks a rule is InvalidContent (502) naming the upstream and the 
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
-import random
 import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -26,10 +24,8 @@ import httpx
 from modvault.errors import (
     Gone,
     InvalidContent,
-    ModvaultError,
     NotFound,
     Unavailable,
-    UpstreamTimeout,
 )
 from modvault.module.errors import ModuleError
 from modvault.module.path import check, escape_path, escape_version
@@ -37,10 +33,10 @@ from modvault.module.path import is_canonical_version as is_canonical
 from modvault.module.pseudo import is_pseudo_version
 from modvault.observability import metrics
 from modvault.sources.redact import redact_url
+from modvault.sources.retry import RETRY_STATUSES, Retry, RetryPolicy, describe, retry_after, with_retries
 
 T = TypeVar("T")
 
-RETRY_STATUSES = frozenset({429, 502, 503, 504})
 PROBE_FRESH = 300.0  # an answer this recent proves an upstream reachable for /readyz
 _CHUNK = 256 * 1024
 
@@ -58,6 +54,10 @@ class UpstreamLimits:
     max_list_bytes: int = 16 * 1024 * 1024
     backoff_base: float = 0.2
     backoff_max: float = 10.0
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(self.total_timeout, self.retries, self.backoff_base, self.backoff_max)
 
 
 def make_client(limits: UpstreamLimits) -> httpx.AsyncClient:
@@ -141,7 +141,7 @@ class HTTPUpstream:
         try:
             resp = await self.client.get(self.base + "/", timeout=5.0)
         except (httpx.HTTPError, OSError) as exc:
-            return False, _describe(exc)
+            return False, describe(exc)
         self.last_contact = time.monotonic()
         return True, f"answered {resp.status_code}"
 
@@ -149,51 +149,16 @@ class HTTPUpstream:
         return f"{self.base}/{escape_path(module)}/{tail}"
 
     async def _with_retries(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
-        """Run ``attempt`` until it succeeds, fails for good, or the total deadline passes."""
-        deadline = time.monotonic() + self.limits.total_timeout
-        tries = 0
         started = time.perf_counter()
-        outcome = "error"
-        try:
-            while True:
-                tries += 1
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise UpstreamTimeout(f"{self.name}: {what}: deadline exceeded")
-                try:
-                    async with asyncio.timeout(remaining):
-                        result = await attempt()
-                    outcome = "ok"
-                    return result
-                except _Retry as r:
-                    err: ModvaultError = r.error
-                    delay = r.retry_after
-                except TimeoutError:
-                    raise UpstreamTimeout(
-                        f"{self.name}: {what}: no complete answer within "
-                        f"{self.limits.total_timeout:g}s") from None
-                except httpx.TimeoutException:
-                    err = UpstreamTimeout(f"{self.name}: {what}: timed out")
-                    delay = None
-                except httpx.TooManyRedirects:
-                    raise Unavailable(f"{self.name}: {what}: too many redirects") from None
-                except (httpx.TransportError, OSError) as exc:
-                    err = Unavailable(f"{self.name}: {what}: {_describe(exc)}")
-                    delay = None
-                except (NotFound, Gone):
-                    outcome = "notfound"
-                    raise
-                if tries > self.limits.retries:
-                    raise err
-                backoff = min(self.limits.backoff_max, self.limits.backoff_base * 2 ** (tries - 1))
-                wait = delay if delay is not None else random.uniform(0, backoff)
-                if time.monotonic() + wait >= deadline:
-                    raise err
-                metrics.UPSTREAM_RETRIES.labels(self.name).inc()
-                await asyncio.sleep(wait)
-        finally:
-            metrics.UPSTREAM_REQUESTS.labels(self.name, what.split(" ")[0], outcome).inc()
+        kind = what.split(" ")[0]
+
+        def outcome(result: str) -> None:
+            metrics.UPSTREAM_REQUESTS.labels(self.name, kind, result).inc()
             metrics.UPSTREAM_LATENCY.labels(self.name).observe(time.perf_counter() - started)
+
+        return await with_retries(self.name, what, self.limits.retry_policy, attempt,
+                                  on_outcome=outcome,
+                                  on_retry=metrics.UPSTREAM_RETRIES.labels(self.name).inc)
 
     @asynccontextmanager
     async def _get(self, url: str, what: str) -> AsyncIterator[httpx.Response]:
@@ -210,7 +175,7 @@ class HTTPUpstream:
                 raise Gone(f"{self.name}: {what}: gone: {reason}")
             err = Unavailable(f"{self.name}: {what}: upstream answered {resp.status_code} {reason}")
             if resp.status_code in RETRY_STATUSES:
-                raise _Retry(err, _retry_after(resp.headers.get("retry-after")))
+                raise Retry(err, retry_after(resp.headers.get("retry-after")))
             raise err
 
     async def _fetch_small(self, url: str, what: str, limit: int) -> bytes:
@@ -260,7 +225,7 @@ class HTTPUpstream:
                         fh.write(chunk)
                 if declared is not None and declared.isdigit() and got != int(declared) \
                         and "content-encoding" not in resp.headers:
-                    raise _Retry(Unavailable(
+                    raise Retry(Unavailable(
                         f"{self.name}: {what}: body of {got} bytes, Content-Length said {declared}"),
                         None)
             metrics.UPSTREAM_BYTES.labels(self.name).inc(got)
@@ -336,38 +301,6 @@ class FileUpstream:
 
     async def aclose(self) -> None:
         return None
-
-
-class _Retry(Exception):
-    """Internal: an attempt failed in a way worth another try."""
-
-    def __init__(self, error: ModvaultError, retry_after: float | None) -> None:
-        super().__init__(error.message)
-        self.error = error
-        self.retry_after = retry_after
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Retry-After is delay-seconds or an HTTP-date (RFC 9110 §10.2.3)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, httpx.RemoteProtocolError):
-        return "connection closed before the answer was complete"
-    if isinstance(exc, httpx.ConnectError):
-        return "cannot connect"
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 async def _read_bounded(resp: httpx.Response, limit: int, *, what: str = "",

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -61,11 +60,11 @@ from modvault.errors import (
     NotFound,
     SecurityError,
     Unavailable,
-    UpstreamTimeout,
 )
 from modvault.module.errors import ModuleError
 from modvault.module.path import check, escape_path, escape_version, unescape_path, unescape_version
 from modvault.observability import metrics
+from modvault.sources.retry import Retry, with_retries
 from modvault.sources.upstream import UpstreamLimits
 from modvault.storage.base import Store
 from modvault.sumdb import log as sumlog
@@ -108,7 +107,7 @@ MAX_NOTE_BYTES = 64 * 1024  # a tree note with 100 signatures is ~12 KiB
 MAX_LOOKUP_BYTES = 256 * 1024
 MAX_RECORD_BYTES = 16 * 1024  # per record in a data tile
 _REFRESH_INTERVAL = 1.0  # at most one forced /latest per second and database
-_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+SUMDB_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
 @dataclass(frozen=True)
@@ -328,43 +327,12 @@ class SumdbFetcher:
             raise Unavailable(f"{self.name}: {kind}: offline")
         url = f"{self.config.url}/{path}"
         what = f"{kind} {path}"
-        deadline = time.monotonic() + self.limits.total_timeout
-        tries = 0
-        outcome = "error"
-        try:
-            while True:
-                tries += 1
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise UpstreamTimeout(f"{self.name}: {what}: deadline exceeded")
-                try:
-                    async with asyncio.timeout(remaining):
-                        body = await self._attempt(url, what, limit)
-                    outcome = "ok"
-                    return body
-                except NotFound:
-                    outcome = "notfound"
-                    raise
-                except _RetryableStatus as exc:
-                    err: ModvaultError = exc.error
-                except TimeoutError:
-                    raise UpstreamTimeout(f"{self.name}: {what}: no answer in time") from None
-                except httpx.TimeoutException:
-                    err = UpstreamTimeout(f"{self.name}: {what}: timed out")
-                except httpx.TooManyRedirects:
-                    raise Unavailable(f"{self.name}: {what}: too many redirects") from None
-                except (httpx.TransportError, OSError) as exc:
-                    reason = "cannot connect" if isinstance(exc, httpx.ConnectError) else type(exc).__name__
-                    err = Unavailable(f"{self.name}: {what}: {reason}")
-                if tries > self.limits.retries:
-                    raise err
-                backoff = min(self.limits.backoff_max, self.limits.backoff_base * 2 ** (tries - 1))
-                wait = random.uniform(0, backoff)
-                if time.monotonic() + wait >= deadline:
-                    raise err
-                await asyncio.sleep(wait)
-        finally:
-            metrics.SUMDB_UPSTREAM_REQUESTS.labels(self.name, kind, outcome).inc()
+
+        def outcome(result: str) -> None:
+            metrics.SUMDB_UPSTREAM_REQUESTS.labels(self.name, kind, result).inc()
+
+        return await with_retries(self.name, what, self.limits.retry_policy,
+                                  lambda: self._attempt(url, what, limit), on_outcome=outcome)
 
     async def _attempt(self, url: str, what: str, limit: int) -> bytes:
         async with self.client.stream("GET", url) as resp:
@@ -382,8 +350,8 @@ class SumdbFetcher:
             if resp.status_code in (404, 410):
                 raise NotFound(f"{self.name}: {what}: {resp.status_code} not found: {reason}")
             err = Unavailable(f"{self.name}: {what}: database answered {resp.status_code} {reason}")
-            if resp.status_code in _RETRY_STATUSES:
-                raise _RetryableStatus(err)
+            if resp.status_code in SUMDB_RETRY_STATUSES:
+                raise Retry(err)
             raise err
 
     # -- store helpers (blocking; run in threads) ----------------------------------------------
@@ -857,12 +825,6 @@ class SumdbFetcher:
                     f"SECURITY ERROR: checksum database {self.name}: {tile.path()} record {first + i} "
                     f"does not match its signed tree head of size {tree.N}; nothing was stored")
         await asyncio.to_thread(self._save_tile_sync, tile, data, False)
-
-
-class _RetryableStatus(Exception):
-    def __init__(self, error: ModvaultError) -> None:
-        super().__init__(error.message)
-        self.error = error
 
 
 # --- the proxy ----------------------------------------------------------------------------------

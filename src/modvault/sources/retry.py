@@ -1,0 +1,116 @@
+"""Retries for untrusted HTTP peers (upstream proxies, checksum databases), in one place.
+
+An attempt is retried on connection errors, timeouts between bytes, and answers it marks with
+:class:`Retry` (429/502/503/504), with exponential backoff and full jitter, honouring Retry-After,
+until ``retries`` retries are spent or the total deadline would pass. NotFound/Gone and every other
+error end the loop at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import httpx
+
+from modvault.errors import Gone, ModvaultError, NotFound, Unavailable, UpstreamTimeout
+
+T = TypeVar("T")
+
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    total_timeout: float = 600.0
+    retries: int = 3
+    backoff_base: float = 0.2
+    backoff_max: float = 10.0
+
+
+class Retry(Exception):
+    """Raised by an attempt: this failure is worth another try (after ``retry_after`` if given)."""
+
+    def __init__(self, error: ModvaultError, retry_after: float | None = None) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.retry_after = retry_after
+
+
+def retry_after(value: str | None) -> float | None:
+    """Retry-After is delay-seconds or an HTTP-date (RFC 9110 §10.2.3)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def describe(exc: BaseException) -> str:
+    """A transport failure in words a user can act on; never a URL with credentials."""
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "connection closed before the answer was complete"
+    if isinstance(exc, httpx.ConnectError):
+        return "cannot connect"
+    return type(exc).__name__
+
+
+async def with_retries(name: str, what: str, policy: RetryPolicy, attempt: Callable[[], Awaitable[T]],
+                       *, on_outcome: Callable[[str], None] | None = None,
+                       on_retry: Callable[[], None] | None = None) -> T:
+    """Run ``attempt`` until it succeeds, fails for good, or the total deadline passes.
+
+    ``on_outcome`` gets "ok", "notfound" or "error" once; ``on_retry`` is called before each retry.
+    """
+    deadline = time.monotonic() + policy.total_timeout
+    tries = 0
+    outcome = "error"
+    try:
+        while True:
+            tries += 1
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise UpstreamTimeout(f"{name}: {what}: deadline exceeded")
+            delay: float | None = None
+            try:
+                async with asyncio.timeout(remaining):
+                    result = await attempt()
+                outcome = "ok"
+                return result
+            except Retry as r:
+                err: ModvaultError = r.error
+                delay = r.retry_after
+            except TimeoutError:
+                raise UpstreamTimeout(f"{name}: {what}: no complete answer within "
+                                      f"{policy.total_timeout:g}s") from None
+            except httpx.TimeoutException:
+                err = UpstreamTimeout(f"{name}: {what}: timed out")
+            except httpx.TooManyRedirects:
+                raise Unavailable(f"{name}: {what}: too many redirects") from None
+            except (httpx.TransportError, OSError) as exc:
+                err = Unavailable(f"{name}: {what}: {describe(exc)}")
+            except (NotFound, Gone):
+                outcome = "notfound"
+                raise
+            if tries > policy.retries:
+                raise err
+            backoff = min(policy.backoff_max, policy.backoff_base * 2 ** (tries - 1))
+            wait = delay if delay is not None else random.uniform(0, backoff)
+            if time.monotonic() + wait >= deadline:
+                raise err
+            if on_retry is not None:
+                on_retry()
+            await asyncio.sleep(wait)
+    finally:
+        if on_outcome is not None:
+            on_outcome(outcome)
