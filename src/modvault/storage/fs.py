@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat as stat_module
 import tempfile
 import uuid
 from pathlib import Path
@@ -21,6 +22,7 @@ TMP_DIR = ".modvault/tmp"
 class FileStore:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).resolve()
+        self._root = str(self.root)
         self.tmp = self.root / TMP_DIR
         self.tmp.mkdir(parents=True, exist_ok=True)
         self._clean_tmp()
@@ -43,14 +45,18 @@ class FileStore:
         return self.root / key
 
     def stat(self, key: str) -> StoredObject | None:
-        p = self.path(key)
+        # On the hot path: plain strings and one stat() call, no pathlib.
+        if key.startswith("/") or "\x00" in key or "/../" in f"/{key}/" or "/./" in f"/{key}/" \
+                or "//" in key:
+            raise ValueError(f"invalid store key {key!r}")
+        p = f"{self._root}/{key}"
         try:
-            st = p.stat()
+            st = os.stat(p)
         except (FileNotFoundError, NotADirectoryError):
             return None
-        if not p.is_file():
+        if not stat_module.S_ISREG(st.st_mode):
             return None
-        return StoredObject(key, st.st_size, st.st_mtime, str(p))
+        return StoredObject(key, st.st_size, st.st_mtime, p)
 
     def read(self, key: str) -> bytes:
         return self.path(key).read_bytes()
