@@ -57,6 +57,8 @@ class Settings:
     upstream_total_timeout: float = 600.0
     upstream_retries: int = 3
     upstream_max_redirects: int = 5
+    # PEM file of extra CA certificates trusted for upstreams and checksum databases.
+    upstream_ca_file: str = ""
     max_zip_bytes: int = 500 * 1024 * 1024
     max_mod_bytes: int = 16 * 1024 * 1024
     max_info_bytes: int = 64 * 1024
@@ -191,7 +193,7 @@ def validate(settings: Settings) -> None:
         raise ConfigError(f"upstream: {exc}") from None
     if bool(settings.tls_cert) != bool(settings.tls_key):
         raise ConfigError("tls_cert/tls_key: give both or neither")
-    for name in ("tls_cert", "tls_key"):
+    for name in ("tls_cert", "tls_key", "upstream_ca_file"):
         value = getattr(settings, name)
         if value and not os.path.isfile(value):
             raise ConfigError(f"{name}: no such file {value!r}")

@@ -35,6 +35,7 @@ def upstream_limits(settings: Settings) -> UpstreamLimits:
         max_mod_bytes=settings.max_mod_bytes,
         max_info_bytes=settings.max_info_bytes,
         max_list_bytes=settings.max_list_bytes,
+        ca_file=settings.upstream_ca_file,
     )
 
 

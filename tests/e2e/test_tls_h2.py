@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import ssl
+import time
 from pathlib import Path
 
 import httpx
@@ -47,3 +49,26 @@ def test_h2c_prior_knowledge(upstream_a: TestUpstreamServer, modvault: ModvaultF
         r = client.get(mv.url + INFO)
         assert r.status_code == 200 and r.http_version == "HTTP/2"
         assert r.json()["Version"] == "v1.0.0"
+
+
+def test_https_upstream_with_private_ca_speaks_h2(corpus: Corpus, upstream_a: TestUpstreamServer,
+                                                  modvault: ModvaultFactory, gohome: Path,
+                                                  tmp_path: Path) -> None:
+    """modvault behind modvault: the inner one over TLS with a private CA; the outer trusts it
+    through upstream_ca_file and talks HTTP/2 to it."""
+    cert, key = make_cert(tmp_path)
+    inner = modvault(upstream_a.url, tls=(cert, key))
+    untrusting = modvault(inner.url, env={"MODVAULT_UPSTREAM_RETRIES": "0"})
+    r = httpx.get(untrusting.url + INFO, timeout=30)
+    assert r.status_code == 502 and "127.0.0.1" in r.text
+    outer = modvault(inner.url, env={"MODVAULT_UPSTREAM_CA_FILE": str(cert)})
+    env = go_env(gohome, GOPROXY=outer.url)
+    proc = run_go(["mod", "download", "-json", "github.com/acme/hello@v1.1.0"], cwd=gohome, env=env)
+    assert download_json(proc.stdout)[0]["Sum"] == corpus.reference["github.com/acme/hello@v1.1.0"]["Sum"]
+    deadline = time.monotonic() + 5
+    lines: list[dict[str, object]] = []
+    while time.monotonic() < deadline and not lines:
+        lines = [json.loads(x) for x in inner.output().splitlines()
+                 if x.startswith("{") and '"modvault.access"' in x and "v1.1.0.zip" in x]
+        time.sleep(0.1)
+    assert lines and lines[0]["http"] == "2" and lines[0]["status"] == 200

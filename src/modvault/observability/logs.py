@@ -63,7 +63,7 @@ class AccessLog:
         self._scheduled = False
 
     def __call__(self, method: str, path: str, status: int, size: int, started: float, tier: str,
-                 upstream: str) -> None:
+                 upstream: str, http: str = "1.1") -> None:
         if not self.enabled:
             return
         duration = (time.perf_counter() - started) * 1000
@@ -71,7 +71,7 @@ class AccessLog:
         jmethod = f'"{method}"' if method.isalpha() else json.dumps(method)
         jupstream = json.dumps(upstream) if upstream else '""'
         line = (f'{{"ts":{time.time():.3f},"level":"info","logger":"modvault.access",'
-                f'"method":{jmethod},"path":{jpath},"status":{status},"bytes":{size},'
+                f'"http":"{http}","method":{jmethod},"path":{jpath},"status":{status},"bytes":{size},'
                 f'"duration_ms":{duration:.3f},"cache":"{tier}","upstream":{jupstream}}}\n')
         self._buf.append(line)
         self._size += len(line)

@@ -90,7 +90,8 @@ class App:
                 body = b"internal error\n"
                 proto.response_bytes(500, _error_headers(), body)
         self._observe(kind, out, started)
-        self.access_log(scope.method, scope.path, out.status, out.size, started, out.tier, out.upstream)
+        self.access_log(scope.method, scope.path, out.status, out.size, started, out.tier, out.upstream,
+                        scope.http_version)
 
     @staticmethod
     def _observe(kind: str, out: Response, started: float) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import unquote, urlsplit
 
+import certifi
 import httpx
 
 from modvault.errors import (
@@ -54,15 +56,26 @@ class UpstreamLimits:
     max_list_bytes: int = 16 * 1024 * 1024
     backoff_base: float = 0.2
     backoff_max: float = 10.0
+    # Extra CA certificates (PEM) trusted for upstreams, on top of the public roots.
+    ca_file: str = ""
 
     @property
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(self.total_timeout, self.retries, self.backoff_base, self.backoff_max)
 
 
+def tls_context(ca_file: str = "") -> ssl.SSLContext:
+    """The public roots (certifi, as httpx uses), plus an operator's CA for private upstreams."""
+    ctx = ssl.create_default_context(cafile=certifi.where())
+    if ca_file:
+        ctx.load_verify_locations(cafile=ca_file)
+    return ctx
+
+
 def make_client(limits: UpstreamLimits) -> httpx.AsyncClient:
     """One pooled client for all HTTP upstreams: keep-alive, HTTP/2 where offered, bounded redirects."""
     return httpx.AsyncClient(
+        verify=tls_context(limits.ca_file),
         http2=True,
         follow_redirects=True,
         max_redirects=limits.max_redirects,
