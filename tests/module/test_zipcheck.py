@@ -514,3 +514,19 @@ def test_check_zip_and_hash_zip_agree_with_go(tmp_path: Path, xmod: XMod) -> Non
             mismatches.append((p.name, "hash", hashed, h))
     assert mismatches == []
     assert accepted > 200
+
+
+def test_entry_count_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A central directory with more entries than modvault's bound is refused before it is
+    held in memory whole."""
+    import modvault.module.zipcheck as zc
+
+    monkeypatch.setattr(zc, "MAX_ZIP_ENTRIES", 5)
+    path = tmp_path / "many.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        for i in range(6):
+            zf.writestr(f"example.com/m@v1.0.0/f{i}.go", b"package m\n")
+    with pytest.raises(ZipError, match="more than 5 entries"):
+        zc.check_zip(path, "example.com/m", "v1.0.0")
+    monkeypatch.setattr(zc, "MAX_ZIP_ENTRIES", 6)
+    assert zc.check_zip(path, "example.com/m", "v1.0.0").file_count == 6

@@ -55,6 +55,9 @@ __all__ = [
 
 # x/mod zip.MaxZipFile, MaxGoMod, MaxLICENSE (also cmd/go codehost's limits).
 MAX_ZIP_FILE = 500 << 20
+# modvault's own bound (x/mod has none): the central directory is held in memory while checking,
+# and a hostile 500 MiB zip of empty entries could otherwise hold ~10 million of them.
+MAX_ZIP_ENTRIES = 1_000_000
 MAX_GO_MOD = 16 << 20
 MAX_LICENSE = 16 << 20
 
@@ -367,6 +370,8 @@ def _read_directory(fp: BinaryIO) -> list[ZipEntry]:
         if base:
             entry = dataclasses.replace(entry, header_offset=entry.header_offset + base)
         entries.append(entry)
+        if len(entries) > MAX_ZIP_ENTRIES:
+            raise ZipError(f"zip has more than {MAX_ZIP_ENTRIES} entries")
     # The record count only has 16 bits in non-zip64 archives; Go compares just those.
     if len(entries) & _U16 != records & _U16:
         raise ZipError(f"not a valid zip file: {stop}")
