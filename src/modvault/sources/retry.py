@@ -13,8 +13,7 @@ import email.utils
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import httpx
 
@@ -25,12 +24,17 @@ T = TypeVar("T")
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    total_timeout: float = 600.0
-    retries: int = 3
-    backoff_base: float = 0.2
-    backoff_max: float = 10.0
+class RetryPolicy(Protocol):
+    """What the loop needs to know (UpstreamLimits provides it)."""
+
+    @property
+    def total_timeout(self) -> float: ...
+    @property
+    def retries(self) -> int: ...
+    @property
+    def backoff_base(self) -> float: ...
+    @property
+    def backoff_max(self) -> float: ...
 
 
 class Retry(Exception):

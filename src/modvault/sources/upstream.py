@@ -35,7 +35,7 @@ from modvault.module.path import is_canonical_version as is_canonical
 from modvault.module.pseudo import is_pseudo_version
 from modvault.observability import metrics
 from modvault.sources.redact import redact_url
-from modvault.sources.retry import RETRY_STATUSES, Retry, RetryPolicy, describe, retry_after, with_retries
+from modvault.sources.retry import RETRY_STATUSES, Retry, describe, retry_after, with_retries
 
 T = TypeVar("T")
 
@@ -58,10 +58,6 @@ class UpstreamLimits:
     backoff_max: float = 10.0
     # Extra CA certificates (PEM) trusted for upstreams, on top of the public roots.
     ca_file: str = ""
-
-    @property
-    def retry_policy(self) -> RetryPolicy:
-        return RetryPolicy(self.total_timeout, self.retries, self.backoff_base, self.backoff_max)
 
 
 def tls_context(ca_file: str = "") -> ssl.SSLContext:
@@ -91,7 +87,8 @@ def make_client(limits: UpstreamLimits) -> httpx.AsyncClient:
     )
 
 
-def _first_line(body: bytes, limit: int = 200) -> str:
+def first_line(body: bytes, limit: int = 200) -> str:
+    """The first line of an error body, printable and bounded: fit to quote in our own message."""
     text = body[:4096].decode("utf-8", "replace").strip().splitlines()
     line = text[0] if text else ""
     line = "".join(ch if ch.isprintable() else "?" for ch in line)
@@ -169,7 +166,7 @@ class HTTPUpstream:
             metrics.UPSTREAM_REQUESTS.labels(self.name, kind, result).inc()
             metrics.UPSTREAM_LATENCY.labels(self.name).observe(time.perf_counter() - started)
 
-        return await with_retries(self.name, what, self.limits.retry_policy, attempt,
+        return await with_retries(self.name, what, self.limits, attempt,
                                   on_outcome=outcome,
                                   on_retry=metrics.UPSTREAM_RETRIES.labels(self.name).inc)
 
@@ -180,8 +177,8 @@ class HTTPUpstream:
             if resp.status_code == 200:
                 yield resp
                 return
-            body = await _read_bounded(resp, 4096, truncate=True)
-            reason = _first_line(body) or resp.reason_phrase
+            body = await read_bounded(resp, 4096, truncate=True)
+            reason = first_line(body) or resp.reason_phrase
             if resp.status_code == 404:
                 raise NotFound(f"{self.name}: {what}: not found: {reason}")
             if resp.status_code == 410:
@@ -194,7 +191,7 @@ class HTTPUpstream:
     async def _fetch_small(self, url: str, what: str, limit: int) -> bytes:
         async def attempt() -> bytes:
             async with self._get(url, what) as resp:
-                return await _read_bounded(resp, limit, what=f"{self.name}: {what}")
+                return await read_bounded(resp, limit, what=f"{self.name}: {what}")
 
         return await self._with_retries(what, attempt)
 
@@ -316,8 +313,9 @@ class FileUpstream:
         return None
 
 
-async def _read_bounded(resp: httpx.Response, limit: int, *, what: str = "",
+async def read_bounded(resp: httpx.Response, limit: int, *, what: str = "",
                         truncate: bool = False) -> bytes:
+    """The body, at most ``limit`` bytes: cut there with ``truncate``, else InvalidContent."""
     buf = bytearray()
     async for chunk in resp.aiter_bytes():
         buf += chunk

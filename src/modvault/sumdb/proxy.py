@@ -65,7 +65,7 @@ from modvault.module.errors import ModuleError
 from modvault.module.path import check, escape_path, escape_version, unescape_path, unescape_version
 from modvault.observability import metrics
 from modvault.sources.retry import Retry, with_retries
-from modvault.sources.upstream import UpstreamLimits
+from modvault.sources.upstream import UpstreamLimits, first_line, read_bounded
 from modvault.storage.base import Store
 from modvault.sumdb import log as sumlog
 from modvault.sumdb import note as _note
@@ -331,22 +331,14 @@ class SumdbFetcher:
         def outcome(result: str) -> None:
             metrics.SUMDB_UPSTREAM_REQUESTS.labels(self.name, kind, result).inc()
 
-        return await with_retries(self.name, what, self.limits.retry_policy,
+        return await with_retries(self.name, what, self.limits,
                                   lambda: self._attempt(url, what, limit), on_outcome=outcome)
 
     async def _attempt(self, url: str, what: str, limit: int) -> bytes:
         async with self.client.stream("GET", url) as resp:
-            buf = bytearray()
-            async for chunk in resp.aiter_bytes():
-                buf += chunk
-                if len(buf) > limit:
-                    if resp.status_code == 200:
-                        raise InvalidContent(f"{self.name}: {what}: answer larger than {limit} bytes")
-                    break
             if resp.status_code == 200:
-                return bytes(buf)
-            line = bytes(buf[:200]).decode("utf-8", "replace").strip().split("\n")[0]
-            reason = "".join(c if c.isprintable() else "?" for c in line) or resp.reason_phrase
+                return await read_bounded(resp, limit, what=f"{self.name}: {what}")
+            reason = first_line(await read_bounded(resp, 4096, truncate=True)) or resp.reason_phrase
             if resp.status_code in (404, 410):
                 raise NotFound(f"{self.name}: {what}: {resp.status_code} not found: {reason}")
             err = Unavailable(f"{self.name}: {what}: database answered {resp.status_code} {reason}")
