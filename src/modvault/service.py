@@ -143,7 +143,7 @@ class ModuleService:
             metrics.REJECTED_CONTENT.labels(ref.kind.value).inc()
             raise
         obj = await asyncio.to_thread(self.store.put_atomic, key, data, overwrite=False)
-        if obj.size != len(data):  # someone else stored it first: theirs is the truth
+        if not obj.written:  # another process stored it first: theirs is the truth
             return await self._from_store(ref.kind, obj, immutable=True)
         art = Artifact(ref.kind, len(data), etag_of(data), obj.mtime, True, body=data,
                        tier="upstream", upstream=source)
@@ -289,13 +289,13 @@ class ModuleService:
         self._check_negative(key)
         if self.settings.offline:
             if ref.kind is Kind.LIST:
-                return self._list_from_store(ref)
+                return await asyncio.to_thread(self._list_from_store, ref)
             raise NotFound(f"{ref.module}: not in cache (offline mode)")
         try:
             return await self._fetch_mutable(ref, key, fetch)
         except Unavailable:
             if ref.kind is Kind.LIST:
-                fallback = self._list_from_store(ref)
+                fallback = await asyncio.to_thread(self._list_from_store, ref)
                 if fallback.size:
                     return fallback
             raise
@@ -346,7 +346,7 @@ class ModuleService:
         return await self._store_mutable(Kind.INFO, key, data, source)
 
     def _list_from_store(self, ref: ArtifactRef) -> Artifact:
-        """Versions we hold (any of .info/.mod/.zip), for when no upstream can answer."""
+        """Versions we hold (any of .info/.mod/.zip), for when no upstream can answer. Blocking."""
         versions: set[str] = set()
         for k in self.store.list(f"{ref.escaped_module}/@v/"):
             name = k.rsplit("/", 1)[-1]

@@ -34,12 +34,12 @@ def test_put_from_temp_file_and_first_writer_wins(store: FileStore | MemoryStore
     tmp = store.temp_path()
     tmp.parent.mkdir(parents=True, exist_ok=True)
     tmp.write_bytes(b"first")
-    store.put_atomic(KEY, tmp, overwrite=False)
+    assert store.put_atomic(KEY, tmp, overwrite=False).written
     assert not tmp.exists()
     tmp2 = store.temp_path()
     tmp2.write_bytes(b"second!")
     obj = store.put_atomic(KEY, tmp2, overwrite=False)
-    assert obj.size == 5 and store.read(KEY) == b"first"
+    assert obj.size == 5 and not obj.written and store.read(KEY) == b"first"
     assert not tmp2.exists()
     store.put_atomic(KEY, b"replaced")  # mutable answers may be replaced
     assert store.read(KEY) == b"replaced"

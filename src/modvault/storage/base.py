@@ -19,6 +19,8 @@ class StoredObject:
     mtime: float
     # A local file that can be sent with sendfile, when the store has one.
     local_path: str | None = None
+    # From put_atomic(overwrite=False): False when an existing object won and ours was discarded.
+    written: bool = True
 
 
 class Store(Protocol):

@@ -88,6 +88,7 @@ class FileStore:
                 src.unlink(missing_ok=True)
                 raise
         os.chmod(src, 0o644)
+        written = True
         if overwrite:
             os.replace(src, dest)
         else:
@@ -95,7 +96,7 @@ class FileStore:
             try:
                 os.link(src, dest)
             except FileExistsError:
-                pass
+                written = False
             finally:
                 src.unlink(missing_ok=True)
         dir_fd = os.open(dest.parent, os.O_RDONLY)
@@ -104,7 +105,7 @@ class FileStore:
         finally:
             os.close(dir_fd)
         st = dest.stat()
-        return StoredObject(key, st.st_size, st.st_mtime, str(dest))
+        return StoredObject(key, st.st_size, st.st_mtime, str(dest), written)
 
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)

@@ -29,7 +29,7 @@ class MemoryStore:
         if not overwrite and key in self._data:
             if isinstance(data, Path):
                 data.unlink()
-            return StoredObject(key, len(self._data[key][0]), self._data[key][1], None)
+            return StoredObject(key, len(self._data[key][0]), self._data[key][1], None, False)
         if isinstance(data, Path):
             body = data.read_bytes()
             data.unlink()
