@@ -40,8 +40,6 @@ class Settings:
     tls_cert: str = ""
     tls_key: str = ""
     workers: int = 1
-    # granian's task implementation: auto (rust where supported), asyncio, rust.
-    task_impl: str = "auto"
     # Mutable answers (list, @latest, query .info): fresh for this long, then revalidated.
     mutable_ttl: float = 300.0
     # Past mutable_ttl + this, a stale answer is revalidated before it is served (stale only on error).
@@ -230,8 +228,6 @@ def validate(settings: Settings) -> None:
         raise ConfigError(f"netrc: no such file {settings.netrc!r}")
     if settings.vcs_max_procs < 1 or settings.vcs_timeout <= 0:
         raise ConfigError("vcs_max_procs/vcs_timeout: must be positive")
-    if settings.task_impl not in {"auto", "asyncio", "rust"}:
-        raise ConfigError(f"task_impl: expected auto|asyncio|rust, got {settings.task_impl!r}")
     if settings.log_level not in {"debug", "info", "warning", "error"}:
         raise ConfigError(f"log_level: expected debug|info|warning|error, got {settings.log_level!r}")
 

@@ -239,12 +239,3 @@ def test_bad_configuration_fails_at_startup(tmp_path: Path) -> None:
                           timeout=30)
     assert proc.returncode == 2 and "listen" in proc.stderr
 
-
-def test_asyncio_task_implementation_also_serves(corpus: Corpus, upstream_a: TestUpstreamServer,
-                                                 modvault: ModvaultFactory) -> None:
-    """task_impl=asyncio is the escape hatch from granian's Rust tasks: the same answers."""
-    mv = modvault(upstream_a.url, env={"MODVAULT_TASK_IMPL": "asyncio"})
-    assert httpx.get(mv.url + LIST).text == "v1.0.0\nv1.1.0\nv1.2.0-rc.1\n"
-    assert httpx.get(mv.url + INFO).json()["Version"] == "v1.0.0"
-    assert httpx.get(mv.url + ZIP).content == (corpus.proxy_a / ZIP.lstrip("/")).read_bytes()
-    assert httpx.get(mv.url + "/readyz").status_code == 200
