@@ -134,21 +134,12 @@ class App:
                 and "if-modified-since" not in h
                 and (art.kind is Kind.ZIP or "accept-encoding" not in h)):
             # Hot path: a plain GET of a small body; its headers are built once per artifact.
-            if art.plain_headers is None:
-                art.plain_headers = self._plain_headers(art)
             out.status, out.size = 200, art.size
-            proto.response_bytes(200, art.plain_headers, art.body)
+            proto.response_bytes(200, self._plain_headers(art), art.body)
             return
-        cache_control = IMMUTABLE_CACHE_CONTROL if art.immutable else self.short_cache_control
         compressible = art.kind is not Kind.ZIP
         gz_etag = art.etag[:-1] + '-gzip"'
-        base: Headers = [
-            ("cache-control", cache_control),
-            ("last-modified", art.last_modified),
-            ("accept-ranges", "bytes"),
-        ]
-        if compressible:
-            base.append(("vary", "Accept-Encoding"))
+        base = self._base_headers(art)
 
         gz: bytes | None = None
         if compressible and ranges.accepts_gzip(h.get("accept-encoding")):
@@ -183,8 +174,7 @@ class App:
                        ("etag", gz_etag), ("content-length", str(len(gz))), *base]
             self._send_body(proto, out, 200, headers, gz, head)
             return
-        headers = [("content-type", art.media_type), ("etag", art.etag),
-                   ("content-length", str(art.size)), *base]
+        headers = self._plain_headers(art)
         if art.body is not None:
             self._send_body(proto, out, 200, headers, art.body, head)
         else:
@@ -196,15 +186,21 @@ class App:
                 out.size = art.size
                 proto.response_file(200, headers, art.path)
 
-    def _plain_headers(self, art: Artifact) -> Headers:
-        headers = [("content-type", art.media_type), ("etag", art.etag),
-                   ("content-length", str(art.size)),
-                   ("cache-control", IMMUTABLE_CACHE_CONTROL if art.immutable
+    def _base_headers(self, art: Artifact) -> Headers:
+        """Headers every answer about this artifact carries (200, 206, 304, 416)."""
+        headers = [("cache-control", IMMUTABLE_CACHE_CONTROL if art.immutable
                     else self.short_cache_control),
                    ("last-modified", art.last_modified), ("accept-ranges", "bytes")]
         if art.kind is not Kind.ZIP:
             headers.append(("vary", "Accept-Encoding"))
         return headers
+
+    def _plain_headers(self, art: Artifact) -> Headers:
+        """A plain 200 of the identity encoding; built once and kept on the artifact."""
+        if art.plain_headers is None:
+            art.plain_headers = [("content-type", art.media_type), ("etag", art.etag),
+                                 ("content-length", str(art.size)), *self._base_headers(art)]
+        return art.plain_headers
 
     @staticmethod
     def _send_body(proto: Any, out: Response, status: int, headers: Headers, body: bytes,
@@ -271,15 +267,15 @@ class App:
             return
         checksums = self.service.checksums
         try:
-            private = checksums.private
+            private, proxy = checksums.private, checksums.proxy
             if private is not None and rest.startswith(private.name + "/"):
                 resp = await private.handle(rest[len(private.name) + 1:],
                                             ensure=self.service.ensure_recorded)
             else:
-                routed = checksums.proxy.route(rest) if checksums.proxy is not None else None
-                if routed is None or checksums.proxy is None:
+                routed = proxy.route(rest) if proxy is not None else None
+                if proxy is None or routed is None:
                     raise NotFound(f"checksum database not proxied here: /sumdb/{rest[:200]}")
-                resp = await checksums.proxy.handle(*routed)
+                resp = await proxy.handle(*routed)
         except ModvaultError as exc:
             self._send_error(proto, out, exc.status, exc.message)
             return
