@@ -103,14 +103,10 @@ def serve(settings: Settings) -> None:
 def _check_private_sumdb(settings: Settings) -> None:
     """A configured private database must exist before any worker starts."""
     from modvault.sumdb.private import PrivateSumdb, PrivateSumdbError
-    from modvault.wiring import private_sumdb_names
+    from modvault.wiring import private_sumdb_name
 
-    name = settings.private_sumdb
+    name = private_sumdb_name(settings)
     if not name:
-        found = private_sumdb_names(Path(settings.data_dir))
-        if len(found) > 1:
-            raise ConfigError(f"private_sumdb: several private databases under data_dir "
-                              f"({', '.join(found)}): name the one to host")
         return
     try:
         PrivateSumdb.open(Path(settings.data_dir), name).close()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import httpx
 
-from modvault.config import Settings, parse_pairs, sumdb_settings
+from modvault.config import ConfigError, Settings, parse_pairs, sumdb_settings
 from modvault.policy import ModulePolicy
 from modvault.service import Checksums, ModuleService
 from modvault.sources.base import Source
@@ -17,10 +17,9 @@ from modvault.storage.base import Store
 from modvault.storage.fs import FileStore
 from modvault.sumdb.client import ChecksumVerifier
 from modvault.sumdb.config import parse_sumdb
-from modvault.sumdb.private import PrivateSumdb, PrivateSumdbError, database_dir
+from modvault.sumdb.private import PrivateSumdb, PrivateSumdbError, database_dir, list_databases
 from modvault.sumdb.proxy import SumdbProxy
 
-PRIVATE_SUMDB_DIR = ".modvault/sumdb-private"
 VCS_DIR = ".modvault/vcs"
 
 
@@ -54,28 +53,22 @@ def build_chain(settings: Settings, client: httpx.AsyncClient, direct: Source) -
     return Chain(entries, client)
 
 
-def private_sumdb_names(data_dir: Path) -> list[str]:
-    """Names of the private databases created under data_dir by `modvault sumdb init`."""
-    root = data_dir / PRIVATE_SUMDB_DIR
-    if not root.is_dir():
-        return []
-    names = []
-    for d in sorted(root.iterdir()):
-        if (d / "latest").exists():
-            from urllib.parse import unquote
-
-            names.append(unquote(d.name))
-    return names
+def private_sumdb_name(settings: Settings) -> str:
+    """The private database to host: the one named, else the only one under data_dir, else none."""
+    if settings.private_sumdb:
+        return settings.private_sumdb
+    found = list_databases(Path(settings.data_dir))
+    if len(found) > 1:
+        raise ConfigError(f"private_sumdb: several private databases under data_dir "
+                          f"({', '.join(found)}): name the one to host")
+    return found[0] if found else ""
 
 
 def build_checksums(settings: Settings, store: Store, client: httpx.AsyncClient) -> Checksums:
     data_dir = Path(settings.data_dir)
     configs = [parse_sumdb(item) for item in sumdb_settings(settings)]
     private: PrivateSumdb | None = None
-    name = settings.private_sumdb
-    if not name:
-        found = private_sumdb_names(data_dir)
-        name = found[0] if len(found) == 1 else ""
+    name = private_sumdb_name(settings)
     if name:
         try:
             private = PrivateSumdb.open(data_dir, name)

@@ -372,3 +372,18 @@ def test_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert code == 1 and "modvault sumdb init missing.example" in err
     assert code == 1
     assert os.listdir(data / ".modvault" / "sumdb-private") == [NAME]
+
+
+def test_cli_finds_the_data_dir_like_serve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --data-dir, `sumdb init` uses the data_dir `modvault serve` would: config file too."""
+    data = tmp_path / "from-config"
+    cfg = tmp_path / "modvault.toml"
+    cfg.write_text(f'data_dir = "{data}"\n')
+    monkeypatch.delenv("MODVAULT_DATA_DIR", raising=False)
+    monkeypatch.setenv("MODVAULT_CONFIG", str(cfg))
+    code, out, _ = _cli("sumdb", "init", NAME)
+    assert code == 0 and out.strip().startswith(NAME + "+")
+    assert (data / ".modvault" / "sumdb-private" / NAME / "latest").exists()
+    monkeypatch.setenv("MODVAULT_UPSTREAM", "gopher://nope")
+    code, _, err = _cli("sumdb", "add-key", NAME)
+    assert code == 1 and "upstream" in err

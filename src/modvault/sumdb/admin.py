@@ -15,11 +15,11 @@ The procedure for key rotation is in :mod:`modvault.sumdb.private`.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import TextIO
 
+from modvault.config import ConfigError
 from modvault.sumdb.private import (
     PrivateSumdbError,
     add_signing_key,
@@ -32,14 +32,10 @@ __all__ = ["add_sumdb_commands", "run_sumdb_command"]
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
-    if args.data_dir:
-        return Path(args.data_dir)
-    env = os.environ.get("MODVAULT_DATA_DIR")
-    if env:
-        return Path(env)
-    from modvault.config import Settings
+    """The data directory as `modvault serve` would resolve it: flag, environment, config file."""
+    from modvault.config import load_settings
 
-    return Path(Settings().data_dir)
+    return Path(load_settings(flags={"data_dir": args.data_dir}).data_dir)
 
 
 def add_sumdb_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -108,7 +104,7 @@ def run_sumdb_command(args: argparse.Namespace, out: TextIO = sys.stdout, err: T
     handler = args.sumdb_handler
     try:
         code: int = handler(args, out, err)
-    except PrivateSumdbError as exc:
+    except (PrivateSumdbError, ConfigError) as exc:
         print(f"modvault sumdb: {exc}", file=err)
         return 1
     except OSError as exc:

@@ -75,7 +75,7 @@ import threading
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from modvault.errors import BadRequest, NotFound, SecurityError
 from modvault.module.errors import ModuleError
@@ -101,6 +101,7 @@ __all__ = [
     "add_signing_key",
     "database_dir",
     "init_database",
+    "list_databases",
     "retire_key",
 ]
 
@@ -122,6 +123,14 @@ def database_dir(root: Path, name: str) -> Path:
 
 
 # --- small file helpers -------------------------------------------------------------------------
+
+
+def list_databases(root: Path) -> list[str]:
+    """Names of the databases created under the data directory *root* by :func:`init_database`."""
+    base = Path(root) / PRIVATE_DIR
+    if not base.is_dir():
+        return []
+    return [unquote(d.name) for d in sorted(base.iterdir()) if (d / "latest").exists()]
 
 
 def _fsync_dir(path: Path) -> None:
