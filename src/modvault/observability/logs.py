@@ -1,4 +1,5 @@
-"""Structured logs: one JSON access-log line per request; never query strings or credentials."""
+"""Structured logs: JSON lines for application logs, and one access-log line per request (never query
+strings or credentials)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,6 @@ import sys
 import time
 from typing import Any
 
-LOG = logging.getLogger("modvault")
-
 
 class JSONFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -21,12 +20,8 @@ class JSONFormatter(logging.Formatter):
             "ts": round(record.created, 3),
             "level": record.levelname.lower(),
             "logger": record.name,
+            "msg": record.getMessage(),
         }
-        fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
-            doc.update(fields)
-        else:
-            doc["msg"] = record.getMessage()
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
         return json.dumps(doc, separators=(",", ":"))
