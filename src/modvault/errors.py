@@ -49,10 +49,6 @@ class UpstreamTimeout(Unavailable):
     status = 504
 
 
-class ServiceUnavailable(Unavailable):
-    status = 503
-
-
 class InvalidContent(Unavailable):
     """An upstream answered, but what it sent breaks the rules (bad JSON, bad zip...)."""
 
