@@ -705,3 +705,118 @@ def synthesize_gomod(module_path: str) -> bytes:
     """The go.mod the go command serves for a module without one (cmd/go coderepo.legacyGoMod):
     ``"module " + AutoQuote(path) + "\\n"``."""
     return ("module " + auto_quote(module_path) + "\n").encode("utf-8", "surrogateescape")
+
+
+# --- requirement graph directives (for Minimal Version Selection) ------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Requirement:
+    """A module path at a canonical version (x/mod module.Version)."""
+
+    path: str
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
+class Replacement:
+    """``replace old [v] => new [v]``: ``old_version`` is "" for every version of ``old_path``;
+    ``new_version`` is "" when ``new_path`` is a directory (go.dev/ref/mod#go-mod-file-replace)."""
+
+    old_path: str
+    old_version: str
+    new_path: str
+    new_version: str
+
+    @property
+    def is_directory(self) -> bool:
+        return self.new_version == ""
+
+
+@dataclass(frozen=True, slots=True)
+class GraphDirectives:
+    """What MVS reads from a go.mod: its module and go version, requirements, and (meaningful
+    only in the main module) replacements and exclusions."""
+
+    module: str | None
+    go: str | None
+    requires: tuple[Requirement, ...]
+    replaces: tuple[Replacement, ...]
+    excludes: tuple[Requirement, ...]
+
+
+def is_directory_path(p: str) -> bool:
+    """x/mod modfile.IsDirectoryPath: a replacement target that names a directory."""
+    return (p in (".", "..") or p.startswith(("./", "../", "/", ".\\", "..\\"))
+            or (len(p) >= 2 and p[1] == ":" and p[0].isalpha()))
+
+
+def _graph_version(path: str, raw: str, what: str) -> str:
+    v = modpath.canonical_version(_parse_string(raw))
+    if v == "":
+        raise ValueError(f"{what} {path}: invalid version {modpath.go_quote(raw)}")
+    return v
+
+
+def parse_graph(data: bytes) -> GraphDirectives:
+    """The ``module``, ``go``, ``require``, ``replace`` and ``exclude`` directives of a go.mod.
+
+    Syntax errors and malformed directives raise :class:`ModFileError` with a one-line message.
+    Requirements are checked as :func:`parse_lax` checks them (canonical versions, path major).
+    """
+    base = parse_lax(data)  # validates module/go/require as the go command's lax reader does
+    text = data.decode("utf-8", "surrogateescape")
+    try:
+        stmts = _Parser(text).parse_file()
+    except _ParseError as e:
+        raise ModFileError(str(e)) from None
+    requires: list[Requirement] = []
+    replaces: list[Replacement] = []
+    excludes: list[Requirement] = []
+
+    def one(verb: str, line: _Node, args: list[str]) -> None:
+        p = line.start
+        try:
+            if verb == "require" and len(args) == 2:
+                path = _parse_string(args[0])
+                requires.append(Requirement(path, _graph_version(path, args[1], "require")))
+            elif verb == "exclude":
+                if len(args) != 2:
+                    raise ValueError("usage: exclude module/path v1.2.3")
+                path = _parse_string(args[0])
+                excludes.append(Requirement(path, _graph_version(path, args[1], "exclude")))
+            elif verb == "replace":
+                replaces.append(_parse_replace(args))
+        except ValueError as e:
+            raise ModFileError(f"{_FILENAME}:{p.line}: {e}") from None
+
+    for stmt in stmts:
+        if stmt.kind == "line":
+            one(stmt.tokens[0], stmt, stmt.tokens[1:])
+        elif stmt.kind == "block" and len(stmt.tokens) == 1:
+            for line in stmt.lines:
+                one(stmt.tokens[0], line, line.tokens)
+    return GraphDirectives(base.module, base.go, tuple(requires), tuple(replaces), tuple(excludes))
+
+
+def _parse_replace(args: list[str]) -> Replacement:
+    # modfile.parseReplace: old [v] => new [v]
+    try:
+        arrow = args.index("=>")
+    except ValueError:
+        raise ValueError("usage: replace module/path [v1.2.3] => other/module v1.4\n"
+                         "\t or replace module/path [v1.2.3] => ../local/directory") from None
+    old, new = args[:arrow], args[arrow + 1:]
+    if len(old) not in (1, 2) or len(new) not in (1, 2):
+        raise ValueError("usage: replace module/path [v1.2.3] => other/module v1.4")
+    old_path = _parse_string(old[0])
+    old_version = _graph_version(old_path, old[1], "replace") if len(old) == 2 else ""
+    new_path = _parse_string(new[0])
+    if len(new) == 1:
+        if not is_directory_path(new_path):
+            raise ValueError(f"replacement module without version must be directory path "
+                             f"(rooted or starting with . or ..): {new_path}")
+        return Replacement(old_path, old_version, new_path, "")
+    if is_directory_path(new_path):
+        raise ValueError(f"replacement module directory path {new_path} cannot have version")
+    return Replacement(old_path, old_version, new_path, _graph_version(new_path, new[1], "replace"))
