@@ -9,6 +9,7 @@ from pathlib import Path
 
 from modvault import __version__
 from modvault.config import ConfigError, Settings, load_settings
+from modvault.ops.store_cli import add_store_commands, run_ops_command
 from modvault.sources.chain import redact_upstream_list
 from modvault.sumdb.admin import add_sumdb_commands, run_sumdb_command
 
@@ -120,9 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     add_sumdb_commands(sub)
+    add_store_commands(sub)
     args = parser.parse_args(argv)
     if args.command == "sumdb":
         return run_sumdb_command(args)
+    if hasattr(args, "ops_handler"):
+        return run_ops_command(args)
     try:
         settings = load_settings(config_file=args.config, flags=_flags(args))
         if args.command == "serve":

@@ -84,6 +84,12 @@ class Settings:
     # The private checksum database (made by `modvault sumdb init NAME`) that records every module
     # exempt from the public one (nosumdb); empty: the only one under data_dir, if there is one.
     private_sumdb: str = ""
+    # Operations: background gc (off unless one limit is set), and how often the access journal is
+    # appended to (requests only touch memory in between).
+    gc_max_bytes: str = ""
+    gc_unused_for: str = ""
+    gc_interval: float = 3600.0
+    access_flush_interval: float = 5.0
 
     @property
     def host(self) -> str:
@@ -228,6 +234,20 @@ def validate(settings: Settings) -> None:
         raise ConfigError(f"netrc: no such file {settings.netrc!r}")
     if settings.vcs_max_procs < 1 or settings.vcs_timeout <= 0:
         raise ConfigError("vcs_max_procs/vcs_timeout: must be positive")
+    from modvault.ops.units import parse_duration, parse_size
+
+    try:
+        if settings.gc_max_bytes:
+            parse_size(settings.gc_max_bytes)
+    except ValueError as exc:
+        raise ConfigError(f"gc_max_bytes: {exc}") from None
+    try:
+        if settings.gc_unused_for:
+            parse_duration(settings.gc_unused_for)
+    except ValueError as exc:
+        raise ConfigError(f"gc_unused_for: {exc}") from None
+    if settings.gc_interval <= 0 or settings.access_flush_interval <= 0:
+        raise ConfigError("gc_interval/access_flush_interval: must be positive")
     if settings.log_level not in {"debug", "info", "warning", "error"}:
         raise ConfigError(f"log_level: expected debug|info|warning|error, got {settings.log_level!r}")
 

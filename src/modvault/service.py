@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from modvault.artifact import Artifact, ArtifactRef, Kind
 from modvault.cache.memory import ByteLRU
@@ -58,6 +59,10 @@ def format_list(versions: list[str]) -> bytes:
     return "".join(v + "\n" for v in ordered).encode()
 
 
+class AccessRecorder(Protocol):
+    def touch(self, key: str) -> None: ...
+
+
 @dataclass
 class Checksums:
     """The checksum databases the service answers to: a proxy for clients, the verifier of public
@@ -71,7 +76,7 @@ class Checksums:
 class ModuleService:
     def __init__(self, settings: Settings, store: Store, chain: Chain, *,
                  policy: ModulePolicy | None = None, direct_chain: Chain | None = None,
-                 checksums: Checksums | None = None) -> None:
+                 checksums: Checksums | None = None, access: AccessRecorder | None = None) -> None:
         self.settings = settings
         self.store = store
         self.chain = chain
@@ -85,6 +90,8 @@ class ModuleService:
         self._negative: dict[str, tuple[float, ModvaultError]] = {}
         self._zip_artifacts: dict[tuple[str, int, float], Artifact] = {}
         self._refreshing: set[asyncio.Task[None]] = set()
+        # Last use of stored versions, for gc (ops/journal.py): a dict write per request.
+        self.access = access
 
     def chain_for(self, module: str) -> Chain:
         return self.direct_chain if self.policy.is_noproxy(module) else self.chain
@@ -107,6 +114,8 @@ class ModuleService:
 
     async def _immutable(self, ref: ArtifactRef) -> Artifact:
         key = keys.artifact_key(ref.escaped_module, ref.escaped_version, ref.kind.value)
+        if self.access is not None:
+            self.access.touch(key)
         if ref.kind is not Kind.ZIP:
             hit = self.memory.get(key)
             if hit is not None:

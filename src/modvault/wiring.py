@@ -7,6 +7,8 @@ from pathlib import Path
 import httpx
 
 from modvault.config import ConfigError, Settings, parse_pairs, sumdb_settings
+from modvault.ops.journal import AccessJournal
+from modvault.ops.runtime import OpsRuntime
 from modvault.policy import ModulePolicy
 from modvault.service import Checksums, ModuleService
 from modvault.sources.base import Source
@@ -112,4 +114,15 @@ def build_service(settings: Settings) -> ModuleService:
     policy = ModulePolicy(settings.private, settings.noproxy, settings.nosumdb)
     checksums = build_checksums(settings, store, client)
     return ModuleService(settings, store, chain, policy=policy, direct_chain=direct_chain,
-                         checksums=checksums)
+                         checksums=checksums, access=AccessJournal(settings.data_dir))
+
+
+def build_ops(settings: Settings, service: ModuleService) -> OpsRuntime:
+    """The per-worker operations task (journal, store totals, index feed, background gc)."""
+    from modvault.ops.metrics import STORE_COLLECTOR
+
+    journal = service.access if isinstance(service.access, AccessJournal) else AccessJournal(
+        settings.data_dir)
+    runtime = OpsRuntime(settings, service.policy, journal, in_flight=service.flights)
+    STORE_COLLECTOR.runtime = runtime
+    return runtime

@@ -21,10 +21,12 @@ from modvault.artifact import IMMUTABLE_CACHE_CONTROL, Artifact, Kind
 from modvault.config import Settings
 from modvault.errors import ModvaultError, NotFound
 from modvault.observability import logs, metrics
+from modvault.ops.http import NDJSON, index_body
+from modvault.ops.runtime import OpsRuntime
 from modvault.server import ranges
 from modvault.server.routing import parse_artifact_path
 from modvault.service import ModuleService
-from modvault.wiring import build_service
+from modvault.wiring import build_ops, build_service
 
 LOG = logging.getLogger("modvault.server")
 
@@ -57,6 +59,7 @@ class App:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.service: ModuleService | None = None
+        self.ops: OpsRuntime | None = None
         self.short_cache_control = f"public, max-age={max(0, int(settings.mutable_ttl))}"
         self.started = time.time()
         self.access_log = logs.AccessLog(settings.access_log)
@@ -66,10 +69,14 @@ class App:
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
         logs.setup_logging(self.settings.log_level)
         self.service = build_service(self.settings)
+        self.ops = build_ops(self.settings, self.service)
+        self.ops.start(loop)
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.access_log.flush()
         if self.service is not None and not loop.is_closed() and not loop.is_running():
+            if self.ops is not None:
+                loop.run_until_complete(self.ops.aclose())
             loop.run_until_complete(self.service.aclose())
 
     async def __rsgi__(self, scope: Any, proto: Any) -> None:
@@ -288,6 +295,20 @@ class App:
             out.size = len(resp.body)
             proto.response_bytes(resp.status, headers, resp.body)
 
+    async def _index(self, scope: Any, proto: Any, out: Response) -> None:
+        if scope.method not in ("GET", "HEAD"):
+            self._send_error(proto, out, 405, "method not allowed", [("allow", "GET, HEAD")])
+            return
+        assert self.ops is not None
+        try:
+            body = await index_body(self.ops, scope.query_string or "")
+        except ModvaultError as exc:
+            self._send_error(proto, out, exc.status, exc.message)
+            return
+        headers = [("content-type", NDJSON), ("cache-control", "no-store"),
+                   ("content-length", str(len(body)))]
+        self._send_body(proto, out, 200, headers, body, scope.method == "HEAD")
+
     # -- other endpoints ---------------------------------------------------------------------
 
     async def _other(self, scope: Any, proto: Any, path: str, out: Response) -> str:
@@ -307,6 +328,9 @@ class App:
         if path.startswith("/sumdb/"):
             await self._sumdb(scope, proto, path[len("/sumdb/"):], out)
             return "sumdb"
+        if path == "/index":
+            await self._index(scope, proto, out)
+            return "index"
         if path == "/metrics":
             body = generate_latest(metrics.REGISTRY)
             out.status, out.size = 200, len(body)

@@ -448,14 +448,18 @@ class GitMirror:
     async def _probe_dir(self) -> Path:
         return await probe_repo(self.runner, self.root)
 
+    def present(self) -> bool:
+        """Whether the mirror is on disk (gc may remove an idle one; the next sync clones again)."""
+        return (self.dir / "objects").is_dir()
+
     # --- creating and updating -------------------------------------------------------------
 
     async def sync(self, remote: RemoteRefs) -> None:
         """Make the mirror hold every ref in ``remote`` (create it, or ``git fetch``)."""
-        if self._synced_digest == remote.digest:
+        if self._synced_digest == remote.digest and self.present():
             return
         async with self._lock, _FileLock(self.root / f"{self.key}.lock", self.runner.timeout):
-            if self._synced_digest == remote.digest:
+            if self._synced_digest == remote.digest and self.present():
                 return
             created = False
             if not (self.dir / "objects").is_dir():

@@ -314,7 +314,8 @@ class _Code:
     async def synced(self) -> None:
         """The mirror holds every ref of this snapshot (fetched once, lazily)."""
         fut = self._synced
-        if fut is None or (fut.done() and (fut.cancelled() or fut.exception() is not None)):
+        if fut is None or (fut.done() and (fut.cancelled() or fut.exception() is not None
+                                           or not self.mirror.present())):
             fut = self._synced = asyncio.ensure_future(self.mirror.sync(self.remote))
         await asyncio.shield(fut)
 

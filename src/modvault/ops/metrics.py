@@ -1,0 +1,54 @@
+"""Store and gc metrics, read at scrape time: store bytes and artifact counts by kind (from the
+runtime's last store scan) and gc runs / bytes freed (persisted, so CLI runs count too)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from modvault.observability.metrics import REGISTRY
+from modvault.ops import gc
+from modvault.ops.runtime import OpsRuntime
+
+KINDS = ("info", "mod", "zip")
+
+
+class StoreCollector(Collector):
+    def __init__(self) -> None:
+        self.runtime: OpsRuntime | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        rt = self.runtime
+        if rt is None:
+            return
+        t = rt.totals
+        size = GaugeMetricFamily("modvault_store_bytes", "Bytes held in the store by kind "
+                                 "(info, mod, zip, vcs for direct mode's git mirrors)",
+                                 labels=["kind"])
+        count = GaugeMetricFamily("modvault_store_artifacts", "Artifacts held in the store by kind",
+                                  labels=["kind"])
+        for kind in KINDS:
+            size.add_metric([kind], t.bytes_by_kind.get(kind, 0))
+            count.add_metric([kind], t.count_by_kind.get(kind, 0))
+        size.add_metric(["vcs"], t.vcs_bytes)
+        count.add_metric(["vcs"], t.vcs_mirrors)
+        yield size
+        yield count
+        yield GaugeMetricFamily("modvault_store_modules", "Modules with a stored version",
+                                value=t.modules)
+        yield GaugeMetricFamily("modvault_store_versions", "Stored module versions", value=t.versions)
+        stats = gc.read_stats(Path(rt.data_dir))
+        yield CounterMetricFamily("modvault_gc_runs", "Garbage-collection runs (CLI and background)",
+                                  value=stats.get("runs", 0))
+        yield CounterMetricFamily("modvault_gc_freed_bytes", "Bytes freed by garbage collection",
+                                  value=stats.get("freed_bytes", 0))
+        yield CounterMetricFamily("modvault_gc_removed_versions",
+                                  "Module versions removed by garbage collection",
+                                  value=stats.get("removed_versions", 0))
+
+
+STORE_COLLECTOR = StoreCollector()
+REGISTRY.register(STORE_COLLECTOR)

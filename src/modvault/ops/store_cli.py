@@ -1,0 +1,247 @@
+"""``modvault ls | rm | gc``: inventory and removal on the data directory ``serve`` would use.
+
+Every command prints a short human summary (``--json`` for machines) and exits 0 on success, 1 on
+failure, 2 on a usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import getpass
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+from modvault.config import ConfigError, Settings, load_settings
+from modvault.module.errors import ModuleError
+from modvault.module.path import check, check_path, escape_path
+from modvault.ops import gc
+from modvault.ops.inventory import module_extra_keys, scan_versions
+from modvault.ops.journal import AccessJournal, read_access_times
+from modvault.ops.units import format_bytes, parse_duration, parse_size
+from modvault.policy import ModulePolicy
+from modvault.storage import keys
+
+AUDIT_LOG = ".modvault/ops/audit.jsonl"
+
+
+class OpsError(Exception):
+    """A command failed; the message is one line for the operator."""
+
+
+def add_store_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="TOML settings file (MODVAULT_CONFIG)")
+    p.add_argument("--data-dir", metavar="DIR", help="modvault's data directory (MODVAULT_DATA_DIR)")
+    p.add_argument("--json", action="store_true", help="print JSON for machines")
+
+
+def store_settings(args: argparse.Namespace) -> Settings:
+    """Settings as `modvault serve` would resolve them: flag, environment, config file, default."""
+    return load_settings(config_file=args.config, flags={"data_dir": args.data_dir})
+
+
+def policy_of(settings: Settings) -> ModulePolicy:
+    return ModulePolicy(settings.private, settings.noproxy, settings.nosumdb)
+
+
+def _when(t: float) -> str:
+    if not t:
+        return "-"
+    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def add_store_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("ls", help="list cached modules and versions")
+    p.add_argument("pattern", nargs="?", default="",
+                   help="GOPRIVATE-style glob list of module paths, e.g. 'github.com/acme/*'")
+    add_store_arguments(p)
+    p.set_defaults(ops_handler=cmd_ls)
+
+    p = sub.add_parser("rm", help="remove the cached copy of a public module (or one version)")
+    p.add_argument("target", metavar="MODULE[@VERSION]")
+    p.add_argument("--dry-run", action="store_true", help="say what would be removed")
+    add_store_arguments(p)
+    p.set_defaults(ops_handler=cmd_rm)
+
+    p = sub.add_parser("gc", help="remove least recently used versions and idle git mirrors")
+    p.add_argument("--max-bytes", metavar="SIZE", help="shrink the store to SIZE (10GiB, 500M, ...)")
+    p.add_argument("--unused-for", metavar="DURATION", help="remove versions unused for DURATION (30d)")
+    p.add_argument("--dry-run", action="store_true", help="say what would be removed")
+    add_store_arguments(p)
+    p.set_defaults(ops_handler=cmd_gc)
+
+
+def run_ops_command(args: argparse.Namespace, out: TextIO = sys.stdout,
+                    err: TextIO = sys.stderr) -> int:
+    try:
+        code: int = args.ops_handler(args, out, err)
+        return code
+    except ConfigError as exc:
+        print(f"modvault {args.command}: configuration error: {exc}", file=err)
+        return 2
+    except OpsError as exc:
+        print(f"modvault {args.command}: {exc}", file=err)
+        return 1
+    except OSError as exc:
+        print(f"modvault {args.command}: {exc.filename or ''}: {exc.strerror}", file=err)
+        return 1
+
+
+def _existing_data_dir(settings: Settings) -> Path:
+    root = Path(settings.data_dir)
+    if not root.is_dir():
+        raise OpsError(f"data directory {root} does not exist")
+    return root
+
+
+# -- ls --------------------------------------------------------------------------------------
+
+def cmd_ls(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    settings = store_settings(args)
+    root = _existing_data_dir(settings)
+    records = scan_versions(root, policy=policy_of(settings), access=read_access_times(root),
+                            pattern=args.pattern, read_origin=True)
+    total = sum(r.bytes for r in records)
+    modules = len({r.module for r in records})
+    if args.json:
+        json.dump({"Modules": modules, "Versions": len(records), "Bytes": total,
+                   "Items": [r.to_json() for r in records]}, out, indent=1)
+        out.write("\n")
+        return 0
+    if records:
+        width = max(len(r.module) for r in records)
+        vwidth = max(len(r.version) for r in records)
+        print(f"{'MODULE':<{width}}  {'VERSION':<{vwidth}}  {'SIZE':>10}  {'SOURCE':<7}  LAST ACCESS",
+              file=out)
+        for r in records:
+            print(f"{r.module:<{width}}  {r.version:<{vwidth}}  {format_bytes(r.bytes):>10}  "
+                  f"{r.source:<7}  {_when(r.last_access)}", file=out)
+    print(f"{modules} modules, {len(records)} versions, {format_bytes(total)}"
+          + (f" matching {args.pattern}" if args.pattern else ""), file=err)
+    return 0
+
+
+# -- rm --------------------------------------------------------------------------------------
+
+def _parse_target(text: str) -> tuple[str, str]:
+    module, _, version = text.partition("@")
+    try:
+        if version:
+            check(module, version)
+        else:
+            check_path(module)
+    except ModuleError as exc:
+        raise OpsError(f"invalid module{'@version' if version else ''} {text!r}: {exc}") from None
+    return module, version
+
+
+def audit(root: Path, action: str, **fields: object) -> None:
+    """One JSON line per administrative change, with who ran it (never a secret)."""
+    path = root / AUDIT_LOG
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    line = json.dumps({"time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                       "user": user, "action": action, **fields}, sort_keys=True)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(line + "\n")
+
+
+def cmd_rm(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    settings = store_settings(args)
+    root = _existing_data_dir(settings)
+    module, version = _parse_target(args.target)
+    policy = policy_of(settings)
+    if policy.is_private(module) or policy.is_nosumdb(module):
+        raise OpsError(f"{module} is a private module: its stored copy may be the only one and its "
+                       "record is in the private checksum database; refusing to remove it")
+    emod = escape_path(module)
+    records = [r for r in scan_versions(root, policy=policy) if r.module == module
+               and (not version or r.version == version)]
+    doomed = [k for r in records for k in r.store_keys()]
+    if not version:
+        doomed += module_extra_keys(root, emod)
+        qdir = root / keys.QUERY_PREFIX / emod / "@v"
+        if qdir.is_dir():
+            doomed += [f"{keys.QUERY_PREFIX}{emod}/@v/{n}" for n in sorted(os.listdir(qdir))
+                       if n.endswith(".info")]
+    if not doomed:
+        what = f"{module}@{version}" if version else module
+        raise OpsError(f"{what} is not in the store")
+    freed = 0
+    for key in doomed:
+        path = root / key
+        try:
+            size = path.stat().st_size
+            if not args.dry_run:
+                path.unlink()
+            freed += size
+        except FileNotFoundError:
+            continue
+    if not args.dry_run:
+        AccessJournal(root).compact(forget=doomed)
+        audit(root, "rm", module=module, version=version or None, files=len(doomed), bytes=freed)
+    result = {"Path": module, "Version": version or None, "DryRun": args.dry_run,
+              "Versions": [r.version for r in records], "Files": len(doomed), "FreedBytes": freed}
+    if args.json:
+        json.dump(result, out)
+        out.write("\n")
+    else:
+        verb = "would remove" if args.dry_run else "removed"
+        print(f"{verb} {len(records)} version(s) of {module}"
+              + (f"@{version}" if version else "") + f" ({len(doomed)} files, {format_bytes(freed)}); "
+              "the next request fetches it again", file=out)
+    return 0
+
+
+# -- gc --------------------------------------------------------------------------------------
+
+def gc_limits(max_bytes: str | None, unused_for: str | None) -> tuple[int | None, float | None]:
+    try:
+        size = parse_size(max_bytes) if max_bytes else None
+        age = parse_duration(unused_for) if unused_for else None
+    except ValueError as exc:
+        raise OpsError(str(exc)) from None
+    return size, age
+
+
+def cmd_gc(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    settings = store_settings(args)
+    root = _existing_data_dir(settings)
+    max_bytes, unused_for = gc_limits(args.max_bytes, args.unused_for)
+    if max_bytes is None and unused_for is None:
+        raise OpsError("give --max-bytes SIZE and/or --unused-for DURATION")
+    started = time.monotonic()
+    plan = gc.plan_gc(root, max_bytes=max_bytes, unused_for=unused_for, policy=policy_of(settings))
+    if args.dry_run:
+        result = gc.GcResult(plan, dry_run=True)
+    else:
+        result = gc.execute_gc(root, plan)
+        audit(root, "gc", removed_versions=len(result.removed_versions),
+              removed_mirrors=len(result.removed_mirrors), freed_bytes=result.freed_bytes)
+    doc = result.to_json()
+    if args.json:
+        json.dump(doc, out)
+        out.write("\n")
+    else:
+        removed = doc["Removed"]
+        assert isinstance(removed, list)
+        for item in removed:
+            print(f"{'would remove' if args.dry_run else 'removed'} {item['Path']}@{item['Version']} "
+                  f"({format_bytes(item['Bytes'])})", file=out)
+        mirrors = doc["RemovedMirrors"]
+        assert isinstance(mirrors, list)
+        freed = doc["FreedBytes"]
+        assert isinstance(freed, int)
+        print(f"{'would free' if args.dry_run else 'freed'} {format_bytes(freed)}: "
+              f"{len(removed)} versions, {len(mirrors)} git mirrors; store was "
+              f"{format_bytes(plan.store_bytes)} ({time.monotonic() - started:.1f}s)", file=out)
+    for line in result.errors:
+        print(f"modvault gc: {line}", file=err)
+    return 1 if result.errors else 0

@@ -1,0 +1,58 @@
+"""gc of direct mode's git mirrors while a GitSource is using them: the next fetch clones again."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from modvault.module.dirhash import hash_zip
+from modvault.ops import gc
+from modvault.policy import ModulePolicy
+from modvault.sources.vcs import GitSource
+from tests.support.gitrepos import Repo
+
+
+@pytest.fixture
+def gitenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    cfg = tmp_path / "gitconfig"
+    repos = tmp_path / "repos"
+    cfg.write_text('[protocol "file"]\n\tallow = always\n'
+                   f'[url "{repos / "github.com"}/"]\n\tinsteadOf = https://github.com/\n')
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(cfg))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    return tmp_path
+
+
+def test_removed_mirror_is_cloned_again(gitenv: Path) -> None:
+    repo = Repo(gitenv, "github.com/acme/mirrored")
+    repo.write({"go.mod": "module github.com/acme/mirrored\n\ngo 1.21\n", "m.go": "package m\n"})
+    repo.commit("v1", ["v1.0.0"])
+    data = gitenv / "data"
+
+    async def main() -> tuple[str, str]:
+        src = GitSource(data / ".modvault/vcs")
+        try:
+            info = await src.info("github.com/acme/mirrored", "v1.0.0")
+            assert b'"v1.0.0"' in info
+            mirrors = gc.scan_mirrors(data)
+            assert len(mirrors) == 1 and mirrors[0].bytes > 0
+            first = data / "first.zip"
+            await src.zip("github.com/acme/mirrored", "v1.0.0", first)
+            plan = gc.plan_gc(data, max_bytes=0, unused_for=None, policy=ModulePolicy(),
+                              now=time.time() + 3600)
+            assert [m.path for m in plan.mirrors] == [mirrors[0].path]
+            assert gc.execute_gc(data, plan).removed_mirrors
+            assert gc.scan_mirrors(data) == []
+            # Same refs as before: the source must notice the mirror is gone and clone again.
+            second = data / "second.zip"
+            await src.zip("github.com/acme/mirrored", "v1.0.0", second)
+            assert len(gc.scan_mirrors(data)) == 1
+            return hash_zip(first), hash_zip(second)
+        finally:
+            await src.aclose()
+
+    a, b = asyncio.run(main())
+    assert a == b
