@@ -8,6 +8,8 @@ from hypothesis import strategies as st
 
 from modvault.artifact import Kind
 from modvault.errors import BadRequest, ModvaultError, NotFound
+from modvault.module.errors import ModuleError
+from modvault.module.path import check, is_exact_request
 from modvault.server.routing import parse_artifact_path
 
 
@@ -26,6 +28,16 @@ from modvault.server.routing import parse_artifact_path
         ("/gopkg.in/yaml.v3/@v/v3.0.1.mod", "gopkg.in/yaml.v3", Kind.MOD, "v3.0.1", True),
         ("/github.com/acme/x/@v/v1.0.0-20231114221320-abcdefabcdef.zip", "github.com/acme/x",
          Kind.ZIP, "v1.0.0-20231114221320-abcdefabcdef", True),
+        # .info of a canonical version wrong for the path is a query (the answer may be
+        # v2.0.0+incompatible, a pseudo-version, or an error): go.dev/ref/mod#goproxy-protocol.
+        ("/rsc.io/breaker/@v/v2.0.0.info", "rsc.io/breaker", Kind.INFO, "v2.0.0", False),
+        ("/github.com/dgrijalva/jwt-go/@v/v3.2.0.info", "github.com/dgrijalva/jwt-go", Kind.INFO,
+         "v3.2.0", False),
+        ("/github.com/acme/x/v2/@v/v1.0.0.info", "github.com/acme/x/v2", Kind.INFO, "v1.0.0", False),
+        ("/github.com/acme/x/v2/@v/v3.0.0.info", "github.com/acme/x/v2", Kind.INFO, "v3.0.0", False),
+        ("/gopkg.in/yaml.v3/@v/v2.4.0.info", "gopkg.in/yaml.v3", Kind.INFO, "v2.4.0", False),
+        ("/github.com/acme/x/@v/v2.0.0+incompatible.info", "github.com/acme/x", Kind.INFO,
+         "v2.0.0+incompatible", True),
     ],
 )
 def test_valid_paths(path: str, module: str, kind: Kind, version: str, canonical: bool) -> None:
@@ -63,7 +75,12 @@ def test_bad_requests(path: str) -> None:
     "path",
     [
         "/github.com/acme/x/@v/v2.0.0.mod",  # v2 needs /v2 (or +incompatible)
-        "/github.com/acme/x/v2/@v/v1.0.0.info",
+        "/github.com/acme/x/@v/v2.0.0.zip",  # .mod and .zip stay strict
+        "/github.com/acme/x/v2/@v/v1.0.0.zip",
+        # module.Check accepts these, so the go command wants exactly them: no query, and our
+        # stricter rules refuse them (+incompatible only for v2+ without a /vN suffix).
+        "/github.com/acme/x/@v/v1.0.0+incompatible.info",
+        "/github.com/acme/x/v2/@v/v2.0.0+incompatible.info",
         "/nodot/x/@v/list",  # first element must look like a host
         "/github.com/acme/x/@v/list.txt",
         "/github.com/acme/x",
@@ -91,3 +108,33 @@ def test_any_path_is_a_ref_or_a_4xx(tail: str) -> None:
             assert 400 <= exc.status < 500
         else:
             assert ref.module and ref.escaped_module
+
+
+_SEMVER = st.builds(lambda ma, mi, pa, inc: f"v{ma}.{mi}.{pa}" + ("+incompatible" if inc else ""),
+                    st.integers(0, 12), st.integers(0, 3), st.integers(0, 3), st.booleans())
+_PATHS = st.sampled_from(["example.com/m", "example.com/m/v2", "example.com/m/v3",
+                          "gopkg.in/yaml.v2", "gopkg.in/yaml.v3", "example.com/m/sub"])
+
+
+@given(_PATHS, _SEMVER, st.sampled_from(["info", "mod", "zip"]))
+def test_wrong_major_is_a_query_for_info_only(module: str, version: str, ext: str) -> None:
+    """The go command's rule (modfetch proxyRepo.Stat): a proxy must answer exactly the version
+    asked for when module.Check accepts it; otherwise (.info only) the request is a query."""
+    path = f"/{module}/@v/{version}.{ext}"
+    try:
+        check(module, version)
+    except ModuleError:
+        strict_ok = False
+    else:
+        strict_ok = True
+    exact = is_exact_request(module, version)
+    try:
+        ref = parse_artifact_path(path)
+    except NotFound:
+        assert not strict_ok and (ext != "info" or exact), path
+        return
+    assert (ref.module, ref.version) == (module, version)
+    if strict_ok:
+        assert ref.canonical, path
+    else:
+        assert ext == "info" and not exact and not ref.canonical, path

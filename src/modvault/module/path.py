@@ -31,6 +31,8 @@ __all__ = [
     "escape_path",
     "escape_version",
     "go_quote",
+    "is_canonical_version",
+    "is_exact_request",
     "match_path_major",
     "split_path_version",
     "unescape_path",
@@ -309,6 +311,19 @@ def is_canonical_version(v: str) -> bool:
     """True for versions the proxy protocol accepts for .mod/.zip: canonical, build suffix only
     ``+incompatible``."""
     return bool(v) and canonical_version(v) == v
+
+
+def is_exact_request(path: str, version: str) -> bool:
+    """Whether a proxy must answer ``path@version`` (.info) with exactly ``version``.
+
+    True for a canonical version that module.Check accepts for the path (its major agrees with the
+    path's suffix, ``+incompatible`` standing in for any major without one). Anything else (a
+    branch, ``v1.2``, or ``v2.0.0`` for a path without ``/v2``) is a query whose answer may name
+    another version: go.dev/ref/mod#goproxy-protocol says ``$version`` in a ``.info`` request "does
+    not need to be the same version or even a valid version"; cmd/go/internal/modfetch/proxy.go
+    (proxyRepo.Stat) accepts a different Version exactly when this is false. ``path`` must be valid.
+    """
+    return is_canonical_version(version) and match_path_major(version, split_path_version(path)[1])
 
 
 def check(path: str, version: str) -> None:

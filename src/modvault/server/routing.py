@@ -3,7 +3,8 @@
 go.dev/ref/mod#goproxy-protocol: ``$base/$module/@v/list``, ``$module/@v/$version.info|.mod|.zip``,
 ``$module/@latest``, with module and version case-encoded (``!x`` for ``X``). The server hands us the
 path already percent-decoded. Malformed requests (bad escapes, traversal, empty elements, non-canonical
-versions for .mod/.zip) are 400; well-formed requests for something that cannot exist are 404.
+versions for .mod/.zip) are 400; well-formed requests for something that cannot exist are 404. For
+.info, anything but a canonical version valid for the path is a query the sources answer.
 """
 
 from __future__ import annotations
@@ -14,7 +15,13 @@ import re
 from modvault.artifact import ArtifactRef, Kind
 from modvault.errors import BadRequest, ModvaultError, NotFound
 from modvault.module.errors import ModuleError
-from modvault.module.path import check, is_canonical_version, unescape_path, unescape_version
+from modvault.module.path import (
+    check,
+    is_canonical_version,
+    is_exact_request,
+    unescape_path,
+    unescape_version,
+)
 
 MAX_PATH = 2048
 
@@ -87,6 +94,10 @@ def parse_artifact_path(path: str) -> ArtifactRef:
     if kind is not Kind.INFO and not canonical:
         raise BadRequest(f"version {version!r} is not canonical (for .{ext} the version must be "
                          "a canonical semantic version)")
+    if kind is Kind.INFO and canonical and not is_exact_request(module, version):
+        # A canonical version wrong for this path (v2.0.0 without /v2) is a query for .info: the
+        # answer may be v2.0.0+incompatible (go.dev/ref/mod#goproxy-protocol).
+        canonical = False
     if canonical:
         try:
             check(module, version)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import ssl
 import time
@@ -30,14 +31,16 @@ from modvault.errors import (
     Unavailable,
 )
 from modvault.module.errors import ModuleError
-from modvault.module.path import check, escape_path, escape_version
+from modvault.module.path import check, escape_path, escape_version, is_exact_request
 from modvault.module.path import is_canonical_version as is_canonical
 from modvault.module.pseudo import is_pseudo_version
 from modvault.observability import metrics
-from modvault.sources.redact import redact_url
+from modvault.sources.redact import redact_text, redact_url
 from modvault.sources.retry import RETRY_STATUSES, Retry, describe, retry_after, with_retries
 
 T = TypeVar("T")
+
+_MARKUP_TYPE = re.compile(r"html|xml", re.IGNORECASE)
 
 PROBE_FRESH = 300.0  # an answer this recent proves an upstream reachable for /readyz
 _CHUNK = 256 * 1024
@@ -87,16 +90,26 @@ def make_client(limits: UpstreamLimits) -> httpx.AsyncClient:
     )
 
 
-def first_line(body: bytes, limit: int = 200) -> str:
-    """The first line of an error body, printable and bounded: fit to quote in our own message."""
+def first_line(body: bytes, limit: int = 200, content_type: str = "") -> str:
+    """What of an upstream's error body is fit to quote in our own message: its first line, if that
+    is plain text, printable, bounded and redacted (an upstream may echo our Authorization header or
+    a URL with a password back to us); "" for an empty body or markup (an HTML error page), so the
+    caller falls back to the status line's reason."""
+    if _MARKUP_TYPE.search(content_type):
+        return ""
     text = body[:4096].decode("utf-8", "replace").strip().splitlines()
-    line = text[0] if text else ""
+    line = text[0].strip() if text else ""
+    if line.startswith("<"):  # <!DOCTYPE HTML>, <html>, <?xml ...>: a page, not a reason
+        return ""
     line = "".join(ch if ch.isprintable() else "?" for ch in line)
-    return line[:limit]
+    # Redact before cutting, so a cut cannot leave half a secret the patterns no longer match.
+    return redact_text(line[: limit * 4])[:limit]
 
 
-def validate_info(upstream: str, body: bytes, want: str | None, limit: int) -> bytes:
-    """Check an .info/@latest answer (go.dev/ref/mod#goproxy-protocol: JSON with Version and Time)."""
+def validate_info(upstream: str, body: bytes, want: str | None, limit: int,
+                  module: str | None = None) -> bytes:
+    """Check an .info/@latest answer (go.dev/ref/mod#goproxy-protocol: JSON with Version and Time):
+    the version asked for (``want``), or for a query any canonical version valid for ``module``."""
     if len(body) > limit:
         raise InvalidContent(f"{upstream}: .info answer larger than {limit} bytes")
     try:
@@ -110,6 +123,12 @@ def validate_info(upstream: str, body: bytes, want: str | None, limit: int) -> b
         raise InvalidContent(f"{upstream}: .info Version {version!r} is not a canonical version")
     if want is not None and version != want:
         raise InvalidContent(f"{upstream}: .info Version {version!r} does not match requested {want!r}")
+    if module is not None:
+        try:
+            check(module, version)
+        except ModuleError as exc:
+            raise InvalidContent(f"{upstream}: .info Version {version!r} is not valid for "
+                                 f"{module}: {exc}") from None
     t = doc.get("Time")
     if t is not None and not isinstance(t, str):
         raise InvalidContent(f"{upstream}: .info Time is not a string")
@@ -178,7 +197,8 @@ class HTTPUpstream:
                 yield resp
                 return
             body = await read_bounded(resp, 4096, truncate=True)
-            reason = first_line(body) or resp.reason_phrase
+            reason = first_line(body, content_type=resp.headers.get("content-type", "")) \
+                or resp.reason_phrase or f"HTTP {resp.status_code}"
             if resp.status_code == 404:
                 raise NotFound(f"{self.name}: {what}: not found: {reason}")
             if resp.status_code == 410:
@@ -203,13 +223,13 @@ class HTTPUpstream:
     async def latest(self, module: str) -> bytes:
         body = await self._fetch_small(
             self._url(module, "@latest"), f"latest {module}", self.limits.max_info_bytes)
-        return validate_info(self.name, body, None, self.limits.max_info_bytes)
+        return validate_info(self.name, body, None, self.limits.max_info_bytes, module)
 
     async def info(self, module: str, version: str) -> bytes:
         url = self._url(module, f"@v/{escape_version(version)}.info")
         body = await self._fetch_small(url, f"info {module}@{version}", self.limits.max_info_bytes)
-        want = version if is_canonical(version) else None
-        return validate_info(self.name, body, want, self.limits.max_info_bytes)
+        want = version if is_exact_request(module, version) else None
+        return validate_info(self.name, body, want, self.limits.max_info_bytes, module)
 
     async def mod(self, module: str, version: str) -> bytes:
         url = self._url(module, f"@v/{escape_version(version)}.mod")
@@ -280,14 +300,14 @@ class FileUpstream:
     async def latest(self, module: str) -> bytes:
         body = await asyncio.to_thread(
             self._read, self._path(module, "@latest"), f"latest {module}", self.limits.max_info_bytes)
-        return validate_info(self.name, body, None, self.limits.max_info_bytes)
+        return validate_info(self.name, body, None, self.limits.max_info_bytes, module)
 
     async def info(self, module: str, version: str) -> bytes:
         p = self._path(module, f"@v/{escape_version(version)}.info")
         body = await asyncio.to_thread(
             self._read, p, f"info {module}@{version}", self.limits.max_info_bytes)
-        want = version if is_canonical(version) else None
-        return validate_info(self.name, body, want, self.limits.max_info_bytes)
+        want = version if is_exact_request(module, version) else None
+        return validate_info(self.name, body, want, self.limits.max_info_bytes, module)
 
     async def mod(self, module: str, version: str) -> bytes:
         p = self._path(module, f"@v/{escape_version(version)}.mod")
