@@ -6,7 +6,10 @@ Measures, interleaved (nginx, modvault, nginx, modvault, best of the rounds):
   - a 64 KiB Range of that zip: req/s with wrk
   - h2 over TLS, small .info: req/s with h2load
   - RSS of modvault while 64 clients download a 100 MiB zip
-and prints each figure with its ratio to nginx. Needs nginx, wrk and h2load (Debian: nginx-light, wrk,
+and prints each figure with its ratio to nginx. With --baseline-src DIR a further modvault runs from the
+source tree DIR (e.g. `git archive main src | tar -x -C /tmp/base`, then DIR=/tmp/base/src) in the same
+rounds, so a change to the hot path is measured before/after on the same busy machine; --small-only
+keeps just the small-.info rows. Needs nginx, wrk and h2load (Debian: nginx-light, wrk,
 nghttp2-client). Run: python bench/bench_proxy.py [--duration SECONDS] [--rounds N]
 Every server binds 127.0.0.1 on a free port; every load loop is bounded in time.
 """
@@ -189,6 +192,9 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=float, default=8)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--baseline-src", metavar="DIR",
+                    help="also run modvault from this source tree (PYTHONPATH) as 'baseline'")
+    ap.add_argument("--small-only", action="store_true", help="measure only the small .info rows")
     args = ap.parse_args()
     for tool in ("nginx", "wrk", "h2load", "openssl"):
         if shutil.which(tool) is None:
@@ -208,6 +214,17 @@ def main() -> int:
         mv_quiet = start_modvault(data, mv_quiet_port, env={"MODVAULT_ACCESS_LOG": "false"})
         mv_tls_proc = start_modvault(data, mv_tls, "--tls-cert", str(cert), "--tls-key", str(key),
                                      env={"MODVAULT_ACCESS_LOG": "false"})
+        servers = [("nginx", ngx_port), ("modvault", mv_port), ("modvault-nolog", mv_quiet_port)]
+        extra_procs = []
+        if args.baseline_src:
+            base_port, base_quiet_port = free_port(), free_port()
+            src = {"PYTHONPATH": str(Path(args.baseline_src).resolve())}
+            extra_procs.append(start_modvault(data, base_port, env=src))
+            extra_procs.append(start_modvault(data, base_quiet_port,
+                                              env={**src, "MODVAULT_ACCESS_LOG": "false"}))
+            # Interleaved: baseline and this tree alternate within every round.
+            servers = [("nginx", ngx_port), ("baseline", base_port), ("modvault", mv_port),
+                       ("baseline-nolog", base_quiet_port), ("modvault-nolog", mv_quiet_port)]
         results: dict[str, dict[str, list[float]]] = {}
 
         def record(name: str, who: str, value: float) -> None:
@@ -216,20 +233,23 @@ def main() -> int:
         d = args.duration
         try:
             for _ in range(args.rounds):
-                for who, port in (("nginx", ngx_port), ("modvault", mv_port),
-                                  ("modvault-nolog", mv_quiet_port)):
+                for who, port in servers:
                     base = f"http://127.0.0.1:{port}"
                     r = wrk(base + INFO, d)
                     record("small .info req/s", who, r["rps"])
                     record("small .info p99 ms", who, r["p99_ms"])
+                    if args.small_only:
+                        continue
                     record("5 MiB zip MB/s", who, wrk(base + ZIP5, d, conns=16)["mbps"])
                     record("64 KiB range req/s", who,
                            wrk(base + ZIP5, d, header="Range: bytes=65536-131071")["rps"])
-                for who, port in (("nginx", ngx_tls), ("modvault-nolog", mv_tls)):
+                for who, port in (() if args.small_only else (("nginx", ngx_tls),
+                                                                ("modvault-nolog", mv_tls))):
                     record("h2 TLS small req/s", who, h2load(f"https://127.0.0.1:{port}{INFO}", d))
 
             # RSS while 64 clients download a 100 MiB zip.
-            peak = 0
+            peak = idle = 0
+            big = {"mbps": 0.0}
             done = threading.Event()
 
             def sample() -> None:
@@ -238,14 +258,15 @@ def main() -> int:
                     peak = max(peak, rss_of_group(mv.pid))
                     time.sleep(0.1)
 
-            idle = rss_of_group(mv.pid)
-            t = threading.Thread(target=sample)
-            t.start()
-            big = wrk(f"http://127.0.0.1:{mv_port}{ZIP100}", max(d, 10), conns=64)
-            done.set()
-            t.join()
+            if not args.small_only:
+                idle = rss_of_group(mv.pid)
+                t = threading.Thread(target=sample)
+                t.start()
+                big = wrk(f"http://127.0.0.1:{mv_port}{ZIP100}", max(d, 10), conns=64)
+                done.set()
+                t.join()
         finally:
-            for p in (mv, mv_quiet, mv_tls_proc, ngx):
+            for p in (mv, mv_quiet, mv_tls_proc, ngx, *extra_procs):
                 stop(p)
 
         print(f"{'measure':<24}{'nginx':>12}{'modvault':>12}{'ratio':>8}"
@@ -259,6 +280,19 @@ def main() -> int:
             r1 = (n / m if lower_better else m / n) if "modvault" in by else float("nan")
             r2 = n / q if lower_better else q / n
             print(f"{name:<24}{n:>12.1f}{m:>12.1f}{r1:>8.2f}{q:>12.1f}{r2:>8.2f}")
+        if args.baseline_src:
+            print(f"{'this tree / baseline':<24}{'log on':>12}{'log off':>12}")
+            for name, by in results.items():
+                if "baseline" not in by:
+                    continue
+                best = min if "p99" in name else max
+                on = best(by["modvault"]) / best(by["baseline"])
+                off = best(by["modvault-nolog"]) / best(by["baseline-nolog"])
+                if "p99" in name:
+                    on, off = 1 / on, 1 / off
+                print(f"{name:<24}{on:>12.3f}{off:>12.3f}")
+        if args.small_only:
+            return 0
         print(f"RSS while 64 clients download a 100 MiB zip: idle {idle / 2**20:.0f} MiB, "
               f"peak {peak / 2**20:.0f} MiB ({big['mbps']:.0f} MB/s aggregate)")
     finally:

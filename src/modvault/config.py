@@ -90,6 +90,9 @@ class Settings:
     gc_unused_for: str = ""
     gc_interval: float = 3600.0
     access_flush_interval: float = 5.0
+    # Access control (README "Access control"). Addresses/CIDR blocks of reverse proxies whose
+    # X-Forwarded-For is believed.
+    trusted_proxies: str = ""
 
     @property
     def host(self) -> str:
@@ -248,6 +251,12 @@ def validate(settings: Settings) -> None:
         raise ConfigError(f"gc_unused_for: {exc}") from None
     if settings.gc_interval <= 0 or settings.access_flush_interval <= 0:
         raise ConfigError("gc_interval/access_flush_interval: must be positive")
+    from modvault.server.clientaddr import parse_cidrs
+
+    try:
+        parse_cidrs(settings.trusted_proxies, "trusted_proxies")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     if settings.log_level not in {"debug", "info", "warning", "error"}:
         raise ConfigError(f"log_level: expected debug|info|warning|error, got {settings.log_level!r}")
 

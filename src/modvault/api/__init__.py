@@ -1,0 +1,1 @@
+"""The JSON/HTTP admin API under /api/v1/ (publishing, blocks)."""
