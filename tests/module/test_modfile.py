@@ -513,6 +513,7 @@ def test_parse_lax_collects_everything() -> None:
     assert parse_lax(data) == GoMod(
         module="example.com/m", deprecated="old", go="1.22",
         retractions=(Retraction("v0.1.0", "v0.1.0", "bad"),),
+        requires=(("example.com/d", "v1.2.0"),),  # canonicalized, as x/mod parseVersion does
     )
 
 

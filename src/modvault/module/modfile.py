@@ -64,6 +64,8 @@ class GoMod:
     deprecated: str | None  # the deprecation message, None if not deprecated
     go: str | None  # the go directive's version (lax-fixed, like "1.21"), None if absent
     retractions: tuple[Retraction, ...] = field(default=())
+    # (module path, canonical version) of every require directive, in file order.
+    requires: tuple[tuple[str, str], ...] = field(default=())
 
 
 # --- Go character classes ---------------------------------------------------------------------
@@ -549,6 +551,7 @@ class _Interpreter:
         self.deprecated = ""
         self.go: str | None = None
         self.retractions: list[Retraction] = []
+        self.requires: list[tuple[str, str]] = []
 
     def error(self, line: _Node, msg: str) -> None:
         p = line.start
@@ -639,6 +642,8 @@ class _Interpreter:
             want = path_major[1:] if path_major else "v0 or v1"
             self.error(line, f"require {mod}: version {modpath.go_quote(version)} invalid: "
                              f"should be {want}, not {semver.major(version)}")
+            return
+        self.requires.append((mod, version))
 
 
 def parse_lax(data: bytes) -> GoMod:
@@ -667,6 +672,7 @@ def parse_lax(data: bytes) -> GoMod:
         deprecated=interp.deprecated or None,
         go=interp.go,
         retractions=tuple(interp.retractions),
+        requires=tuple(interp.requires),
     )
 
 

@@ -100,7 +100,11 @@ class Renderer:
         """Headers every answer about this artifact carries (200, 206, 304, 416)."""
         headers = [("cache-control", self.immutable_cache_control if art.immutable
                     else self.short_cache_control),
-                   ("last-modified", art.last_modified), ("accept-ranges", "bytes")]
+                   ("last-modified", art.last_modified), ("accept-ranges", "bytes"),
+                   # RFC 9211: whether this answer came from the store or was just fetched
+                   # (prewarm counts "already cached" by it).
+                   ("cache-status", "modvault; fwd=miss; stored" if art.tier == "upstream"
+                    else "modvault; hit")]
         if art.kind is not Kind.ZIP:
             headers.append(("vary", "Accept-Encoding"))
         return headers
