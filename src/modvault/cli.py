@@ -12,6 +12,7 @@ from modvault.config import ConfigError, Settings, load_settings
 from modvault.ops.client_cli import add_client_commands
 from modvault.ops.store_cli import add_store_commands, run_ops_command
 from modvault.sources.chain import redact_upstream_list
+from modvault.sources.redact import redact_text
 from modvault.sumdb.admin import add_sumdb_commands, run_sumdb_command
 
 
@@ -134,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             serve(settings)
     except ConfigError as exc:
-        print(f"modvault: configuration error: {exc}", file=sys.stderr)
+        print(f"modvault: configuration error: {redact_text(str(exc))}", file=sys.stderr)
         return 2
     return 0
 

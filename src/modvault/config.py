@@ -49,11 +49,15 @@ class Settings:
     memory_cache_bytes: int = 64 * 1024 * 1024
     # Largest body kept in the memory tier (list, .info, .mod only).
     memory_item_max_bytes: int = 1024 * 1024
-    upstream_connect_timeout: float = 10.0
-    upstream_read_timeout: float = 60.0
-    # Deadline for one artifact fetch across all retries.
-    upstream_total_timeout: float = 600.0
-    upstream_retries: int = 3
+    # A hung upstream fails within ~30 s: 3 tries (retries=2) of at most 10 s without a byte.
+    upstream_connect_timeout: float = 5.0
+    # Seconds without a byte from an upstream, the first byte of the answer included.
+    upstream_read_timeout: float = 10.0
+    # Deadline for one artifact fetch across all retries (and the wait for a pooled connection).
+    upstream_total_timeout: float = 300.0
+    upstream_retries: int = 2
+    # Connections to upstreams at once (the pool); fetches beyond it queue for one.
+    upstream_max_connections: int = 64
     upstream_max_redirects: int = 5
     # PEM file of extra CA certificates trusted for upstreams and checksum databases.
     upstream_ca_file: str = ""
@@ -111,6 +115,8 @@ class Settings:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+# Settings that may hold credentials (URL userinfo, tokens): their values are never quoted in errors.
+SECRET_SETTINGS = frozenset({"upstream", "sumdb", "vcs_credentials", "vcs_url_rewrites", "netrc"})
 
 
 def split_listen(value: str) -> tuple[str, int]:
@@ -148,7 +154,8 @@ def _coerce(name: str, value: Any) -> Any:
             raise ValueError(value)
         return value
     except (TypeError, ValueError):
-        raise ConfigError(f"{name}: expected {kind}, got {value!r}") from None
+        shown = f"a {type(value).__name__}" if name in SECRET_SETTINGS else repr(value)
+        raise ConfigError(f"{name}: expected {kind}, got {shown}") from None
 
 
 def env_name(name: str) -> str:
@@ -192,18 +199,22 @@ def load_settings(
 def validate(settings: Settings) -> None:
     """Reject values that cannot work, naming the setting."""
     from modvault.sources.chain import parse_upstream_list
+    from modvault.sources.redact import redact_text
 
     split_listen(settings.listen)
     try:
         parse_upstream_list(settings.upstream)
     except ValueError as exc:
-        raise ConfigError(f"upstream: {exc}") from None
+        raise ConfigError(f"upstream: {redact_text(str(exc))}") from None
     if bool(settings.tls_cert) != bool(settings.tls_key):
         raise ConfigError("tls_cert/tls_key: give both or neither")
     for name in ("tls_cert", "tls_key", "upstream_ca_file"):
         value = getattr(settings, name)
         if value and not os.path.isfile(value):
             raise ConfigError(f"{name}: no such file {value!r}")
+    if settings.upstream_max_connections < 1:
+        raise ConfigError("upstream_max_connections: must be at least 1, got "
+                          f"{settings.upstream_max_connections}")
     for name in ("workers", "upstream_max_redirects", "memory_cache_bytes", "max_zip_bytes",
                  "max_mod_bytes", "max_info_bytes", "max_list_bytes", "memory_item_max_bytes"):
         if getattr(settings, name) < (1 if name == "workers" else 0):
@@ -222,7 +233,7 @@ def validate(settings: Settings) -> None:
         try:
             cfg = parse_sumdb(item)
         except ValueError as exc:
-            raise ConfigError(f"sumdb: {exc}") from None
+            raise ConfigError(f"sumdb: {redact_text(str(exc))}") from None
         if cfg.name in names:
             raise ConfigError(f"sumdb: database {cfg.name} given twice")
         names.add(cfg.name)
@@ -268,12 +279,14 @@ def sumdb_settings(settings: Settings) -> list[str]:
 def parse_pairs(text: str, setting: str) -> dict[str, str]:
     """``"a=b,c=d"`` -> {"a": "b", "c": "d"}; ConfigError naming the setting otherwise."""
     out: dict[str, str] = {}
-    for item in text.split(","):
+    for n, item in enumerate(text.split(","), 1):
         item = item.strip()
         if not item:
             continue
         key, sep, value = item.partition("=")
         if not sep or not key.strip() or not value.strip():
-            raise ConfigError(f"{setting}: expected KEY=VALUE entries separated by ',', got {item[:40]!r}")
+            # The entry itself is not quoted: it may hold a token (vcs_credentials).
+            raise ConfigError(f"{setting}: expected KEY=VALUE entries separated by ',' "
+                              f"(entry {n} is not)")
         out[key.strip()] = value.strip()
     return out

@@ -53,5 +53,12 @@ class InvalidContent(Unavailable):
     """An upstream answered, but what it sent breaks the rules (bad JSON, bad zip...)."""
 
 
+class StorageError(ModvaultError):
+    """Our own store failed (disk full, read-only, I/O error): 503, never blamed on an upstream,
+    never retried against one. The message names the store and the cause, never a secret."""
+
+    status = 503
+
+
 class SecurityError(Unavailable):
     """Content contradicts the checksum database. The message starts with SECURITY ERROR."""

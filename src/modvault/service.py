@@ -19,6 +19,7 @@ from typing import Protocol
 
 from modvault.artifact import Artifact, ArtifactRef, Kind
 from modvault.cache.memory import ByteLRU
+from modvault.cache.negative import NegativeCache
 from modvault.cache.singleflight import SingleFlight
 from modvault.config import Settings
 from modvault.errors import Gone, InvalidContent, ModvaultError, NotFound, SecurityError, Unavailable
@@ -33,6 +34,7 @@ from modvault.policy import ModulePolicy
 from modvault.sources.chain import Chain
 from modvault.storage import keys
 from modvault.storage.base import Store, StoredObject
+from modvault.storage.fs import discard
 from modvault.sumdb.client import ChecksumVerifier
 from modvault.sumdb.private import PrivateSumdb
 from modvault.sumdb.proxy import SumdbProxy
@@ -40,6 +42,10 @@ from modvault.sumdb.proxy import SumdbProxy
 LOG = logging.getLogger("modvault.service")
 
 _HASH_CHUNK = 1024 * 1024
+# Bounds of the in-process caches that are not the memory tier (every cache is bounded in bytes, and
+# every entry declares at least 200 bytes, so in entries too).
+NEGATIVE_CACHE_BYTES = 8 * 1024 * 1024
+ZIP_ARTIFACTS_BYTES = 16 * 1024 * 1024
 
 
 def etag_of(data: bytes) -> str:
@@ -87,8 +93,9 @@ class ModuleService:
         self.checksums = checksums or Checksums()
         self.memory: ByteLRU[Artifact] = ByteLRU(settings.memory_cache_bytes)
         self.flights: SingleFlight[Artifact] = SingleFlight()
-        self._negative: dict[str, tuple[float, ModvaultError]] = {}
-        self._zip_artifacts: dict[tuple[str, int, float], Artifact] = {}
+        self.negative = NegativeCache(settings.negative_ttl, NEGATIVE_CACHE_BYTES)
+        # Headers/ETag of stored zips, keyed by (key, size, mtime): a hot zip costs a stat, not a hash.
+        self._zip_artifacts: ByteLRU[Artifact] = ByteLRU(ZIP_ARTIFACTS_BYTES)
         self._refreshing: set[asyncio.Task[None]] = set()
         # Last use of stored versions, for gc (ops/journal.py): a dict write per request.
         self.access = access
@@ -171,7 +178,7 @@ class ModuleService:
             await self._vouch(ref, zip_h1=zip_h1)
             obj = await asyncio.to_thread(self.store.put_atomic, key, tmp, overwrite=False)
         finally:
-            tmp.unlink(missing_ok=True)
+            discard(tmp)
         art = await self._from_store(Kind.ZIP, obj, immutable=True, etag=etag)
         return dataclasses.replace(art, tier="upstream", upstream=source)
 
@@ -228,16 +235,14 @@ class ModuleService:
         if kind is Kind.ZIP and obj.local_path is not None:
             # Zips stay on disk; their Artifact (ETag from a full read, headers) is kept per
             # (key, size, mtime) so a hot zip costs one stat per request, not a hash.
-            ekey = (obj.key, obj.size, obj.mtime)
+            ekey = f"{obj.key}\0{obj.size}\0{obj.mtime}"
             cached = self._zip_artifacts.get(ekey)
             if cached is not None and (etag is None or etag == cached.etag):
                 return cached
             if etag is None:
                 etag = await asyncio.to_thread(etag_of_file, obj.local_path)
-            if len(self._zip_artifacts) > 50_000:
-                self._zip_artifacts.clear()
             art = Artifact(kind, obj.size, etag, obj.mtime, immutable, path=obj.local_path)
-            self._zip_artifacts[ekey] = art
+            self._zip_artifacts.put(ekey, art, 2 * len(ekey) + 512)
             return art
         data = await asyncio.to_thread(self.store.read, obj.key)
         art = Artifact(kind, len(data), etag_of(data), obj.mtime, immutable, body=data)
@@ -254,21 +259,14 @@ class ModuleService:
     # -- negative answers --------------------------------------------------------------------
 
     def _check_negative(self, key: str) -> None:
-        item = self._negative.get(key)
-        if item is None:
-            return
-        if item[0] > time.monotonic():
+        try:
+            self.negative.check(key)
+        except ModvaultError:
             metrics.cache_lookup("negative", "hit")
-            raise item[1]
-        self._negative.pop(key, None)
+            raise
 
     def _remember_negative(self, key: str, exc: ModvaultError) -> None:
-        if self.settings.negative_ttl <= 0:
-            return
-        if len(self._negative) > 50_000:
-            now = time.monotonic()
-            self._negative = {k: v for k, v in self._negative.items() if v[0] > now}
-        self._negative[key] = (time.monotonic() + self.settings.negative_ttl, exc)
+        self.negative.remember(key, exc)
 
     # -- mutable answers ---------------------------------------------------------------------
 
@@ -339,7 +337,7 @@ class ModuleService:
         art = Artifact(kind, len(data), etag_of(data), obj.mtime, False, body=data,
                        tier="upstream", upstream=source)
         self._remember(key, art)
-        self._negative.pop(key, None)
+        self.negative.pop(key)
         return art
 
     async def _fetch_list(self, ref: ArtifactRef, key: str) -> Artifact:

@@ -37,6 +37,7 @@ def upstream_limits(settings: Settings) -> UpstreamLimits:
         max_info_bytes=settings.max_info_bytes,
         max_list_bytes=settings.max_list_bytes,
         ca_file=settings.upstream_ca_file,
+        max_connections=settings.upstream_max_connections,
     )
 
 
@@ -66,7 +67,8 @@ def private_sumdb_name(settings: Settings) -> str:
     return found[0] if found else ""
 
 
-def build_checksums(settings: Settings, store: Store, client: httpx.AsyncClient) -> Checksums:
+def build_checksums(settings: Settings, store: Store, client: httpx.AsyncClient,
+                    policy: ModulePolicy | None = None) -> Checksums:
     data_dir = Path(settings.data_dir)
     configs = [parse_sumdb(item) for item in sumdb_settings(settings)]
     private: PrivateSumdb | None = None
@@ -80,8 +82,13 @@ def build_checksums(settings: Settings, store: Store, client: httpx.AsyncClient)
                 f"expected under {database_dir(data_dir, name)})") from None
     # A database we host ourselves is not also proxied.
     configs = [c for c in configs if private is None or c.name != private.name]
+    policy = policy or ModulePolicy(settings.private, settings.noproxy, settings.nosumdb)
+
+    def withheld(module: str) -> bool:  # never named to a public database (issue: private leaks)
+        return policy.is_nosumdb(module) or policy.is_private(module)
+
     proxy = SumdbProxy(configs, store, client, ttl=settings.mutable_ttl, offline=settings.offline,
-                       limits=upstream_limits(settings))
+                       limits=upstream_limits(settings), withheld=withheld)
     verifier = None
     if settings.sumdb_verify and configs:
         verifier = ChecksumVerifier(proxy.fetcher(configs[0].name))
@@ -112,7 +119,7 @@ def build_service(settings: Settings) -> ModuleService:
     chain = build_chain(settings, client, direct)
     direct_chain = Chain([(direct, False)])
     policy = ModulePolicy(settings.private, settings.noproxy, settings.nosumdb)
-    checksums = build_checksums(settings, store, client)
+    checksums = build_checksums(settings, store, client, policy)
     return ModuleService(settings, store, chain, policy=policy, direct_chain=direct_chain,
                          checksums=checksums, access=AccessJournal(settings.data_dir))
 

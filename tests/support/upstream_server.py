@@ -32,6 +32,9 @@ class Behaviour:
 class _Handler(BaseHTTPRequestHandler):
     server: TestUpstreamServer
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: without TCP_NODELAY each answer waits ~40 ms for
+    # the client's delayed ACK.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: object) -> None:
         pass

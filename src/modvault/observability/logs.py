@@ -13,6 +13,8 @@ import sys
 import time
 from typing import Any
 
+from modvault.sources.redact import redact_text
+
 
 class JSONFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -20,10 +22,10 @@ class JSONFormatter(logging.Formatter):
             "ts": round(record.created, 3),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": redact_text(record.getMessage()),
         }
         if record.exc_info:
-            doc["exc"] = self.formatException(record.exc_info)
+            doc["exc"] = redact_text(self.formatException(record.exc_info))
         return json.dumps(doc, separators=(",", ":"))
 
 

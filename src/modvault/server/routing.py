@@ -24,6 +24,14 @@ from modvault.module.path import (
 )
 
 MAX_PATH = 2048
+# The store keeps one file or directory per path element (the GOPROXY layout): an element longer than
+# a file name may be (255 bytes on every common file system), or a path deeper than a directory tree
+# reasonably holds, cannot exist here. Module paths in the wild have a handful of elements.
+MAX_NAME = 255
+MAX_ELEMENTS = 64
+# Memoized parses: bounded in entries, and only short paths are kept (bounded in bytes).
+_MEMO_ENTRIES = 8192
+_MEMO_MAX_PATH = 256
 
 # Characters that may appear in an escaped module path (x/mod module.CheckPath's set, lower-case
 # only, plus '!' for case-encoding).
@@ -41,11 +49,16 @@ def parse_module_path(escaped: str) -> tuple[str, str]:
     """Return (module, escaped) or raise BadRequest / NotFound."""
     elems = escaped.split("/")
     if any(e in ("", ".", "..") for e in elems):
-        raise BadRequest(f"invalid module path {escaped!r}: empty or dot path element")
+        raise BadRequest(f"invalid module path {escaped[:200]!r}: empty or dot path element")
+    if len(elems) > MAX_ELEMENTS:
+        raise NotFound(f"not found: module path with more than {MAX_ELEMENTS} elements")
+    if any(len(e) > MAX_NAME for e in elems):
+        raise NotFound(f"not found: module path element longer than {MAX_NAME} bytes")
     if not _ESCAPED_PATH.fullmatch(escaped):
-        raise BadRequest(f"invalid escaped module path {escaped!r}: bad character or upper case")
+        raise BadRequest(f"invalid escaped module path {escaped[:200]!r}: bad character or upper case")
     if _BAD_BANG.search(escaped):
-        raise BadRequest(f"invalid escaped module path {escaped!r}: '!' must precede a lower-case letter")
+        raise BadRequest(f"invalid escaped module path {escaped[:200]!r}: '!' must precede a "
+                         "lower-case letter")
     try:
         module = unescape_path(escaped)
     except ModuleError as exc:
@@ -55,20 +68,27 @@ def parse_module_path(escaped: str) -> tuple[str, str]:
 
 def parse_version(escaped: str) -> str:
     if not escaped or not _ESCAPED_VERSION.fullmatch(escaped) or escaped in (".", ".."):
-        raise BadRequest(f"invalid escaped version {escaped!r}")
+        raise BadRequest(f"invalid escaped version {escaped[:200]!r}")
+    if len(escaped) + len(".info") > MAX_NAME:
+        raise NotFound(f"not found: version longer than {MAX_NAME - len('.info')} bytes")
     try:
         return unescape_version(escaped)
     except ModuleError as exc:
-        raise BadRequest(f"invalid escaped version {escaped!r}: {exc}") from None
+        raise BadRequest(f"invalid escaped version {escaped[:200]!r}: {exc}") from None
 
 
-@functools.lru_cache(maxsize=65536)
 def parse_artifact_path(path: str) -> ArtifactRef:
     """Parse ``/<module>/@v/<file>`` or ``/<module>/@latest``.
 
-    Memoized: the hot path asks for the same few thousand paths over and over, and validation is
-    pure. Failures raise, and exceptions are not cached.
+    Memoized for short paths: the hot path asks for the same few thousand paths over and over, and
+    validation is pure. Failures raise, and exceptions are not cached.
     """
+    if len(path) <= _MEMO_MAX_PATH:
+        return _parse_memo(path)
+    return _parse(path)
+
+
+def _parse(path: str) -> ArtifactRef:
     if len(path) > MAX_PATH:
         raise URITooLong(f"request path longer than {MAX_PATH} bytes")
     if not path.startswith("/"):
@@ -104,3 +124,6 @@ def parse_artifact_path(path: str) -> ArtifactRef:
         except ModuleError as exc:
             raise NotFound(f"not found: {exc}") from None
     return ArtifactRef(module, emod, kind, version, stem, canonical)
+
+
+_parse_memo = functools.lru_cache(maxsize=_MEMO_ENTRIES)(_parse)

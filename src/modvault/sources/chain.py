@@ -7,6 +7,7 @@ refuses. The list is parsed once; each fetch walks it in order.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -16,11 +17,12 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from modvault.errors import Gone, ModvaultError, NotFound
+from modvault.errors import Gone, ModvaultError, NotFound, StorageError, Unavailable
 from modvault.sources.base import Source
 from modvault.sources.redact import redact_url
 
 T = TypeVar("T")
+LOG = logging.getLogger("modvault.sources")
 
 
 def redact_upstream_list(text: str) -> str:
@@ -46,14 +48,14 @@ def parse_upstream_list(text: str) -> list[ListEntry]:
         item = tokens[i].strip()
         sep = tokens[i + 1] if i + 1 < len(tokens) else ""
         if not item:
-            raise ValueError(f"empty entry in upstream list {text!r}")
+            raise ValueError(f"empty entry in upstream list {redact_upstream_list(text)!r}")
         if item not in ("direct", "off"):
             parts = urlsplit(item)
             if parts.scheme not in ("http", "https", "file") or (
                 parts.scheme != "file" and not parts.hostname
             ):
-                raise ValueError(f"invalid upstream URL {item!r} (want http(s)://, file://, "
-                                 "direct or off)")
+                raise ValueError(f"invalid upstream URL {redact_url(item)!r} (want http(s)://, "
+                                 "file://, direct or off)")
         entries.append(ListEntry(item, sep == "|"))
     return entries
 
@@ -83,11 +85,27 @@ class Chain:
                 if err is None or isinstance(err, (NotFound, Gone)):
                     err = exc
                 continue
+            except StorageError:
+                raise  # our own disk failed: no other upstream can help, none is to blame
             except ModvaultError as exc:
                 if any_error:
                     err = exc
                     continue
                 raise
+            except OSError as exc:
+                # Network failures arrive as ModvaultErrors (retry.py); a bare OSError is local.
+                raise StorageError(f"modvault store: local I/O error while fetching from "
+                                   f"{source.name}: {exc.strerror or type(exc).__name__}") from None
+            except Exception as exc:
+                # Whatever else a source's answer made us trip on is classified as that upstream's
+                # failure (502), never a 500; the trace goes to the log for us to fix.
+                LOG.exception("unexpected error handling an answer from %s", source.name)
+                failure = Unavailable(f"{source.name}: answer could not be processed "
+                                      f"({type(exc).__name__})")
+                if any_error:
+                    err = failure
+                    continue
+                raise failure from None
         if err is None:
             raise NotFound("no upstream configured")
         raise err

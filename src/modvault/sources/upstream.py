@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
-import shutil
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import certifi
@@ -28,6 +28,7 @@ from modvault.errors import (
     Gone,
     InvalidContent,
     NotFound,
+    StorageError,
     Unavailable,
 )
 from modvault.module.errors import ModuleError
@@ -48,10 +49,12 @@ _CHUNK = 256 * 1024
 
 @dataclass(frozen=True)
 class UpstreamLimits:
-    connect_timeout: float = 10.0
-    read_timeout: float = 60.0
-    total_timeout: float = 600.0
-    retries: int = 3
+    # Defaults chosen so that a hung upstream fails within about half a minute (3 tries of 10 s
+    # without a byte), a black-holed one within 15 s, and a slow but live body within 300 s.
+    connect_timeout: float = 5.0
+    read_timeout: float = 10.0
+    total_timeout: float = 300.0
+    retries: int = 2
     max_redirects: int = 5
     max_zip_bytes: int = 500 * 1024 * 1024
     max_mod_bytes: int = 16 * 1024 * 1024
@@ -61,6 +64,9 @@ class UpstreamLimits:
     backoff_max: float = 10.0
     # Extra CA certificates (PEM) trusted for upstreams, on top of the public roots.
     ca_file: str = ""
+    # Upstream connections at once; more requests queue for a connection (within total_timeout)
+    # instead of failing with a spurious time-out.
+    max_connections: int = 64
 
 
 def tls_context(ca_file: str = "") -> ssl.SSLContext:
@@ -72,7 +78,10 @@ def tls_context(ca_file: str = "") -> ssl.SSLContext:
 
 
 def make_client(limits: UpstreamLimits) -> httpx.AsyncClient:
-    """One pooled client for all HTTP upstreams: keep-alive, HTTP/2 where offered, bounded redirects."""
+    """One pooled client for all HTTP upstreams: keep-alive, HTTP/2 where offered, bounded redirects.
+
+    The pool holds ``max_connections``; a fetch beyond that waits for a free connection with no pool
+    time-out of its own: the fetch's total deadline (with_retries) bounds the wait."""
     return httpx.AsyncClient(
         verify=tls_context(limits.ca_file),
         http2=True,
@@ -82,9 +91,10 @@ def make_client(limits: UpstreamLimits) -> httpx.AsyncClient:
             connect=limits.connect_timeout,
             read=limits.read_timeout,
             write=limits.read_timeout,
-            pool=limits.connect_timeout,
+            pool=None,
         ),
-        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        limits=httpx.Limits(max_connections=limits.max_connections,
+                            max_keepalive_connections=min(20, limits.max_connections)),
         headers={"User-Agent": "modvault"},
         trust_env=False,
     )
@@ -116,6 +126,8 @@ def validate_info(upstream: str, body: bytes, want: str | None, limit: int,
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise InvalidContent(f"{upstream}: .info answer is not valid JSON") from None
+    except RecursionError:  # e.g. 30,000 nested arrays: a hostile answer, not our bug
+        raise InvalidContent(f"{upstream}: .info answer is nested too deeply") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("Version"), str):
         raise InvalidContent(f"{upstream}: .info answer has no Version string")
     version = doc["Version"]
@@ -246,13 +258,13 @@ class HTTPUpstream:
                 if declared is not None and declared.isdigit() and int(declared) > limit:
                     raise InvalidContent(f"{self.name}: {what}: zip larger than {limit} bytes")
                 got = 0
-                with open(dest, "wb") as fh:
+                with _LocalFile(dest, what) as out:
                     async for chunk in resp.aiter_bytes(_CHUNK):
                         got += len(chunk)
                         if got > limit:
                             raise InvalidContent(
                                 f"{self.name}: {what}: zip larger than {limit} bytes")
-                        fh.write(chunk)
+                        out.write(chunk)
                 if declared is not None and declared.isdigit() and got != int(declared) \
                         and "content-encoding" not in resp.headers:
                     raise Retry(Unavailable(
@@ -320,17 +332,64 @@ class FileUpstream:
 
         def copy() -> None:
             try:
-                if p.stat().st_size > self.limits.max_zip_bytes:
-                    raise InvalidContent(
-                        f"{self.name}: {what}: zip larger than {self.limits.max_zip_bytes} bytes")
-                shutil.copyfile(p, dest)
+                src = open(p, "rb")  # noqa: SIM115
             except (FileNotFoundError, NotADirectoryError):
                 raise NotFound(f"{self.name}: {what}: not found") from None
+            except OSError as exc:
+                raise Unavailable(f"{self.name}: {what}: {exc.strerror}") from None
+            with src:
+                if os.fstat(src.fileno()).st_size > self.limits.max_zip_bytes:
+                    raise InvalidContent(
+                        f"{self.name}: {what}: zip larger than {self.limits.max_zip_bytes} bytes")
+                with _LocalFile(dest, what) as out:
+                    while True:
+                        try:
+                            chunk = src.read(_CHUNK)
+                        except OSError as exc:
+                            raise Unavailable(f"{self.name}: {what}: {exc.strerror}") from None
+                        if not chunk:
+                            break
+                        out.write(chunk)
 
         await asyncio.to_thread(copy)
 
     async def aclose(self) -> None:
         return None
+
+
+class _LocalFile:
+    """The download's temp file in our store: a failure to write it (disk full, read-only) is our
+    storage's fault (StorageError, 503), never the upstream's, and is not retried against it."""
+
+    def __init__(self, dest: Path, what: str) -> None:
+        self.dest, self.what = dest, what
+        self._fh: BinaryIO | None = None
+
+    def __enter__(self) -> _LocalFile:
+        try:
+            self._fh = open(self.dest, "wb")
+        except OSError as exc:
+            raise self._error(exc) from None
+        return self
+
+    def write(self, chunk: bytes) -> None:
+        assert self._fh is not None
+        try:
+            self._fh.write(chunk)
+        except OSError as exc:
+            raise self._error(exc) from None
+
+    def __exit__(self, *exc_info: object) -> None:
+        assert self._fh is not None
+        try:
+            self._fh.close()
+        except OSError as exc:
+            if exc_info[0] is None:
+                raise self._error(exc) from None
+
+    def _error(self, exc: OSError) -> StorageError:
+        return StorageError(f"modvault store: cannot write the download of {self.what}: "
+                            f"{exc.strerror or type(exc).__name__}")
 
 
 async def read_bounded(resp: httpx.Response, limit: int, *, what: str = "",

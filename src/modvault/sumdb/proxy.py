@@ -55,6 +55,7 @@ import httpx
 from modvault.cache.singleflight import SingleFlight
 from modvault.errors import (
     BadRequest,
+    Forbidden,
     InvalidContent,
     ModvaultError,
     NotFound,
@@ -264,8 +265,12 @@ class SumdbFetcher:
         ttl: float = 300.0,
         offline: bool = False,
         limits: UpstreamLimits | None = None,
+        withheld: Callable[[str], bool] | None = None,
     ) -> None:
         self.config = config
+        # Module paths never sent to this database (private / nosumdb patterns): a lookup for one
+        # would tell the database's operator the name of a private module.
+        self.withheld = withheld
         self.name = config.name
         self.store = store
         self.client = client
@@ -709,7 +714,11 @@ class SumdbFetcher:
         they were stored); *any_age* accepts older ones too (the record never changes; the
         verifier re-authenticates). Otherwise the database is asked; its answer is parsed,
         authenticated and stored. When it is unreachable, a stored answer is served stale.
-        Raises NotFound when the database has no record (or offline with none stored)."""
+        Raises NotFound when the database has no record (or offline with none stored), and
+        Forbidden, without asking anyone, for a module that must not be named to it."""
+        if self.withheld is not None and self.withheld(module):
+            raise Forbidden(f"{module} is a private module (private/nosumdb): it is never looked up "
+                            f"in the public checksum database {self.name}")
         key = self.lookup_key(module, version)
         stored = await self._stored(key)
         stored_answer: LookupAnswer | None = None
@@ -839,6 +848,7 @@ class SumdbProxy:
         ttl: float,
         offline: bool,
         limits: UpstreamLimits | None = None,
+        withheld: Callable[[str], bool] | None = None,
     ) -> None:
         self.ttl = ttl
         self.offline = offline
@@ -847,7 +857,7 @@ class SumdbProxy:
             if db.name in self._fetchers:
                 raise ValueError(f"checksum database {db.name} configured twice")
             self._fetchers[db.name] = SumdbFetcher(db, store, client, ttl=ttl, offline=offline,
-                                                   limits=limits)
+                                                   limits=limits, withheld=withheld)
         self._short = f"public, max-age={max(0, int(ttl))}"
 
     @property

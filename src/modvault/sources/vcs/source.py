@@ -52,6 +52,7 @@ from modvault.errors import (
     Forbidden,
     ModvaultError,
     NotFound,
+    StorageError,
     Unavailable,
     UpstreamTimeout,
 )
@@ -1089,7 +1090,7 @@ class GitSource:
         except ModuleError as e:  # a module rule the content breaks, caught nowhere closer
             raise NotFound(f"{what}: {e}") from None
         except OSError as e:  # our own disk, not the source's fault nor the client's
-            raise Unavailable(f"{what}: {e.strerror or type(e).__name__}") from None
+            raise StorageError(f"modvault store: {what}: {e.strerror or type(e).__name__}") from None
 
     async def _canonical(self, mod: _Module, version: str) -> _RevInfo:
         """Stat a canonical version, as the go command does before downloading it."""

@@ -1,0 +1,75 @@
+"""Class 9: no credential, from configuration or from a request, appears in any answer or log.
+
+Before: a configuration error printed an upstream URL with its password (and a bad vcs_credentials
+entry its token).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from modvault.observability.logs import JSONFormatter
+from modvault.sources.redact import redact_text
+
+SECRET = "hunter2-s3cret"
+DEFAULT_SUMDB = "sum.golang.org+033de0ae+Ac4zctda0e5eza+HJyk9SxEdh+s3Ux18htTTAD8OuAn8"
+
+
+def _serve(tmp_path: Path, *args: str, config: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODVAULT_")}
+    cmd = [sys.executable, "-m", "modvault", "serve", "--listen", "127.0.0.1:1",
+           "--data-dir", str(tmp_path / "data"), *args]
+    if config is not None:
+        cfg = tmp_path / "modvault.toml"
+        cfg.write_text(config)
+        cmd += ["--config", str(cfg)]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60, check=False)
+
+
+@pytest.mark.parametrize(("args", "config", "setting"), [
+    (("--upstream", f"https://alice:{SECRET}@proxy.corp.example,,direct"), None, "upstream"),
+    (("--upstream", f"ftp://alice:{SECRET}@proxy.corp.example"), None, "upstream"),
+    (("--upstream", f"https://alice:{SECRET}@proxy.corp.example|"), None, "upstream"),
+    ((), f'upstream = ["https://alice:{SECRET}@proxy.corp.example"]\n', "upstream"),
+    ((), f'vcs_credentials = "git.corp.example=alice:{SECRET},alice:{SECRET}"\n', "vcs_credentials"),
+    ((), f'vcs_credentials = 12\nupstream = "https://a:{SECRET}@x.example"\n', "vcs_credentials"),
+    (("--sumdb", f"{DEFAULT_SUMDB} https://alice:{SECRET}@sum.corp.example/?q=1"), None, "sumdb"),
+    (("--sumdb", f"{DEFAULT_SUMDB} ftp://alice:{SECRET}@sum.corp.example"), None, "sumdb"),
+])
+def test_configuration_errors_never_print_credentials(
+        tmp_path: Path, args: tuple[str, ...], config: str | None, setting: str) -> None:
+    res = _serve(tmp_path, *args, config=config)
+    assert res.returncode == 2, (res.returncode, res.stderr)
+    assert setting in res.stderr, res.stderr  # still says which setting is wrong
+    assert SECRET not in res.stderr + res.stdout, res.stderr
+
+
+def test_logs_are_redacted() -> None:
+    record = logging.LogRecord("modvault.test", logging.WARNING, __file__, 1,
+                               "fetch from %s failed; sent Authorization: Bearer %s", (
+                                   f"https://alice:{SECRET}@proxy.corp.example/x", SECRET), None)
+    try:
+        raise RuntimeError(f"boom https://bob:{SECRET}@h.example/ token {SECRET}")
+    except RuntimeError:
+        record.exc_info = sys.exc_info()
+    line = JSONFormatter().format(record)
+    assert SECRET not in line, line
+    assert "proxy.corp.example" in line and "RuntimeError" in line
+
+
+@pytest.mark.parametrize("text", [
+    f"https://alice:{SECRET}@h.example/x",
+    f"git+ssh://alice:{SECRET}@h.example/x",
+    f"Authorization: Basic {SECRET}",
+    f"authorization={SECRET}",
+    f"proxy-authorization: Bearer {SECRET}",
+    f"header Bearer {SECRET}",
+])
+def test_redact_text(text: str) -> None:
+    assert SECRET not in redact_text(text)
