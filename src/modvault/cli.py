@@ -10,7 +10,7 @@ from pathlib import Path
 from modvault import __version__
 from modvault.config import ConfigError, Settings, load_settings
 from modvault.ops.client_cli import add_client_commands
-from modvault.ops.store_cli import add_store_commands, run_ops_command
+from modvault.ops.store_cli import add_bundle_commands, add_store_commands, run_ops_command
 from modvault.sources.chain import redact_upstream_list
 from modvault.sources.redact import redact_text
 from modvault.sumdb.admin import add_sumdb_commands, run_sumdb_command
@@ -125,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     add_sumdb_commands(sub)
     add_store_commands(sub)
     add_client_commands(sub)
+    add_bundle_commands(sub)
     args = parser.parse_args(argv)
     if args.command == "sumdb":
         return run_sumdb_command(args)

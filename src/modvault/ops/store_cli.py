@@ -245,3 +245,97 @@ def cmd_gc(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     for line in result.errors:
         print(f"modvault gc: {line}", file=err)
     return 1 if result.errors else 0
+
+
+# -- export / import -------------------------------------------------------------------------
+
+def add_bundle_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("export", help="write an air-gap bundle of modules and their requirements")
+    p.add_argument("targets", nargs="+", metavar="TARGET",
+                   help="module@version, go.mod, go.sum, go.work, a file of lines, or -")
+    p.add_argument("--output", "-o", required=True, metavar="FILE",
+                   help="bundle to write (.tar, or .tar.gz/.tgz for gzip)")
+    p.add_argument("--server", metavar="URL",
+                   help="prewarm the targets through this running modvault first (MODVAULT_SERVER)")
+    p.add_argument("--no-deps", action="store_true", help="do not follow requirements")
+    add_store_arguments(p)
+    p.set_defaults(ops_handler=cmd_export)
+
+    p = sub.add_parser("import", help="verify and load a bundle or a $GOMODCACHE/cache/download tree")
+    p.add_argument("bundle", metavar="BUNDLE", help="a bundle from `modvault export`, or a directory")
+    p.add_argument("--sumdb", metavar="'NAME+HASH+KEY'", action="append",
+                   help="checksum database to verify against (default: the sumdb setting)")
+    p.add_argument("--no-sumdb-check", action="store_true",
+                   help="accept versions no checksum database vouches for (hashes are still checked)")
+    add_store_arguments(p)
+    p.set_defaults(ops_handler=cmd_import)
+
+
+def cmd_export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from modvault.ops.bundle import export_bundle
+    from modvault.ops.prewarm import load_targets
+    from modvault.ops.targets import TargetError
+
+    settings = store_settings(args)
+    try:
+        targets = load_targets(args.targets, sys.stdin)
+    except TargetError as exc:
+        raise OpsError(str(exc)) from None
+    if args.server or os.environ.get("MODVAULT_SERVER"):
+        import asyncio
+
+        from modvault.ops.client_cli import server_url
+        from modvault.ops.prewarm import Prewarmer, client_for
+
+        async def warm() -> list[str]:
+            async with client_for(server_url(args)) as client:
+                report = await Prewarmer(client, transitive=not args.no_deps).run(targets)
+            return [f"{o.target}: {o.error}" for o in report.failed]
+
+        failed = asyncio.run(warm())
+        if failed:
+            raise OpsError("prewarm failed: " + "; ".join(failed[:5]))
+    _existing_data_dir(settings)
+    report = export_bundle(settings, targets, Path(args.output), transitive=not args.no_deps)
+    if report.missing:
+        raise OpsError("cannot export: " + "; ".join(report.missing[:10]))
+    audit(Path(settings.data_dir), "export", output=str(args.output), versions=len(report.versions))
+    if args.json:
+        json.dump(report.to_json(), out)
+        out.write("\n")
+    else:
+        print(f"wrote {args.output}: {len(report.versions)} module versions, "
+              f"{report.sumdb_files} checksum-database files"
+              + (f" ({report.sumdb})" if report.sumdb else " (no checksum-database records)")
+              + f", {format_bytes(report.bytes)}", file=out)
+    return 0
+
+
+def cmd_import(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from modvault.ops.bundle import BundleError, import_bundle
+
+    flags: dict[str, object] = {"data_dir": args.data_dir}
+    if args.sumdb:
+        flags["sumdb"] = args.sumdb
+    settings = load_settings(config_file=args.config, flags=flags)
+    source = Path(args.bundle)
+    if not source.exists():
+        raise OpsError(f"{source}: no such file or directory")
+    try:
+        report = import_bundle(settings, source, require_sumdb=not args.no_sumdb_check)
+    except BundleError as exc:
+        raise OpsError(str(exc)) from None
+    audit(Path(settings.data_dir), "import", source=str(source), added=len(report.added),
+          refused=len(report.refused))
+    if args.json:
+        json.dump(report.to_json(), out)
+        out.write("\n")
+    else:
+        for name in report.added:
+            print(f"added {name}", file=out)
+        for line in report.refused:
+            print(f"REFUSED {line}", file=out)
+        print(f"imported {len(report.added)} module versions ({len(report.present)} already present, "
+              f"{len(report.refused)} refused); verified against "
+              f"{report.verified_by or 'bundle hashes only (no checksum database)'}", file=out)
+    return 1 if report.refused else 0
