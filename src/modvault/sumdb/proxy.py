@@ -343,7 +343,9 @@ class SumdbFetcher:
         async with self.client.stream("GET", url) as resp:
             if resp.status_code == 200:
                 return await read_bounded(resp, limit, what=f"{self.name}: {what}")
-            reason = first_line(await read_bounded(resp, 4096, truncate=True)) or resp.reason_phrase
+            reason = first_line(await read_bounded(resp, 4096, truncate=True),
+                                content_type=resp.headers.get("content-type", "")) \
+                or resp.reason_phrase
             if resp.status_code in (404, 410):
                 raise NotFound(f"{self.name}: {what}: {resp.status_code} not found: {reason}")
             err = Unavailable(f"{self.name}: {what}: database answered {resp.status_code} {reason}")
