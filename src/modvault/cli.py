@@ -14,6 +14,7 @@ from modvault.ops.store_cli import add_bundle_commands, add_store_commands, run_
 from modvault.sources.chain import redact_upstream_list
 from modvault.sources.redact import redact_text
 from modvault.sumdb.admin import add_sumdb_commands, run_sumdb_command
+from modvault.supply.commands import add_supply_commands, run_supply_command
 
 
 def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -74,6 +75,7 @@ def serve(settings: Settings) -> None:
     except OSError as exc:
         raise ConfigError(f"data_dir: cannot create {settings.data_dir}: {exc.strerror}") from None
     _check_private_sumdb(settings)
+    _check_attestation_key(settings)
     os.environ[SETTINGS_ENV] = settings.to_json()
     scheme = "https" if settings.tls_cert else "http"
     print(f"modvault {__version__} serving {scheme}://{settings.listen} "
@@ -117,6 +119,16 @@ def _check_private_sumdb(settings: Settings) -> None:
         raise ConfigError(f"private_sumdb: {exc} (create it with `modvault sumdb init {name}`)") from None
 
 
+def _check_attestation_key(settings: Settings) -> None:
+    """An attestation key that exists must load before any worker starts."""
+    from modvault.supply.attestkey import AttestationKeyError, load_key
+
+    try:
+        load_key(settings.data_dir)
+    except AttestationKeyError as exc:
+        raise ConfigError(f"attestation key: {exc}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="modvault", description="A caching Go module proxy.")
     parser.add_argument("--version", action="version", version=f"modvault {__version__}")
@@ -126,11 +138,14 @@ def main(argv: list[str] | None = None) -> int:
     add_store_commands(sub)
     add_client_commands(sub)
     add_bundle_commands(sub)
+    add_supply_commands(sub)
     args = parser.parse_args(argv)
     if args.command == "sumdb":
         return run_sumdb_command(args)
     if hasattr(args, "ops_handler"):
         return run_ops_command(args)
+    if args.command in ("attest", "sbom"):
+        return run_supply_command(args)
     try:
         settings = load_settings(config_file=args.config, flags=_flags(args))
         if args.command == "serve":

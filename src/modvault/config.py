@@ -97,6 +97,8 @@ class Settings:
     # Access control (README "Access control"). Addresses/CIDR blocks of reverse proxies whose
     # X-Forwarded-For is believed.
     trusted_proxies: str = ""
+    # Supply chain: SPDX licence ids (comma-separated) whose new versions are refused (403).
+    licence_denylist: str = ""
 
     @property
     def host(self) -> str:
@@ -268,8 +270,15 @@ def validate(settings: Settings) -> None:
         parse_cidrs(settings.trusted_proxies, "trusted_proxies")
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    for lic in licence_list(settings.licence_denylist):
+        if not all(c.isalnum() or c in ".-+" for c in lic):
+            raise ConfigError(f"licence_denylist: not an SPDX licence id: {lic!r}")
     if settings.log_level not in {"debug", "info", "warning", "error"}:
         raise ConfigError(f"log_level: expected debug|info|warning|error, got {settings.log_level!r}")
+
+
+def licence_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 def sumdb_settings(settings: Settings) -> list[str]:

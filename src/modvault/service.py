@@ -38,6 +38,9 @@ from modvault.storage.fs import discard
 from modvault.sumdb.client import ChecksumVerifier
 from modvault.sumdb.private import PrivateSumdb
 from modvault.sumdb.proxy import SumdbProxy
+from modvault.supply.admission import SupplyChain, origin_from_info, verification_of
+from modvault.supply.provenance import Verification
+from modvault.supply.zipfacts import ZipFacts, zip_facts
 
 LOG = logging.getLogger("modvault.service")
 
@@ -82,7 +85,8 @@ class Checksums:
 class ModuleService:
     def __init__(self, settings: Settings, store: Store, chain: Chain, *,
                  policy: ModulePolicy | None = None, direct_chain: Chain | None = None,
-                 checksums: Checksums | None = None, access: AccessRecorder | None = None) -> None:
+                 checksums: Checksums | None = None, access: AccessRecorder | None = None,
+                 supply: SupplyChain | None = None) -> None:
         self.settings = settings
         self.store = store
         self.chain = chain
@@ -91,6 +95,7 @@ class ModuleService:
         self.direct_chain = direct_chain or chain
         self.policy = policy or ModulePolicy()
         self.checksums = checksums or Checksums()
+        self.supply = supply  # provenance records, licence policy (supply/)
         self.memory: ByteLRU[Artifact] = ByteLRU(settings.memory_cache_bytes)
         self.flights: SingleFlight[Artifact] = SingleFlight()
         self.negative = NegativeCache(settings.negative_ttl, NEGATIVE_CACHE_BYTES)
@@ -171,45 +176,71 @@ class ModuleService:
         try:
             _, source = await self.chain_for(ref.module).zip(ref.module, ref.version, tmp)
             try:
-                etag, zip_h1 = await asyncio.to_thread(self._check_zip_file, tmp, ref)
+                zip_h1, facts = await asyncio.to_thread(self._check_zip_file, tmp, ref)
             except ZipError as exc:
                 metrics.REJECTED_CONTENT.labels("zip").inc()
                 raise InvalidContent(f"{source}: zip {ref.module}@{ref.version}: {exc}") from None
-            await self._vouch(ref, zip_h1=zip_h1)
+            if self.supply is not None:
+                self.supply.check_licence(ref.module, ref.version, facts.licence)
+            proof = await self._vouch(ref, zip_h1=zip_h1)
             obj = await asyncio.to_thread(self.store.put_atomic, key, tmp, overwrite=False)
         finally:
             discard(tmp)
+        etag = '"' + facts.sha256[:40] + '"'  # as etag_of_file
+        if self.supply is not None and obj.written:
+            await self._record_provenance(ref, source, zip_h1, facts, proof)
         art = await self._from_store(Kind.ZIP, obj, immutable=True, etag=etag)
         return dataclasses.replace(art, tier="upstream", upstream=source)
 
     @staticmethod
-    def _check_zip_file(path: Path, ref: ArtifactRef) -> tuple[str, str]:
+    def _check_zip_file(path: Path, ref: ArtifactRef) -> tuple[str, ZipFacts]:
         summary = check_zip(path, ref.module, ref.version)
-        return etag_of_file(str(path)), summary.h1
+        return summary.h1, zip_facts(path, ref.module, ref.version)
+
+    async def _record_provenance(self, ref: ArtifactRef, source: str, zip_h1: str, facts: ZipFacts,
+                                 proof: Verification) -> None:
+        """Keep where a newly stored zip came from and how it was checked (supply/)."""
+        assert self.supply is not None
+        info: bytes | None = None
+        try:
+            mod = (await self._immutable(dataclasses.replace(ref, kind=Kind.MOD))).body or b""
+            try:
+                info = (await self._immutable(dataclasses.replace(ref, kind=Kind.INFO))).body
+            except ModvaultError:
+                info = None  # the origin then names the source only
+            await self.supply.record(ref.module, ref.version, origin=origin_from_info(source, info),
+                                     zip_h1=zip_h1, facts=facts, mod=mod, mod_h1=hash_gomod(mod),
+                                     verification=proof)
+        except (ModvaultError, OSError) as exc:
+            LOG.error("no provenance record for %s@%s: %s", ref.module, ref.version, exc)
 
     # -- checksum databases ------------------------------------------------------------------
 
     async def _vouch(self, ref: ArtifactRef, *, zip_h1: str | None = None,
-                     mod_h1: str | None = None) -> None:
+                     mod_h1: str | None = None) -> Verification:
         """Before a new .mod/.zip is stored: the public checksum database must agree with it, or,
         for modules exempt from it (nosumdb), our private database records it. Raises
-        SecurityError (nothing is stored) on any disagreement."""
+        SecurityError (nothing is stored) on any disagreement; returns what was proven."""
         if self.policy.is_nosumdb(ref.module):
             private = self.checksums.private
             if private is not None and zip_h1 is not None:
                 mod_ref = dataclasses.replace(ref, kind=Kind.MOD)
                 mod = await self._immutable(mod_ref)
                 assert mod.body is not None
-                await private.add(ref.module, ref.version, zip_h1, hash_gomod(mod.body))
-            return
+                rid = await private.add(ref.module, ref.version, zip_h1, hash_gomod(mod.body))
+                tree = private.tree()
+                return verification_of(None, private=private.name, private_size=tree.N,
+                                       private_root=tree.Hash, private_id=rid)
+            return verification_of(None, why_none="exempt (nosumdb); no private database hosted")
         verifier = self.checksums.verifier
         if verifier is None:
-            return
+            return verification_of(None, why_none="checksum verification off (sumdb_verify)")
         try:
-            await verifier.verify(ref.module, ref.version, zip_h1=zip_h1, mod_h1=mod_h1)
+            proof = await verifier.verify(ref.module, ref.version, zip_h1=zip_h1, mod_h1=mod_h1)
         except SecurityError:
             metrics.REJECTED_CONTENT.labels(ref.kind.value).inc()
             raise
+        return verification_of(proof)
 
     async def ensure_recorded(self, module: str, version: str) -> None:
         """For a lookup in our private database: fetch (and check) module@version, then record it.

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import httpx
 
-from modvault.config import ConfigError, Settings, parse_pairs, sumdb_settings
+from modvault.config import ConfigError, Settings, licence_list, parse_pairs, sumdb_settings
 from modvault.ops.journal import AccessJournal
 from modvault.ops.runtime import OpsRuntime
 from modvault.policy import ModulePolicy
@@ -21,6 +21,8 @@ from modvault.sumdb.client import ChecksumVerifier
 from modvault.sumdb.config import parse_sumdb
 from modvault.sumdb.private import PrivateSumdb, PrivateSumdbError, database_dir, list_databases
 from modvault.sumdb.proxy import SumdbProxy
+from modvault.supply.admission import SupplyChain
+from modvault.supply.attestkey import load_key
 
 VCS_DIR = ".modvault/vcs"
 
@@ -121,7 +123,8 @@ def build_service(settings: Settings) -> ModuleService:
     policy = ModulePolicy(settings.private, settings.noproxy, settings.nosumdb)
     checksums = build_checksums(settings, store, client, policy)
     return ModuleService(settings, store, chain, policy=policy, direct_chain=direct_chain,
-                         checksums=checksums, access=AccessJournal(settings.data_dir))
+                         checksums=checksums, access=AccessJournal(settings.data_dir),
+                         supply=build_supply(settings, store))
 
 
 def build_ops(settings: Settings, service: ModuleService) -> OpsRuntime:
@@ -133,3 +136,9 @@ def build_ops(settings: Settings, service: ModuleService) -> OpsRuntime:
     runtime = OpsRuntime(settings, service.policy, journal, in_flight=service.flights)
     STORE_COLLECTOR.runtime = runtime
     return runtime
+
+
+def build_supply(settings: Settings, store: Store) -> SupplyChain:
+    """Provenance records (always), attestations (with a key from `modvault attest init`)."""
+    return SupplyChain(store, signer=load_key(settings.data_dir),
+                       denied_licences=frozenset(licence_list(settings.licence_denylist)))

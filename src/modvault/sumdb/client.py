@@ -42,17 +42,24 @@ __all__ = ["ChecksumVerifier", "RecordHashes"]
 
 
 class RecordHashes:
-    """The h1 hashes the checksum database holds for one module version."""
+    """The h1 hashes the checksum database holds for one module version, and what proved them:
+    record ``record_id`` of ``database`` is in its verified tree of ``tree_size`` records with
+    root hash ``root_hash`` (kept as provenance of what is stored)."""
 
-    __slots__ = ("mod_h1", "module", "record_id", "version", "zip_h1")
+    __slots__ = ("database", "mod_h1", "module", "record_id", "root_hash", "tree_size", "version",
+                 "zip_h1")
 
     def __init__(self, module: str, version: str, record_id: int, zip_h1: str | None,
-                 mod_h1: str | None) -> None:
+                 mod_h1: str | None, *, database: str = "", tree_size: int = 0,
+                 root_hash: bytes = b"") -> None:
         self.module = module
         self.version = version
         self.record_id = record_id
         self.zip_h1 = zip_h1
         self.mod_h1 = mod_h1
+        self.database = database
+        self.tree_size = tree_size
+        self.root_hash = root_hash
 
     def __repr__(self) -> str:
         return (f"RecordHashes({self.module}@{self.version} #{self.record_id} zip={self.zip_h1} "
@@ -104,17 +111,21 @@ class ChecksumVerifier:
             # or passed on unauthenticated: either way prove it now.
             answer = await self.fetcher.authenticate(answer)
         zip_h1, mod_h1 = record_hashes_for(module, version, answer.text)
-        rec = RecordHashes(module, version, answer.record_id, zip_h1, mod_h1)
+        # The record was proven in the newest verified tree; every later one contains it.
+        tree = await self.fetcher.verified_tree() or answer.tree
+        rec = RecordHashes(module, version, answer.record_id, zip_h1, mod_h1, database=self.name,
+                           tree_size=tree.N, root_hash=tree.Hash)
         self._memo[(module, version)] = rec
         if len(self._memo) > self._memo_size:
             self._memo.popitem(last=False)
         return rec
 
     async def verify(self, module: str, version: str, *, zip_h1: str | None = None,
-                     mod_h1: str | None = None) -> None:
+                     mod_h1: str | None = None) -> RecordHashes:
         """Check our h1 hashes of module@version against the checksum database.
 
-        Returns when every hash given matches the database's authenticated record. Raises:
+        Returns the authenticated record (what was proven, for provenance) when every hash given
+        matches it. Raises:
 
         - :class:`SecurityError` (502, "SECURITY ERROR ...") when a hash differs, the record
           lacks the line to compare, or the database misbehaved (fork, forged tile or signature);
@@ -150,6 +161,7 @@ class ChecksumVerifier:
                 self._count("mismatch")
                 raise self._mismatch(module, version, what, theirs, ours)
         self._count("ok")
+        return rec
 
     def _mismatch(self, module: str, version: str, what: str, expected: str, got: str) -> SecurityError:
         metrics.SECURITY_ERRORS.labels(self.name, "checksum_mismatch").inc()
