@@ -19,6 +19,7 @@ from modvault.ops.http import NDJSON, index_body
 from modvault.server.request import TEXT, Request
 from modvault.server.routes import METRICS, PUBLIC, READ, Route, RouteTable
 from modvault.server.routing import parse_artifact_path
+from modvault.supply import api as supply_api
 
 if TYPE_CHECKING:
     from modvault.server.app import App
@@ -67,6 +68,7 @@ def register(app: App, table: RouteTable) -> None:
               target=sumdb_target_for(app))
     table.set_protocol(Route("", h.artifact, "invalid", permission=READ, target=artifact_target))
     table.set_fallback(Route("", h.fallback, "other", permission=PUBLIC))
+    supply_api.register(app, table)  # provenance, attestation key, SBOM
     # Later rooms register here too: the admin API (modvault.api) and others.
     for extra in app.extra_routes:
         extra(app, table)
