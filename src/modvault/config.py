@@ -94,6 +94,11 @@ class Settings:
     gc_unused_for: str = ""
     gc_interval: float = 3600.0
     access_flush_interval: float = 5.0
+    # Hot mutable answers (list, @latest, queries) revalidated before they expire, and push refreshes
+    # (POST /api/v1/refresh/{module}): upstream requests per minute for both (0: off), and the
+    # half-life of a request's weight in the hotness score.
+    refresh_budget: int = 60
+    hot_half_life: float = 3600.0
     # Access control (README "Access control"). Addresses/CIDR blocks of reverse proxies whose
     # X-Forwarded-For is believed.
     trusted_proxies: str = ""
@@ -262,6 +267,8 @@ def validate(settings: Settings) -> None:
             parse_duration(settings.gc_unused_for)
     except ValueError as exc:
         raise ConfigError(f"gc_unused_for: {exc}") from None
+    if settings.refresh_budget < 0 or settings.hot_half_life <= 0:
+        raise ConfigError("refresh_budget/hot_half_life: must not be negative / must be positive")
     if settings.gc_interval <= 0 or settings.access_flush_interval <= 0:
         raise ConfigError("gc_interval/access_flush_interval: must be positive")
     from modvault.server.clientaddr import parse_cidrs

@@ -69,7 +69,11 @@ def format_list(versions: list[str]) -> bytes:
 
 
 class AccessRecorder(Protocol):
-    def touch(self, key: str) -> None: ...
+    def touch(self, key: str) -> None:
+        """A stored artifact was asked for (gc ranks by last use)."""
+
+    def hit(self, key: str) -> None:
+        """A mutable answer was asked for (hot lists are revalidated before they expire)."""
 
 
 @dataclass
@@ -303,6 +307,8 @@ class ModuleService:
 
     async def _mutable(self, ref: ArtifactRef, key: str,
                        fetch: Callable[[], Awaitable[Artifact]]) -> Artifact:
+        if self.access is not None:
+            self.access.hit(key)
         cached = self.memory.get(key)
         tier = "memory"
         if cached is None:
@@ -404,6 +410,20 @@ class ModuleService:
         data = format_list(sorted(versions))
         return Artifact(Kind.LIST, len(data), etag_of(data), time.time(), False, body=data,
                         tier="store")
+
+    async def revalidate(self, ref: ArtifactRef) -> Artifact:
+        """Fetch a mutable answer (list, @latest, query) from the sources now, whatever its age:
+        for push refreshes (a webhook after a tag) and hot lists refreshed before they expire."""
+        if ref.kind is Kind.LIST:
+            key = keys.list_key(ref.escaped_module)
+            return await self._fetch_mutable(ref, key, lambda: self._fetch_list(ref, key))
+        if ref.kind is Kind.LATEST:
+            key = keys.latest_key(ref.escaped_module)
+            return await self._fetch_mutable(ref, key, lambda: self._fetch_latest(ref, key))
+        if ref.kind is Kind.INFO and not ref.canonical:
+            key = keys.query_key(ref.escaped_module, ref.escaped_version)
+            return await self._fetch_mutable(ref, key, lambda: self._fetch_query(ref, key))
+        raise ValueError(f"not a mutable answer: {ref}")
 
     # -- operations --------------------------------------------------------------------------
 

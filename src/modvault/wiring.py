@@ -134,6 +134,7 @@ def build_ops(settings: Settings, service: ModuleService) -> OpsRuntime:
     journal = service.access if isinstance(service.access, AccessJournal) else AccessJournal(
         settings.data_dir)
     runtime = OpsRuntime(settings, service.policy, journal, in_flight=service.flights)
+    runtime.service = service
     STORE_COLLECTOR.runtime = runtime
     return runtime
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs
 
-from modvault.errors import BadRequest
+from modvault.errors import BadRequest, ModvaultError
 from modvault.ops.indexfeed import MAX_LIMIT, parse_time
 from modvault.ops.runtime import OpsRuntime
 
@@ -39,3 +39,31 @@ async def index_body(runtime: OpsRuntime, query: str) -> bytes:
     since, limit = parse_index_query(query)
     entries = await runtime.index_page(since, limit)
     return "".join(e.line() + "\n" for e in entries).encode()
+
+
+class TooManyRequests(ModvaultError):
+    status = 429
+
+
+async def refresh_body(runtime: OpsRuntime, module_text: str) -> bytes:
+    """``POST /api/v1/refresh/{module}``: fetch the module's ``list`` now (a webhook after a tag
+    push), so new versions are listed at once. Counts against ``refresh_budget``."""
+    import json
+
+    from modvault.artifact import ArtifactRef, Kind
+    from modvault.module.errors import ModuleError
+    from modvault.module.path import check_path, escape_path
+
+    module = module_text.strip("/")
+    try:
+        check_path(module)
+    except ModuleError as exc:
+        raise BadRequest(f"invalid module path {module[:200]!r}: {exc}") from None
+    if runtime.service is None or runtime.settings.offline:
+        raise BadRequest("refresh: modvault is offline")
+    if runtime.settings.refresh_budget <= 0 or not runtime.budget.take():
+        raise TooManyRequests("refresh budget exhausted (refresh_budget per minute); try later")
+    ref = ArtifactRef(module, escape_path(module), Kind.LIST)
+    art = await runtime.service.revalidate(ref)
+    versions = (art.body or b"").decode("utf-8", "replace").split()
+    return (json.dumps({"Path": module, "Versions": versions}) + "\n").encode()

@@ -66,6 +66,8 @@ class AccessJournal:
         self.dir = access_dir(Path(data_dir))
         self.name = f"journal-{os.getpid()}-{uuid.uuid4().hex[:8]}.log"
         self.pending: dict[str, float] = {}
+        # Requests for mutable answers since the last drain (ops/hot.py turns them into hotness).
+        self.hits: dict[str, int] = {}
         self.now = time.time()  # coarse clock, advanced by tick(): touch() never calls time()
 
     def touch(self, key: str) -> None:
@@ -73,6 +75,16 @@ class AccessJournal:
         self.pending[key] = self.now
         if len(self.pending) > MAX_PENDING:
             self.flush()
+
+    def hit(self, key: str) -> None:
+        """Count a request for a mutable answer (list, @latest, query); the hot path too."""
+        self.hits[key] = self.hits.get(key, 0) + 1
+        if len(self.hits) > MAX_PENDING:
+            self.hits.clear()  # a flood of distinct keys: forget rather than grow
+
+    def drain_hits(self) -> dict[str, int]:
+        hits, self.hits = self.hits, {}
+        return hits
 
     def tick(self) -> None:
         self.now = time.time()

@@ -8,9 +8,13 @@ import asyncio
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
+from modvault.artifact import ArtifactRef
 from modvault.config import Settings
+from modvault.errors import ModvaultError
 from modvault.ops import gc
+from modvault.ops.hot import Hotness, TokenBucket
 from modvault.ops.indexfeed import IndexEntry, IndexLog
 from modvault.ops.inventory import StoreTotals, scan_versions, totals
 from modvault.ops.journal import AccessJournal, read_access_times
@@ -22,6 +26,10 @@ LOG = logging.getLogger("modvault.ops")
 COMPACT_EVERY = 300.0
 COMPACT_BYTES = 4 * 1024 * 1024
 SCAN_EVERY = 60.0
+HOT_EVERY = 10.0
+# A hot answer is revalidated once this fraction of mutable_ttl has passed.
+HOT_AGE = 0.75
+HOT_PARALLEL = 4
 INDEX_FRESH = 2.0
 
 
@@ -40,6 +48,10 @@ class OpsRuntime:
                               else None)
         self.in_flight = in_flight  # a SingleFlight: keys being fetched right now are never collected
         self.last_gc: gc.GcResult | None = None
+        self.service: Any = None  # the ModuleService, set by wiring (revalidates hot answers)
+        self.hotness = Hotness(settings.hot_half_life)
+        self.budget = TokenBucket(settings.refresh_budget)
+        self.hot_refreshed = 0
         self._task: asyncio.Task[None] | None = None
         self._index_lock = asyncio.Lock()
         self._scan_lock = asyncio.Lock()
@@ -64,7 +76,7 @@ class OpsRuntime:
         return bool(inflight(key)) if inflight is not None else False
 
     async def _run(self) -> None:
-        last_flush = last_compact = time.monotonic()
+        last_flush = last_compact = last_hot = time.monotonic()
         # The first background gc comes 30 s after start (or one interval, if shorter).
         last_gc = time.monotonic() - self.settings.gc_interval + min(30.0, self.settings.gc_interval)
         while True:
@@ -72,6 +84,12 @@ class OpsRuntime:
                 await asyncio.sleep(1.0)
                 self.journal.tick()
                 now = time.monotonic()
+                hits = self.journal.drain_hits()
+                if hits:
+                    self.hotness.add(hits, now)
+                if now - last_hot >= min(HOT_EVERY, self.settings.mutable_ttl / 4):
+                    last_hot = now
+                    await self.refresh_hot()
                 if now - last_flush >= self.settings.access_flush_interval:
                     last_flush = now
                     await asyncio.to_thread(self.journal.flush)
@@ -120,6 +138,39 @@ class OpsRuntime:
                      len(result.removed_versions), len(result.removed_mirrors), result.freed_bytes)
         await self.refresh_store()
         return result
+
+    async def refresh_hot(self) -> int:
+        """Revalidate the hottest mutable answers that will soon expire, within the budget."""
+        if self.service is None or self.settings.offline or self.settings.refresh_budget <= 0:
+            return 0
+        from modvault.server.routing import parse_artifact_path
+        from modvault.storage.keys import QUERY_PREFIX
+
+        wall = time.time()
+        due: list[ArtifactRef] = []
+        for key, _score in self.hotness.ranked(time.monotonic()):
+            obj = self.service.store.stat(key)
+            if obj is not None and wall - obj.mtime < self.settings.mutable_ttl * HOT_AGE:
+                continue
+            try:
+                ref = parse_artifact_path("/" + key.removeprefix(QUERY_PREFIX))
+            except ModvaultError:
+                continue
+            if not self.budget.take():
+                break
+            due.append(ref)
+        sem = asyncio.Semaphore(HOT_PARALLEL)
+
+        async def one(ref: ArtifactRef) -> None:
+            async with sem:
+                try:
+                    await self.service.revalidate(ref)
+                    self.hot_refreshed += 1
+                except ModvaultError as exc:
+                    LOG.info("hot refresh of %s failed: %s", ref.module, exc.message)
+
+        await asyncio.gather(*(one(ref) for ref in due))
+        return len(due)
 
     async def index_page(self, since: float, limit: int) -> list[IndexEntry]:
         """A page of the index feed, after picking up versions stored in the last moments."""

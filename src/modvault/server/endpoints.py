@@ -15,9 +15,9 @@ from modvault.errors import NotFound
 from modvault.module.errors import ModuleError
 from modvault.module.path import unescape_path
 from modvault.observability import metrics
-from modvault.ops.http import NDJSON, index_body
+from modvault.ops.http import NDJSON, index_body, refresh_body
 from modvault.server.request import TEXT, Request
-from modvault.server.routes import METRICS, PUBLIC, READ, Route, RouteTable
+from modvault.server.routes import METRICS, PUBLIC, PUBLISH, READ, Route, RouteTable
 from modvault.server.routing import parse_artifact_path
 from modvault.supply import api as supply_api
 
@@ -64,6 +64,8 @@ def register(app: App, table: RouteTable) -> None:
     table.add("/metrics", h.metrics, kind="metrics", permission=METRICS)
     table.add("/", h.root, permission=PUBLIC)
     table.add("/index", h.index, kind="index", permission=READ, target=lambda req: ALL_PRIVATE)
+    table.add("/api/v1/refresh/", h.refresh, kind="api", prefix=True, methods=("POST",),
+              permission=PUBLISH, target=lambda req: req.path[len("/api/v1/refresh/"):])
     table.add("/sumdb/", h.sumdb, kind="sumdb", prefix=True, permission=READ,
               target=sumdb_target_for(app))
     table.set_protocol(Route("", h.artifact, "invalid", permission=READ, target=artifact_target))
@@ -131,6 +133,13 @@ class Handlers:
         assert self.app.ops is not None
         body = await index_body(self.app.ops, req.query_string)
         req.send_bytes(200, [("content-type", NDJSON), ("cache-control", "no-store"),
+                             ("content-length", str(len(body)))], body)
+
+    async def refresh(self, req: Request) -> None:
+        """Push refresh of one module's list (modvault.ops), e.g. from a git host's tag webhook."""
+        assert self.app.ops is not None
+        body = await refresh_body(self.app.ops, req.path[len("/api/v1/refresh/"):])
+        req.send_bytes(200, [("content-type", "application/json"), ("cache-control", "no-store"),
                              ("content-length", str(len(body)))], body)
 
     async def fallback(self, req: Request) -> None:
