@@ -61,6 +61,26 @@ class Settings:
     upstream_max_redirects: int = 5
     # PEM file of extra CA certificates trusted for upstreams and checksum databases.
     upstream_ca_file: str = ""
+    # Upstream health (sources/health.py): "order" tries a `|` group in list order, "fastest" by
+    # measured health and latency.
+    upstream_strategy: str = "order"
+    # Active probes of upstreams and checksum databases used within upstream_probe_idle seconds
+    # (0 turns probing off; readiness still asks on demand).
+    upstream_probe_interval: float = 10.0
+    upstream_probe_idle: float = 600.0
+    # Circuit breaker: opens after this many consecutive failures, or after breaker_spike_samples
+    # answers slower than breaker_spike_factor x the moving baseline and at least breaker_spike_min s.
+    breaker_failures: int = 5
+    breaker_spike_factor: float = 2.5
+    breaker_spike_min: float = 0.8
+    breaker_spike_samples: int = 3
+    # Seconds open before the first half-open trial (doubles on each failed trial, up to 120 s).
+    breaker_backoff: float = 5.0
+    # An upstream or checksum database that could not be reached is not asked again for this long.
+    unreachable_memory: float = 5.0
+    # A refused (tampered or rule-breaking) artifact is answered from memory this long, then
+    # fetched and checked again.
+    refusal_ttl: float = 300.0
     max_zip_bytes: int = 500 * 1024 * 1024
     max_mod_bytes: int = 16 * 1024 * 1024
     max_info_bytes: int = 64 * 1024
@@ -231,6 +251,17 @@ def validate(settings: Settings) -> None:
                  "upstream_total_timeout"):
         if getattr(settings, name) < 0:
             raise ConfigError(f"{name}: must not be negative, got {getattr(settings, name)}")
+    if settings.upstream_strategy not in ("order", "fastest"):
+        raise ConfigError(f"upstream_strategy: expected order|fastest, got {settings.upstream_strategy!r}")
+    for name in ("upstream_probe_interval", "upstream_probe_idle", "breaker_backoff",
+                 "unreachable_memory", "refusal_ttl", "breaker_spike_min"):
+        if getattr(settings, name) < 0:
+            raise ConfigError(f"{name}: must not be negative, got {getattr(settings, name)}")
+    for name in ("breaker_failures", "breaker_spike_samples"):
+        if getattr(settings, name) < 1:
+            raise ConfigError(f"{name}: must be at least 1, got {getattr(settings, name)}")
+    if settings.breaker_spike_factor <= 1:
+        raise ConfigError("breaker_spike_factor: must be above 1")
     if settings.upstream_retries < 0:
         raise ConfigError("upstream_retries: must not be negative")
     from modvault.sumdb.config import parse_sumdb

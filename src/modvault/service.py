@@ -32,6 +32,8 @@ from modvault.module.zipcheck import check_zip
 from modvault.observability import metrics
 from modvault.policy import ModulePolicy
 from modvault.sources.chain import Chain
+from modvault.sources.health import HealthRegistry
+from modvault.sources.tracking import Prober
 from modvault.storage import keys
 from modvault.storage.base import Store, StoredObject
 from modvault.storage.fs import discard
@@ -90,8 +92,14 @@ class ModuleService:
     def __init__(self, settings: Settings, store: Store, chain: Chain, *,
                  policy: ModulePolicy | None = None, direct_chain: Chain | None = None,
                  checksums: Checksums | None = None, access: AccessRecorder | None = None,
-                 supply: SupplyChain | None = None) -> None:
+                 supply: SupplyChain | None = None,
+                 health: HealthRegistry | None = None, prober: Prober | None = None) -> None:
         self.settings = settings
+        # Upstream health records (breakers, latency) and the task that probes them.
+        self.health = health
+        self.prober = prober
+        self._probing: asyncio.Task[None] | None = None
+        self.started = time.time()
         self.store = store
         self.chain = chain
         # Modules matching noproxy (or private) are fetched only from version control, never asked
@@ -103,6 +111,8 @@ class ModuleService:
         self.memory: ByteLRU[Artifact] = ByteLRU(settings.memory_cache_bytes)
         self.flights: SingleFlight[Artifact] = SingleFlight()
         self.negative = NegativeCache(settings.negative_ttl, NEGATIVE_CACHE_BYTES)
+        # Refused (tampered, rule-breaking) artifacts: not fetched again for refusal_ttl.
+        self.refusals = NegativeCache(settings.refusal_ttl, NEGATIVE_CACHE_BYTES)
         # Headers/ETag of stored zips, keyed by (key, size, mtime): a hot zip costs a stat, not a hash.
         self._zip_artifacts: ByteLRU[Artifact] = ByteLRU(ZIP_ARTIFACTS_BYTES)
         self._refreshing: set[asyncio.Task[None]] = set()
@@ -164,8 +174,10 @@ class ModuleService:
         except (NotFound, Gone) as exc:
             self._remember_negative(key, exc)
             raise
-        except InvalidContent:
-            metrics.REJECTED_CONTENT.labels(ref.kind.value).inc()
+        except (InvalidContent, SecurityError) as exc:
+            if isinstance(exc, InvalidContent):
+                metrics.REJECTED_CONTENT.labels(ref.kind.value).inc()
+            self._remember_refusal(key, exc)
             raise
         obj = await asyncio.to_thread(self.store.put_atomic, key, data, overwrite=False)
         if not obj.written:  # another process stored it first: theirs is the truth
@@ -299,9 +311,21 @@ class ModuleService:
         except ModvaultError:
             metrics.cache_lookup("negative", "hit")
             raise
+        try:
+            self.refusals.check(key)
+        except ModvaultError:
+            metrics.REFUSALS.labels("hit").inc()
+            raise
 
     def _remember_negative(self, key: str, exc: ModvaultError) -> None:
         self.negative.remember(key, exc)
+
+    def _remember_refusal(self, key: str, exc: ModvaultError) -> None:
+        """A refused artifact is not fetched again on every request; after refusal_ttl it is
+        fetched and checked anew (the upstream may have been fixed)."""
+        if self.settings.refusal_ttl > 0:
+            metrics.REFUSALS.labels("remembered").inc()
+            self.refusals.remember(key, exc)
 
     # -- mutable answers ---------------------------------------------------------------------
 
@@ -436,9 +460,19 @@ class ModuleService:
         ok, why = await self.chain.probe()
         return ok, ("ready: " if ok else "no upstream reachable: ") + why
 
+    def start(self) -> None:
+        """Start background work (health probes) on the running event loop; idempotent."""
+        if self.prober is not None and self._probing is None:
+            self._probing = asyncio.get_running_loop().create_task(self.prober.run())
+
     async def aclose(self) -> None:
         for task in list(self._refreshing):
             task.cancel()
+        if self._probing is not None:
+            self._probing.cancel()
+            self._probing = None
+        if self.prober is not None:
+            await self.prober.aclose()
         await self.chain.aclose()
         if self.direct_chain is not self.chain:
             await self.direct_chain.aclose()

@@ -7,13 +7,22 @@ from pathlib import Path
 import httpx
 
 from modvault.config import ConfigError, Settings, licence_list, parse_pairs, sumdb_settings
+from modvault.observability.health import on_transition
 from modvault.ops.journal import AccessJournal
 from modvault.ops.runtime import OpsRuntime
 from modvault.policy import ModulePolicy
 from modvault.service import Checksums, ModuleService
 from modvault.sources.base import Source
 from modvault.sources.chain import Chain, parse_upstream_list
-from modvault.sources.upstream import UpstreamLimits, make_client, upstream_from_url
+from modvault.sources.health import BreakerPolicy, HealthRegistry
+from modvault.sources.tracking import Prober, make_probe_client
+from modvault.sources.upstream import (
+    HTTPUpstream,
+    UpstreamLimits,
+    make_client,
+    tls_context,
+    upstream_from_url,
+)
 from modvault.sources.vcs import GitSource, HostCredential
 from modvault.storage.base import Store
 from modvault.storage.fs import FileStore
@@ -43,7 +52,17 @@ def upstream_limits(settings: Settings) -> UpstreamLimits:
     )
 
 
-def build_chain(settings: Settings, client: httpx.AsyncClient, direct: Source) -> Chain:
+def build_health(settings: Settings) -> HealthRegistry:
+    policy = BreakerPolicy(
+        failures=settings.breaker_failures, spike_factor=settings.breaker_spike_factor,
+        spike_min=settings.breaker_spike_min, spike_samples=settings.breaker_spike_samples,
+        backoff=settings.breaker_backoff, backoff_max=max(120.0, settings.breaker_backoff))
+    return HealthRegistry(policy, unreachable_memory=settings.unreachable_memory,
+                          listener=on_transition)
+
+
+def build_chain(settings: Settings, client: httpx.AsyncClient, direct: Source,
+                health: HealthRegistry | None = None) -> Chain:
     limits = upstream_limits(settings)
     entries: list[tuple[Source | None, bool]] = []
     for entry in parse_upstream_list(settings.upstream):
@@ -53,9 +72,29 @@ def build_chain(settings: Settings, client: httpx.AsyncClient, direct: Source) -
         elif entry.url == "direct":
             source = direct
         else:
-            source = upstream_from_url(entry.url, client, limits)
+            source = upstream_from_url(entry.url, client, limits, health)
         entries.append((source, entry.fallback_on_any_error))
-    return Chain(entries, client)
+    return Chain(entries, client, strategy=settings.upstream_strategy, health=health)
+
+
+def build_prober(settings: Settings, health: HealthRegistry, chain: Chain,
+                 checksums: Checksums) -> Prober | None:
+    """Probes for every HTTP upstream and proxied checksum database (none when the interval is 0)."""
+    if settings.upstream_probe_interval <= 0 or settings.offline:
+        return None
+    client = make_probe_client(tls_context(settings.upstream_ca_file),
+                               max(1.0, min(10.0, settings.upstream_connect_timeout)))
+    prober = Prober(health, client, interval=settings.upstream_probe_interval,
+                    idle=settings.upstream_probe_idle)
+    for source, _ in chain.sources:
+        if isinstance(source, HTTPUpstream) and source.record is not None:
+            prober.add(source.record, source.probe_url)
+    if checksums.proxy is not None:
+        for name in checksums.proxy.names:
+            fetcher = checksums.proxy.fetcher(name)
+            if fetcher.record is not None:
+                prober.add(fetcher.record, fetcher.config.url + "/latest")
+    return prober
 
 
 def private_sumdb_name(settings: Settings) -> str:
@@ -70,7 +109,8 @@ def private_sumdb_name(settings: Settings) -> str:
 
 
 def build_checksums(settings: Settings, store: Store, client: httpx.AsyncClient,
-                    policy: ModulePolicy | None = None) -> Checksums:
+                    policy: ModulePolicy | None = None,
+                    health: HealthRegistry | None = None) -> Checksums:
     data_dir = Path(settings.data_dir)
     configs = [parse_sumdb(item) for item in sumdb_settings(settings)]
     private: PrivateSumdb | None = None
@@ -90,7 +130,8 @@ def build_checksums(settings: Settings, store: Store, client: httpx.AsyncClient,
         return policy.is_nosumdb(module) or policy.is_private(module)
 
     proxy = SumdbProxy(configs, store, client, ttl=settings.mutable_ttl, offline=settings.offline,
-                       limits=upstream_limits(settings), withheld=withheld)
+                       limits=upstream_limits(settings), withheld=withheld,
+                       health=health)
     verifier = None
     if settings.sumdb_verify and configs:
         verifier = ChecksumVerifier(proxy.fetcher(configs[0].name))
@@ -118,13 +159,16 @@ def build_service(settings: Settings) -> ModuleService:
     store = FileStore(settings.data_dir)
     client = make_client(upstream_limits(settings))
     direct: Source = build_git_source(settings)
-    chain = build_chain(settings, client, direct)
+    health = build_health(settings)
+    chain = build_chain(settings, client, direct, health)
     direct_chain = Chain([(direct, False)])
     policy = ModulePolicy(settings.private, settings.noproxy, settings.nosumdb)
-    checksums = build_checksums(settings, store, client, policy)
+    checksums = build_checksums(settings, store, client, policy, health)
     return ModuleService(settings, store, chain, policy=policy, direct_chain=direct_chain,
                          checksums=checksums, access=AccessJournal(settings.data_dir),
-                         supply=build_supply(settings, store))
+                         supply=build_supply(settings, store),
+
+                         health=health, prober=build_prober(settings, health, chain, checksums))
 
 
 def build_ops(settings: Settings, service: ModuleService) -> OpsRuntime:

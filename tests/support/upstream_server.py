@@ -113,8 +113,9 @@ class TestUpstreamServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, root: Path) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, root: Path, port: int = 0) -> None:
+        # port: 0 for a free one; an old server's port to bring an upstream "back up"
+        super().__init__(("127.0.0.1", port), _Handler)
         self.root = root
         self.requests: list[str] = []
         self.behaviours: dict[str, Behaviour] = {}
@@ -138,6 +139,20 @@ class TestUpstreamServer(ThreadingHTTPServer):
     def count(self, path: str) -> int:
         with self.lock:
             return sum(1 for p in self.requests if p == path)
+
+    def count_prefix(self, prefix: str) -> int:
+        with self.lock:
+            return sum(1 for p in self.requests if p.startswith(prefix))
+
+    def fail_everything(self, status: int = 503, delay: float = 0.0) -> None:
+        """Every path answers ``status`` (after ``delay``) until reset()."""
+        with self.lock:
+            self.prefix_behaviours["/"] = Behaviour(status=status, body=b"down\n", delay=delay)
+
+    def slow_everything(self, delay: float) -> None:
+        """Every path is served normally, ``delay`` seconds late, until reset()."""
+        with self.lock:
+            self.prefix_behaviours["/"] = Behaviour(delay=delay)
 
     def reset(self) -> None:
         with self.lock:

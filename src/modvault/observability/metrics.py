@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterator, Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -123,3 +123,30 @@ SUMDB_CACHE = Counter(
 SUMDB_PRIVATE_RECORDS = Counter(
     "modvault_sumdb_private_records_total", "Records appended to a private checksum database",
     ["db"], registry=REGISTRY)
+
+# Health of upstreams, checksum databases and git hosts (sources/health.py). The upstream label is a
+# configured name (redacted URL, database name, git host; the excess folds into "other").
+PHASE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+UPSTREAM_PHASE = Histogram(
+    "modvault_upstream_phase_seconds",
+    "Round-trip time to upstreams by phase: dns (probes), connect (TCP; includes name resolution on "
+    "request traffic), tls (handshake), ttfb (request sent to response headers), total",
+    ["upstream", "phase"], registry=REGISTRY, buckets=PHASE_BUCKETS)
+BREAKER_STATE = Gauge(
+    "modvault_upstream_breaker_state",
+    "Circuit breaker state per upstream: 1 for the current state (closed, open, half_open)",
+    ["upstream", "kind", "state"], registry=REGISTRY)
+BREAKER_TRANSITIONS = Counter(
+    "modvault_upstream_breaker_transitions_total", "Circuit breaker transitions by new state",
+    ["upstream", "to"], registry=REGISTRY)
+UPSTREAM_SKIPPED = Counter(
+    "modvault_upstream_skipped_total",
+    "Requests not sent to an upstream because its breaker was open or it was unreachable moments ago",
+    ["upstream"], registry=REGISTRY)
+UPSTREAM_PROBES = Counter(
+    "modvault_upstream_probes_total", "Active health probes by upstream and outcome (ok, error)",
+    ["upstream", "outcome"], registry=REGISTRY)
+REFUSALS = Counter(
+    "modvault_refusals_total",
+    "Refused (tampered or rule-breaking) artifacts: remembered, or answered from memory (hit)",
+    ["event"], registry=REGISTRY)

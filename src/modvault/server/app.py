@@ -85,6 +85,7 @@ class App:
         self.ops = build_ops(self.settings, service)
         self.setup(service)
         self.ops.start(loop)
+        loop.call_soon(service.start)  # health probes, once the loop runs
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.access_log.flush()

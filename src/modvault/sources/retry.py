@@ -71,10 +71,14 @@ def describe(exc: BaseException) -> str:
 
 async def with_retries(name: str, what: str, policy: RetryPolicy, attempt: Callable[[], Awaitable[T]],
                        *, on_outcome: Callable[[str], None] | None = None,
-                       on_retry: Callable[[], None] | None = None) -> T:
+                       on_retry: Callable[[], None] | None = None,
+                       stop: Callable[[], bool] | None = None,
+                       on_unreachable: Callable[[str], None] | None = None) -> T:
     """Run ``attempt`` until it succeeds, fails for good, or the total deadline passes.
 
-    ``on_outcome`` gets "ok", "notfound" or "error" once; ``on_retry`` is called before each retry.
+    ``on_outcome`` gets "ok", "notfound" or "error" once; ``on_retry`` is called before each retry;
+    ``stop`` (e.g. "the peer's breaker opened") ends retrying early; ``on_unreachable`` hears the
+    reason when the loop gives up after a connection-level failure (no answer at all).
     """
     deadline = time.monotonic() + policy.total_timeout
     tries = 0
@@ -86,6 +90,7 @@ async def with_retries(name: str, what: str, policy: RetryPolicy, attempt: Calla
             if remaining <= 0:
                 raise UpstreamTimeout(f"{name}: {what}: deadline exceeded")
             delay: float | None = None
+            transport = False
             try:
                 async with asyncio.timeout(remaining):
                     result = await attempt()
@@ -99,18 +104,21 @@ async def with_retries(name: str, what: str, policy: RetryPolicy, attempt: Calla
                                       f"{policy.total_timeout:g}s") from None
             except httpx.TimeoutException:
                 err = UpstreamTimeout(f"{name}: {what}: timed out")
+                transport = True
             except httpx.TooManyRedirects:
                 raise Unavailable(f"{name}: {what}: too many redirects") from None
             except (httpx.TransportError, OSError) as exc:
                 err = Unavailable(f"{name}: {what}: {describe(exc)}")
+                transport = True
             except (NotFound, Gone):
                 outcome = "notfound"
                 raise
-            if tries > policy.retries:
-                raise err
             backoff = min(policy.backoff_max, policy.backoff_base * 2 ** (tries - 1))
             wait = delay if delay is not None else random.uniform(0, backoff)
-            if time.monotonic() + wait >= deadline:
+            if (tries > policy.retries or time.monotonic() + wait >= deadline
+                    or (stop is not None and stop())):
+                if transport and on_unreachable is not None:
+                    on_unreachable(err.message.rsplit(": ", 1)[-1])
                 raise err
             if on_retry is not None:
                 on_retry()

@@ -36,8 +36,10 @@ from modvault.module.path import check, escape_path, escape_version, is_exact_re
 from modvault.module.path import is_canonical_version as is_canonical
 from modvault.module.pseudo import is_pseudo_version
 from modvault.observability import metrics
+from modvault.sources.health import HealthRecord, HealthRegistry, State
 from modvault.sources.redact import redact_text, redact_url
 from modvault.sources.retry import RETRY_STATUSES, Retry, describe, retry_after, with_retries
+from modvault.sources.tracking import gave_up, probe_once, remember_unreachable, tracked_get
 
 T = TypeVar("T")
 
@@ -168,19 +170,29 @@ def parse_list(module: str, body: bytes) -> list[str]:
 class HTTPUpstream:
     """A GOPROXY reached over HTTP(S)."""
 
-    def __init__(self, url: str, client: httpx.AsyncClient, limits: UpstreamLimits) -> None:
+    def __init__(self, url: str, client: httpx.AsyncClient, limits: UpstreamLimits,
+                 health: HealthRegistry | None = None) -> None:
         self.base = url.rstrip("/")
         # Credentials in the URL are used but never shown.
         self.name = redact_url(self.base)
         self.client = client
         self.limits = limits
         self.last_contact: float | None = None  # monotonic time of the last HTTP answer
+        # Every attempt feeds this record (breaker, latency, phases); the chain reads it.
+        self.health = health
+        self.record: HealthRecord | None = health.get(self.name, "proxy") if health else None
+
+    @property
+    def probe_url(self) -> str:
+        return self.base + "/"
 
     async def probe(self) -> tuple[bool, str]:
+        if self.health is not None and self.record is not None:
+            return await readiness(self.health, self.record, self.client, self.probe_url)
         if self.last_contact is not None and time.monotonic() - self.last_contact < PROBE_FRESH:
             return True, "reached recently"
         try:
-            resp = await self.client.get(self.base + "/", timeout=5.0)
+            resp = await self.client.get(self.probe_url, timeout=5.0)
         except (httpx.HTTPError, OSError) as exc:
             return False, describe(exc)
         self.last_contact = time.monotonic()
@@ -197,13 +209,16 @@ class HTTPUpstream:
             metrics.UPSTREAM_REQUESTS.labels(self.name, kind, result).inc()
             metrics.UPSTREAM_LATENCY.labels(self.name).observe(time.perf_counter() - started)
 
+        health, rec = self.health, self.record
         return await with_retries(self.name, what, self.limits, attempt,
                                   on_outcome=outcome,
-                                  on_retry=metrics.UPSTREAM_RETRIES.labels(self.name).inc)
+                                  on_retry=metrics.UPSTREAM_RETRIES.labels(self.name).inc,
+                                  stop=lambda: gave_up(health, rec),
+                                  on_unreachable=lambda why: remember_unreachable(health, rec, why))
 
     @asynccontextmanager
     async def _get(self, url: str, what: str) -> AsyncIterator[httpx.Response]:
-        async with self.client.stream("GET", url) as resp:
+        async with tracked_get(self.client, url, self.health, self.record) as resp:
             self.last_contact = time.monotonic()
             if resp.status_code == 200:
                 yield resp
@@ -405,10 +420,26 @@ async def read_bounded(resp: httpx.Response, limit: int, *, what: str = "",
     return bytes(buf)
 
 
-def upstream_from_url(url: str, client: httpx.AsyncClient, limits: UpstreamLimits) -> \
-        HTTPUpstream | FileUpstream:
+def upstream_from_url(url: str, client: httpx.AsyncClient, limits: UpstreamLimits,
+                      health: HealthRegistry | None = None) -> HTTPUpstream | FileUpstream:
     if url.startswith("file://"):
         return FileUpstream(url, limits)
-    return HTTPUpstream(url, client, limits)
+    return HTTPUpstream(url, client, limits, health)
+
+
+async def readiness(health: HealthRegistry, rec: HealthRecord, client: httpx.AsyncClient,
+                    url: str) -> tuple[bool, str]:
+    """Is this peer a working route now? Its breaker must be closed and its last word a success
+    (recent enough), else it is asked once more, right now."""
+    now = health.clock()
+    if rec.state is State.OPEN:
+        return False, health.why_skipped(rec)
+    last_ok = rec.last_success is not None and (rec.last_failure is None
+                                               or rec.last_success >= rec.last_failure)
+    if last_ok and rec.last_success is not None and now - rec.last_success < PROBE_FRESH \
+            and rec.state is State.CLOSED:
+        return True, "answered recently"
+    ok, why = await probe_once(client, url, health, rec)
+    return ok and rec.breaker.state is not State.OPEN, why
 
 

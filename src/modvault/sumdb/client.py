@@ -29,7 +29,14 @@ from collections import OrderedDict
 
 import httpx
 
-from modvault.errors import BadRequest, ModvaultError, NotFound, SecurityError, Unavailable
+from modvault.errors import (
+    BadRequest,
+    InvalidContent,
+    ModvaultError,
+    NotFound,
+    SecurityError,
+    Unavailable,
+)
 from modvault.module.errors import ModuleError
 from modvault.module.path import check
 from modvault.observability import metrics
@@ -144,10 +151,16 @@ class ChecksumVerifier:
             self._count("notfound")
             raise NotFound(f"verifying {module}@{version}: checksum database {self.name}: "
                            f"{exc.message}") from None
-        except Unavailable as exc:
+        except InvalidContent as exc:
             self._count("unavailable")
             raise type(exc)(f"verifying {module}@{version}: checksum database {self.name}: "
                             f"{exc.message}") from None
+        except Unavailable as exc:
+            self._count("unavailable")
+            raise type(exc)(f"verifying {module}@{version}: checksum database {self.name}: "
+                            f"{exc.message} (nothing is stored unverified: make the database "
+                            f"reachable, point the sumdb setting at a reachable database or "
+                            f"mirror, or set sumdb_verify = false for air-gapped sites)") from None
         except ModvaultError:
             self._count("error")
             raise

@@ -65,7 +65,9 @@ from modvault.errors import (
 from modvault.module.errors import ModuleError
 from modvault.module.path import check, escape_path, escape_version, unescape_path, unescape_version
 from modvault.observability import metrics
+from modvault.sources.health import HealthRecord, HealthRegistry
 from modvault.sources.retry import Retry, with_retries
+from modvault.sources.tracking import check_allowed, gave_up, remember_unreachable, tracked_get
 from modvault.sources.upstream import UpstreamLimits, first_line, read_bounded
 from modvault.storage.base import Store
 from modvault.sumdb import log as sumlog
@@ -266,11 +268,14 @@ class SumdbFetcher:
         offline: bool = False,
         limits: UpstreamLimits | None = None,
         withheld: Callable[[str], bool] | None = None,
+        health: HealthRegistry | None = None,
     ) -> None:
         self.config = config
         # Module paths never sent to this database (private / nosumdb patterns): a lookup for one
         # would tell the database's operator the name of a private module.
         self.withheld = withheld
+        self.health = health
+        self.record: HealthRecord | None = health.get(config.name, "sumdb") if health else None
         self.name = config.name
         self.store = store
         self.client = client
@@ -336,11 +341,15 @@ class SumdbFetcher:
         def outcome(result: str) -> None:
             metrics.SUMDB_UPSTREAM_REQUESTS.labels(self.name, kind, result).inc()
 
+        health, rec = self.health, self.record
+        check_allowed(health, rec)  # unreachable moments ago: say so at once
         return await with_retries(self.name, what, self.limits,
-                                  lambda: self._attempt(url, what, limit), on_outcome=outcome)
+                                  lambda: self._attempt(url, what, limit), on_outcome=outcome,
+                                  stop=lambda: gave_up(health, rec),
+                                  on_unreachable=lambda why: remember_unreachable(health, rec, why))
 
     async def _attempt(self, url: str, what: str, limit: int) -> bytes:
-        async with self.client.stream("GET", url) as resp:
+        async with tracked_get(self.client, url, self.health, self.record) as resp:
             if resp.status_code == 200:
                 return await read_bounded(resp, limit, what=f"{self.name}: {what}")
             reason = first_line(await read_bounded(resp, 4096, truncate=True),
@@ -851,6 +860,7 @@ class SumdbProxy:
         offline: bool,
         limits: UpstreamLimits | None = None,
         withheld: Callable[[str], bool] | None = None,
+        health: HealthRegistry | None = None,
     ) -> None:
         self.ttl = ttl
         self.offline = offline
@@ -859,7 +869,8 @@ class SumdbProxy:
             if db.name in self._fetchers:
                 raise ValueError(f"checksum database {db.name} configured twice")
             self._fetchers[db.name] = SumdbFetcher(db, store, client, ttl=ttl, offline=offline,
-                                                   limits=limits, withheld=withheld)
+                                                   limits=limits, withheld=withheld,
+                                                   health=health)
         self._short = f"public, max-age={max(0, int(ttl))}"
 
     @property

@@ -1,0 +1,203 @@
+"""The I/O side of health records: measure real HTTP attempts and active probes, feed the registry.
+
+Round-trip phases come from httpcore's ``trace`` request extension (connection.connect_tcp,
+connection.start_tls, http11/http2 send_request_headers and receive_response_headers events). httpcore
+resolves names inside connect_tcp, so on request traffic the ``connect`` phase includes DNS; probes
+time ``getaddrinfo`` on its own first and report it as the ``dns`` phase.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from modvault.errors import Unavailable
+from modvault.observability import metrics
+from modvault.sources.health import HealthRecord, HealthRegistry, State
+from modvault.sources.retry import describe
+
+LOG = logging.getLogger("modvault.health")
+
+FAILURE_STATUSES = frozenset({429}) | frozenset(range(500, 600))
+
+
+class CircuitOpen(Unavailable):
+    """The upstream is skipped: its breaker is open or it was unreachable moments ago."""
+
+    status = 503
+
+
+class PhaseTrace:
+    """A trace callback for one request: monotonic timestamps of connection and request events."""
+
+    __slots__ = ("marks", "t0")
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+        self.marks: dict[str, float] = {}
+
+    async def __call__(self, event: str, info: dict[str, Any]) -> None:
+        # "http11.send_request_headers.started" -> "send_request_headers.started"
+        _, _, short = event.partition(".")
+        self.marks[short] = time.perf_counter()
+
+    def _span(self, step: str) -> float | None:
+        start, end = self.marks.get(step + ".started"), self.marks.get(step + ".complete")
+        return end - start if start is not None and end is not None else None
+
+    def phases(self) -> dict[str, float]:
+        """connect and tls (new connections only), ttfb (request headers sent -> answer headers)."""
+        out: dict[str, float] = {}
+        for phase, step in (("connect", "connect_tcp"), ("tls", "start_tls")):
+            span = self._span(step)
+            if span is not None:
+                out[phase] = span
+        sent = self.marks.get("send_request_headers.started", self.t0)
+        answered = self.marks.get("receive_response_headers.complete")
+        out["ttfb"] = (answered if answered is not None else time.perf_counter()) - sent
+        return out
+
+
+def observe_phases(name: str, phases: dict[str, float]) -> None:
+    for phase, seconds in phases.items():
+        metrics.UPSTREAM_PHASE.labels(name, phase).observe(seconds)
+
+
+@asynccontextmanager
+async def tracked_get(client: httpx.AsyncClient, url: str, registry: HealthRegistry | None,
+                      rec: HealthRecord | None, **kwargs: Any) -> AsyncIterator[httpx.Response]:
+    """``client.stream("GET", url)`` whose outcome and phases feed ``rec``: an answer other than
+    429/5xx is a success (latency: time to first byte), a 429/5xx or a transport error a failure."""
+    if registry is None or rec is None:
+        async with client.stream("GET", url, **kwargs) as resp:
+            yield resp
+        return
+    trace = PhaseTrace()
+    answered = False
+    try:
+        async with client.stream("GET", url, extensions={"trace": trace}, **kwargs) as resp:
+            answered = True
+            phases = trace.phases()
+            if resp.status_code in FAILURE_STATUSES:
+                registry.failure(rec, f"answered {resp.status_code}")
+            else:
+                registry.success(rec, phases["ttfb"])
+            observe_phases(rec.name, phases)
+            try:
+                yield resp
+            finally:
+                metrics.UPSTREAM_PHASE.labels(rec.name, "total").observe(
+                    time.perf_counter() - trace.t0)
+    except (httpx.TransportError, OSError) as exc:
+        if not answered:
+            registry.failure(rec, describe(exc))
+        raise
+
+
+def check_allowed(registry: HealthRegistry | None, rec: HealthRecord | None) -> None:
+    """Raise CircuitOpen (503, at once) when ``rec``'s breaker is open or it was just unreachable."""
+    if registry is None or rec is None:
+        return
+    if not registry.allow(rec):
+        metrics.UPSTREAM_SKIPPED.labels(rec.name).inc()
+        raise CircuitOpen(registry.why_skipped(rec))
+
+
+def gave_up(registry: HealthRegistry | None, rec: HealthRecord | None) -> bool:
+    """Stop retrying: the breaker opened while we were trying."""
+    return registry is not None and rec is not None and rec.state is not State.CLOSED
+
+
+def remember_unreachable(registry: HealthRegistry | None, rec: HealthRecord | None,
+                         reason: str) -> None:
+    if registry is not None and rec is not None:
+        registry.remember_unreachable(rec, reason)
+
+
+# -- active probes ---------------------------------------------------------------------------
+
+
+def make_probe_client(verify: Any, timeout: float) -> httpx.AsyncClient:
+    """No keep-alive: every probe opens a connection, so connect and TLS phases are measured."""
+    return httpx.AsyncClient(verify=verify, timeout=timeout, trust_env=False,
+                             limits=httpx.Limits(max_keepalive_connections=0),
+                             headers={"User-Agent": "modvault-probe"})
+
+
+async def probe_once(client: httpx.AsyncClient, url: str, registry: HealthRegistry,
+                     rec: HealthRecord, timeout: float = 5.0) -> tuple[bool, str]:
+    """One cheap GET: DNS timed on its own, then the request with its phases; feeds ``rec``."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    loop = asyncio.get_running_loop()
+    started = time.perf_counter()
+    try:
+        await loop.getaddrinfo(host, port)
+    except OSError as exc:
+        registry.failure(rec, f"cannot resolve {host}: {exc.strerror or exc}")
+        metrics.UPSTREAM_PROBES.labels(rec.name, "error").inc()
+        return False, f"cannot resolve {host}"
+    metrics.UPSTREAM_PHASE.labels(rec.name, "dns").observe(time.perf_counter() - started)
+    try:
+        async with tracked_get(client, url, registry, rec, timeout=timeout) as resp:
+            status = resp.status_code
+            with contextlib.suppress(httpx.HTTPError):
+                async for _ in resp.aiter_bytes():
+                    break
+    except (httpx.HTTPError, OSError) as exc:
+        metrics.UPSTREAM_PROBES.labels(rec.name, "error").inc()
+        return False, describe(exc)
+    ok = status not in FAILURE_STATUSES
+    metrics.UPSTREAM_PROBES.labels(rec.name, "ok" if ok else "error").inc()
+    return ok, f"answered {status}"
+
+
+class Prober:
+    """Every ``interval`` seconds, probe each peer used within ``idle`` seconds, and let an open
+    breaker's half-open trial happen even when no request comes to try it."""
+
+    def __init__(self, registry: HealthRegistry, client: httpx.AsyncClient, *, interval: float,
+                 idle: float) -> None:
+        self.registry = registry
+        self.client = client
+        self.interval = interval
+        self.idle = idle
+        self.targets: dict[str, tuple[HealthRecord, str]] = {}
+
+    def add(self, rec: HealthRecord, url: str) -> None:
+        self.targets[rec.name] = (rec, url)
+
+    def due(self, rec: HealthRecord) -> bool:
+        now = self.registry.clock()
+        if rec.last_used is None or now - rec.last_used > self.idle:
+            return False
+        return self.registry.allow(rec, use=False)
+
+    async def probe(self, name: str) -> tuple[bool, str]:
+        rec, url = self.targets[name]
+        return await probe_once(self.client, url, self.registry, rec)
+
+    async def round(self) -> None:
+        due = [name for name, (rec, _) in self.targets.items() if self.due(rec)]
+        if due:
+            await asyncio.gather(*(self.probe(name) for name in due), return_exceptions=True)
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.round()
+            except Exception:  # a probe bug must not end probing
+                LOG.exception("health probe round failed")
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
