@@ -80,7 +80,7 @@ class Settings:
     unreachable_memory: float = 5.0
     # A refused (tampered or rule-breaking) artifact is answered from memory this long, then
     # fetched and checked again.
-    refusal_ttl: float = 300.0
+    refusal_ttl: float = 120.0
     max_zip_bytes: int = 500 * 1024 * 1024
     max_mod_bytes: int = 16 * 1024 * 1024
     max_info_bytes: int = 64 * 1024

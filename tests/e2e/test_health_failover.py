@@ -242,3 +242,23 @@ def test_rtt_phases_against_https_upstream(upstream_a: TestUpstreamServer, modva
                       phase="tls")
     assert tls_count >= 2  # the request's connection and at least one probe's
     assert value(samples, "modvault_upstream_probes_total", upstream=inner.url, outcome="ok") >= 1
+
+
+def test_readyz_tells_the_truth(upstream_a: TestUpstreamServer, mirror: TestUpstreamServer,
+                                modvault: ModvaultFactory) -> None:
+    mv = modvault(f"{upstream_a.url}|{mirror.url}",
+                  env={**BASE, "MODVAULT_UPSTREAM_PROBE_INTERVAL": "0.2",
+                       "MODVAULT_BREAKER_BACKOFF": "0.5"})
+    assert httpx.get(mv.url + "/readyz", timeout=30).status_code == 200
+    upstream_a.fail_everything(status=503)
+    mirror.fail_everything(status=503)
+
+    def status() -> int:
+        return httpx.get(mv.url + "/readyz", timeout=30).status_code
+
+    assert wait_for(lambda: status() == 503)
+    r = httpx.get(mv.url + "/readyz", timeout=30)
+    assert "no upstream reachable" in r.text and upstream_a.url in r.text and mirror.url in r.text
+    mirror.reset()  # one healthy route is enough
+    assert wait_for(lambda: status() == 200)
+    assert mirror.url in httpx.get(mv.url + "/readyz", timeout=30).text

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -142,15 +143,21 @@ def test_verification_catches_a_tampered_upstream(corpus: Corpus, upstream_a: Te
     try:
         liar.behaviours[zip_path] = Behaviour(body=_tampered(good))
         mv = modvault(liar.url, "--sumdb", f"{vkey} {db.url}/sumdb/{NAME}", "--sumdb-verify",
-                      data_dir=tmp_path / "data2")
+                      data_dir=tmp_path / "data2", env={"MODVAULT_REFUSAL_TTL": "2"})
         r = httpx.get(mv.url + zip_path)
         assert r.status_code == 502 and r.text.startswith("SECURITY ERROR"), r.text
         assert not (tmp_path / "data2" / zip_path.lstrip("/")).exists()
         # The go.mod is honest: it verifies and is stored.
         assert httpx.get(mv.url + "/github.com/acme/hello/@v/v1.0.0.mod").status_code == 200
-        # Once the upstream stops lying, the same version is fetched, verified and stored.
+        # The refusal is remembered for refusal_ttl: the zip is not downloaded again meanwhile.
         liar.behaviours.clear()
         r = httpx.get(mv.url + zip_path)
+        assert r.status_code == 502 and r.text.startswith("SECURITY ERROR")
+        assert liar.count(zip_path) == 1
+        # Then it is checked again: the upstream stopped lying; fetched, verified and stored.
+        time.sleep(2.1)
+        r = httpx.get(mv.url + zip_path)
         assert r.status_code == 200 and r.content == good
+        assert liar.count(zip_path) == 2
     finally:
         liar.stop()

@@ -21,8 +21,11 @@ MOD = "github.com/acme/hello"
 ZIP_PATH = f"/{MOD}/@v/v1.0.0.zip"
 INFO_PATH = f"/{MOD}/@v/v1.0.0.info"
 
+# No memory of not-found answers or refusals: these tests see every answer fresh (the memories
+# have their own tests in test_health_failover.py).
 FAST = {"MODVAULT_UPSTREAM_RETRIES": "1", "MODVAULT_UPSTREAM_READ_TIMEOUT": "2",
-        "MODVAULT_UPSTREAM_TOTAL_TIMEOUT": "6", "MODVAULT_NEGATIVE_TTL": "0"}
+        "MODVAULT_UPSTREAM_TOTAL_TIMEOUT": "6", "MODVAULT_NEGATIVE_TTL": "0",
+        "MODVAULT_REFUSAL_TTL": "0"}
 
 
 def make_zip(names: dict[str, bytes]) -> bytes:

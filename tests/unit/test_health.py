@@ -152,14 +152,17 @@ def test_registry_unreachable_memory_and_listener() -> None:
     rec = reg.get("https://a", "proxy")
     assert reg.get("https://a", "proxy") is rec
     assert reg.allow(rec)
+    reg.failure(rec, "answered 503")
+    reg.remember_unreachable(rec, "answered 503")  # it answered: not unreachable
+    assert reg.allow(rec)
+    reg.failure(rec, "cannot connect", answered=False)
     reg.remember_unreachable(rec, "cannot connect")
     assert not reg.allow(rec)
     assert "unreachable moments ago (cannot connect)" in reg.why_skipped(rec)
     assert reg.allow(rec, use=False)  # probes ignore the memory
     now[0] = 3.0
     assert reg.allow(rec)
-    for _ in range(3):
-        reg.failure(rec, "cannot connect")
+    reg.failure(rec, "cannot connect")
     assert seen == [("https://a", State.OPEN)]
     assert "circuit open" in reg.why_skipped(rec)
     now[0] = 8.0

@@ -156,6 +156,7 @@ class HealthRecord:
     last_success: float | None = None
     last_failure: float | None = None
     last_error: str = ""
+    answered_last: bool = True  # False after a failure with no answer at all (connect, silence)
     unreachable_until: float = 0.0
 
     def __post_init__(self) -> None:
@@ -231,21 +232,26 @@ class HealthRegistry:
     def success(self, rec: HealthRecord, latency: float | None = None) -> None:
         now = self.clock()
         rec.successes += 1
+        rec.answered_last = True
         rec.last_success = now
         rec.unreachable_until = 0.0
         if latency is not None:
             rec.observe_latency(latency)
         self._publish(rec, rec.breaker.success(now, latency))
 
-    def failure(self, rec: HealthRecord, reason: str) -> None:
+    def failure(self, rec: HealthRecord, reason: str, *, answered: bool = True) -> None:
         now = self.clock()
         rec.failures += 1
+        rec.answered_last = answered
         rec.last_failure = now
         rec.last_error = reason
         self._publish(rec, rec.breaker.failure(now, reason))
 
     def remember_unreachable(self, rec: HealthRecord, reason: str) -> None:
-        """A whole fetch failed to reach the peer: answer the next requests from this for a while."""
+        """A whole fetch failed to reach the peer: answer the next requests from this for a while.
+        Only when its last attempt got no answer at all (a cut body or a 5xx is not "unreachable")."""
+        if rec.answered_last:
+            return
         rec.last_error = reason
         rec.unreachable_until = self.clock() + self.unreachable_memory
 

@@ -98,7 +98,7 @@ async def tracked_get(client: httpx.AsyncClient, url: str, registry: HealthRegis
                     time.perf_counter() - trace.t0)
     except (httpx.TransportError, OSError) as exc:
         if not answered:
-            registry.failure(rec, describe(exc))
+            registry.failure(rec, describe(exc), answered=False)
         raise
 
 
@@ -143,7 +143,7 @@ async def probe_once(client: httpx.AsyncClient, url: str, registry: HealthRegist
     try:
         await loop.getaddrinfo(host, port)
     except OSError as exc:
-        registry.failure(rec, f"cannot resolve {host}: {exc.strerror or exc}")
+        registry.failure(rec, f"cannot resolve {host}: {exc.strerror or exc}", answered=False)
         metrics.UPSTREAM_PROBES.labels(rec.name, "error").inc()
         return False, f"cannot resolve {host}"
     metrics.UPSTREAM_PHASE.labels(rec.name, "dns").observe(time.perf_counter() - started)

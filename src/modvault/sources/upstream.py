@@ -46,6 +46,7 @@ T = TypeVar("T")
 _MARKUP_TYPE = re.compile(r"html|xml", re.IGNORECASE)
 
 PROBE_FRESH = 300.0  # an answer this recent proves an upstream reachable for /readyz
+READY_FRESH = 5.0  # with health records: trust a success this recent, else ask again
 _CHUNK = 256 * 1024
 
 
@@ -432,11 +433,11 @@ async def readiness(health: HealthRegistry, rec: HealthRecord, client: httpx.Asy
     """Is this peer a working route now? Its breaker must be closed and its last word a success
     (recent enough), else it is asked once more, right now."""
     now = health.clock()
-    if rec.state is State.OPEN:
-        return False, health.why_skipped(rec)
+    if rec.state is not State.CLOSED and not health.allow(rec, use=False):
+        return False, health.why_skipped(rec)  # open, and not yet time for a trial
     last_ok = rec.last_success is not None and (rec.last_failure is None
                                                or rec.last_success >= rec.last_failure)
-    if last_ok and rec.last_success is not None and now - rec.last_success < PROBE_FRESH \
+    if last_ok and rec.last_success is not None and now - rec.last_success < READY_FRESH \
             and rec.state is State.CLOSED:
         return True, "answered recently"
     ok, why = await probe_once(client, url, health, rec)
