@@ -16,16 +16,18 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from modvault.errors import Forbidden, NotFound
+from modvault.module.dirhash import hash_gomod, hash_zip
 from modvault.module.path import escape_path, escape_version
 from modvault.observability import metrics
 from modvault.storage.base import Store
 from modvault.sumdb.client import RecordHashes
 from modvault.supply.dsse import Signer, public_pem, sign_envelope
 from modvault.supply.provenance import DEFAULT_BUILDER_ID, Origin, ProvenanceRecord, Verification, statement
-from modvault.supply.zipfacts import ZipFacts
+from modvault.supply.zipfacts import ZipFacts, zip_facts
 
 __all__ = ["PROVENANCE_PREFIX", "SupplyChain", "origin_from_info", "record_key", "verification_of"]
 
@@ -116,6 +118,22 @@ class SupplyChain:
         await asyncio.to_thread(self.store.put_atomic, record_key(module, version), rec.to_json(),
                                 overwrite=False)
         return rec
+
+    async def record_upload(self, module: str, version: str, *, publisher: str, zip_path: Path,
+                            mod: bytes, verification: Verification | None = None,
+                            now: float | None = None) -> ProvenanceRecord:
+        """The provenance of a published (uploaded) version, by the identity that published it.
+
+        For the publishing path: call :meth:`check_licence` with :func:`licence_of_zip` before
+        storing, and this after the zip and go.mod are stored (``verification``: what the
+        private checksum database recorded, if any)."""
+        zip_h1 = await asyncio.to_thread(hash_zip, zip_path)
+        facts = await asyncio.to_thread(zip_facts, zip_path, module, version)
+        return await self.record(
+            module, version, origin=Origin("upload", publisher=publisher), zip_h1=zip_h1,
+            facts=facts, mod=mod, mod_h1=hash_gomod(mod),
+            verification=verification or Verification("none", note="published to this proxy"),
+            now=now)
 
     async def load(self, module: str, version: str) -> ProvenanceRecord | None:
         key = record_key(module, version)
