@@ -124,6 +124,10 @@ class Settings:
     trusted_proxies: str = ""
     # Supply chain: SPDX licence ids (comma-separated) whose new versions are refused (403).
     licence_denylist: str = ""
+    # A directory of OSV advisories (JSON, Go ecosystem): shown in SBOMs; with osv_block, affected
+    # new versions are refused (403).
+    osv_dir: str = ""
+    osv_block: bool = False
 
     @property
     def host(self) -> str:
@@ -308,6 +312,8 @@ def validate(settings: Settings) -> None:
         parse_cidrs(settings.trusted_proxies, "trusted_proxies")
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    if settings.osv_dir and not os.path.isdir(settings.osv_dir):
+        raise ConfigError(f"osv_dir: no such directory {settings.osv_dir!r}")
     for lic in licence_list(settings.licence_denylist):
         if not all(c.isalnum() or c in ".-+" for c in lic):
             raise ConfigError(f"licence_denylist: not an SPDX licence id: {lic!r}")

@@ -197,7 +197,7 @@ class ModuleService:
                 metrics.REJECTED_CONTENT.labels("zip").inc()
                 raise InvalidContent(f"{source}: zip {ref.module}@{ref.version}: {exc}") from None
             if self.supply is not None:
-                self.supply.check_licence(ref.module, ref.version, facts.licence)
+                self.supply.check_policy(ref.module, ref.version, facts.licence)
             proof = await self._vouch(ref, zip_h1=zip_h1)
             obj = await asyncio.to_thread(self.store.put_atomic, key, tmp, overwrite=False)
         finally:

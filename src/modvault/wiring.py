@@ -32,6 +32,7 @@ from modvault.sumdb.private import PrivateSumdb, PrivateSumdbError, database_dir
 from modvault.sumdb.proxy import SumdbProxy
 from modvault.supply.admission import SupplyChain
 from modvault.supply.attestkey import load_key
+from modvault.supply.osv import load_osv_dir
 
 VCS_DIR = ".modvault/vcs"
 
@@ -185,5 +186,7 @@ def build_ops(settings: Settings, service: ModuleService) -> OpsRuntime:
 
 def build_supply(settings: Settings, store: Store) -> SupplyChain:
     """Provenance records (always), attestations (with a key from `modvault attest init`)."""
+    advisories = load_osv_dir(settings.osv_dir) if settings.osv_dir else None
     return SupplyChain(store, signer=load_key(settings.data_dir),
-                       denied_licences=frozenset(licence_list(settings.licence_denylist)))
+                       denied_licences=frozenset(licence_list(settings.licence_denylist)),
+                       advisories=advisories, block_advisories=settings.osv_block)

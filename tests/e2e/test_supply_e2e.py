@@ -73,12 +73,25 @@ def cdx_modules(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return mods
 
 
+def osv_dir(root: Path) -> Path:
+    """A small OSV export: one advisory on github.com/sb/c before v1.3.0."""
+    d = root / "osv"
+    d.mkdir()
+    (d / "GO-2099-0001.json").write_text(json.dumps({
+        "schema_version": "1.6.0", "id": "GO-2099-0001", "summary": "c leaks secrets",
+        "affected": [{"package": {"ecosystem": "Go", "name": f"{P}/c"},
+                      "ranges": [{"type": "SEMVER",
+                                  "events": [{"introduced": "0"}, {"fixed": "1.3.0"}]}]}]}))
+    return d
+
+
 @pytest.fixture
 def graph_server(tmp_path: Path, modvault: ModvaultFactory) -> tuple[Any, ModvaultProcess, bytes]:
     graphs = build_graphs(tmp_path)
     data = tmp_path / "data"
     pem = attest_init(data)
-    mv = modvault("direct", data_dir=data, env=_git_env(tmp_path))
+    env = _git_env(tmp_path) | {"MODVAULT_OSV_DIR": str(osv_dir(tmp_path))}
+    mv = modvault("direct", data_dir=data, env=env)
     return graphs, mv, pem
 
 
@@ -107,6 +120,12 @@ def test_sbom_module_set_equals_go_list_m_all(graph_server: tuple[Any, ModvaultP
         cdx = sbom_cli(mv.url, str(work / "go.mod"), "cyclonedx-json")
         assert cyclonedx_errors(cdx) == [], scenario
 
+        # The imported advisory shows where the affected version is in the graph.
+        vulns = [(v["id"], [a["ref"] for a in v["affects"]]) for v in cdx.get("vulnerabilities", [])]
+        if want.get(f"{P}/c", "v1.3.0") != "v1.3.0":
+            assert vulns == [("GO-2099-0001", [f"pkg:golang/{P}/c@{want[f'{P}/c']}"])], scenario
+        else:
+            assert vulns == [], scenario
         got_spdx = spdx_modules(spdx)
         got_cdx = cdx_modules(cdx)
         assert set(got_spdx) == set(want) | {"example.com/app"}, scenario
@@ -228,6 +247,8 @@ def test_licence_denylist_blocks_new_versions(tmp_path: Path, modvault: Modvault
     build_graphs(tmp_path)
     env = _git_env(tmp_path)
     env["MODVAULT_LICENCE_DENYLIST"] = "MIT,GPL-3.0-only"
+    env["MODVAULT_OSV_DIR"] = str(osv_dir(tmp_path))
+    env["MODVAULT_OSV_BLOCK"] = "true"
     mv = modvault("direct", data_dir=tmp_path / "data", env=env)
     ok = httpx.get(f"{mv.url}/{P}/e/@v/v1.0.0.zip")
     assert ok.status_code == 200
@@ -242,6 +263,11 @@ def test_licence_denylist_blocks_new_versions(tmp_path: Path, modvault: Modvault
                   env=client_env(home, GOPROXY=mv.url))
     assert proc.returncode != 0 and "blocked by licence policy" in proc.stderr
     assert "licence" in mv.output()
+    # osv_block: versions an imported advisory affects are refused too.
+    r = httpx.get(f"{mv.url}/{P}/c/@v/v1.2.0.zip")
+    assert r.status_code == 403 and r.text.strip() == (
+        f"{P}/c@v1.2.0: blocked: affected by GO-2099-0001 (OSV advisory)")
+    assert httpx.get(f"{mv.url}/{P}/c/@v/v1.3.0.zip").status_code == 200
 
 
 def test_provenance_names_the_checksum_database_proof(corpus: Corpus, upstream_a: TestUpstreamServer,

@@ -26,6 +26,7 @@ from modvault.observability import metrics
 from modvault.storage.base import Store
 from modvault.sumdb.client import RecordHashes
 from modvault.supply.dsse import Signer, public_pem, sign_envelope
+from modvault.supply.osv import OsvIndex
 from modvault.supply.provenance import DEFAULT_BUILDER_ID, Origin, ProvenanceRecord, Verification, statement
 from modvault.supply.zipfacts import ZipFacts, zip_facts
 
@@ -82,14 +83,36 @@ class SupplyChain:
     def __init__(self, store: Store, *, signer: Signer | None = None,
                  denied_licences: frozenset[str] = frozenset(),
                  builder_id: str = DEFAULT_BUILDER_ID,
-                 audit: Callable[[str, dict[str, str]], None] | None = None) -> None:
+                 audit: Callable[[str, dict[str, str]], None] | None = None,
+                 advisories: OsvIndex | None = None, block_advisories: bool = False) -> None:
         self.store = store
         self.signer = signer
         self.denied_licences = denied_licences
+        self.advisories = advisories or OsvIndex()
+        self.block_advisories = block_advisories
         self.builder_id = builder_id
         self.audit = audit
 
     # -- policy ------------------------------------------------------------------------------
+
+    def check_policy(self, module: str, version: str, licence: str) -> None:
+        """Before a new version is stored: licence denylist, then (if configured) advisories."""
+        self.check_licence(module, version, licence)
+        if self.block_advisories:
+            self.check_advisories(module, version)
+
+    def check_advisories(self, module: str, version: str) -> None:
+        """Refuse (403) a version that an imported OSV advisory says is affected."""
+        found = self.advisories.affecting(module, version)
+        if not found:
+            return
+        ids = ", ".join(a.id for a in found)
+        reason = f"{module}@{version}: blocked: affected by {ids} (OSV advisory)"
+        metrics.REJECTED_CONTENT.labels("advisory").inc()
+        LOG.warning("%s", reason)
+        if self.audit is not None:
+            self.audit("advisory_blocked", {"module": module, "version": version, "advisories": ids})
+        raise Forbidden(reason)
 
     def check_licence(self, module: str, version: str, licence: str) -> None:
         """Refuse (403) a new version whose detected licence is on the denylist."""

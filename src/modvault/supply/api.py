@@ -121,7 +121,9 @@ async def sbom_document(service: ModuleService, body: bytes, fmt: str) -> bytes:
             main = MainModule(module, version, main.go, main.requires, main.replaces, main.excludes)
     else:
         main = main_from_gomod(body)
-    graph = await build_graph(main, source)
+    supply = service.supply
+    graph = await build_graph(main, source,
+                              advisories=supply.advisories.affecting if supply is not None else None)
     info = DocumentInfo(rfc3339(time.time()), str(uuid.uuid4()), __version__)
     doc = spdx_json(graph, info) if fmt == "spdx-json" else cyclonedx_json(graph, info)
     return (json.dumps(doc, indent=1) + "\n").encode()

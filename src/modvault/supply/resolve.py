@@ -15,6 +15,7 @@ from modvault.errors import BadRequest
 from modvault.module.errors import ModFileError
 from modvault.module.modfile import Requirement, parse_graph
 from modvault.supply.mvs import BuildList, MainModule, Need, Summary, select
+from modvault.supply.osv import Advisory
 from modvault.supply.sbom import Component, ModuleGraph
 
 __all__ = ["GraphSource", "ModuleFacts", "build_graph", "main_from_gomod", "resolve"]
@@ -86,7 +87,8 @@ async def resolve(main: MainModule, source: GraphSource, *, max_modules: int = 5
 
 
 async def build_graph(main: MainModule, source: GraphSource, *, concurrency: int = 8,
-                      download_base: str = "") -> ModuleGraph:
+                      download_base: str = "",
+                      advisories: Callable[[str, str], list[Advisory]] | None = None) -> ModuleGraph:
     """Resolve main's graph and gather every module's zip facts and dependency edges."""
     build, summaries = await resolve(main, source, concurrency=concurrency)
     selected = build.selected()
@@ -110,7 +112,13 @@ async def build_graph(main: MainModule, source: GraphSource, *, concurrency: int
         src = main.source_of(m)
         replaced = f"{src.path} {src.version}" if src != m else ""
         url = f"{download_base.rstrip('/')}/{_zip_path(src)}" if download_base else ""
-        components.append(Component(m.path, m.version, f.h1, f.sha256, f.licence, replaced, url))
+        found: dict[str, Advisory] = {}
+        if advisories is not None:  # the module as required, and the code that replaces it
+            for a in advisories(m.path, m.version) + (advisories(src.path, src.version)
+                                                      if src != m else []):
+                found.setdefault(a.id, a)
+        components.append(Component(m.path, m.version, f.h1, f.sha256, f.licence, replaced, url,
+                                    tuple(found.values())))
     root = Component(main.path, main.version)
     if main.version:
         f = await source.facts(main.path, main.version)

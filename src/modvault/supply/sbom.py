@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 from modvault.supply.licenses import NOASSERTION
+from modvault.supply.osv import Advisory
 
 __all__ = ["Component", "ModuleGraph", "cyclonedx_json", "purl", "spdx_json"]
 
@@ -44,6 +45,7 @@ class Component:
     licence: str = NOASSERTION
     replaced_by: str = ""  # "path version" or a directory, as `go list -m` prints after "=>"
     download_url: str = ""
+    advisories: tuple[Advisory, ...] = ()  # imported OSV advisories affecting this version
 
     @property
     def purl(self) -> str:
@@ -96,7 +98,10 @@ def spdx_json(graph: ModuleGraph, info: DocumentInfo) -> dict[str, Any]:
             "licenseDeclared": NOASSERTION,
             "copyrightText": NOASSERTION,
             "externalRefs": [{"referenceCategory": "PACKAGE-MANAGER", "referenceType": "purl",
-                              "referenceLocator": c.purl}],
+                              "referenceLocator": c.purl}] + [
+                {"referenceCategory": "SECURITY", "referenceType": "advisory",
+                 "referenceLocator": a.url, "comment": f"{a.id}: {a.summary}"[:500]}
+                for a in c.advisories],
         }
         if c.version:
             pkg["versionInfo"] = c.version
@@ -164,7 +169,11 @@ def cyclonedx_json(graph: ModuleGraph, info: DocumentInfo) -> dict[str, Any]:
     for c in (graph.root, *graph.modules):
         deps = sorted({refs[d] for d in graph.depends.get(c.path, ()) if d in refs})
         dependencies.append({"ref": c.purl, "dependsOn": deps})
-    return {
+    vulns: dict[str, tuple[Advisory, list[str]]] = {}
+    for c in (graph.root, *graph.modules):
+        for a in c.advisories:
+            vulns.setdefault(a.id, (a, []))[1].append(c.purl)
+    doc: dict[str, Any] = {
         "bomFormat": "CycloneDX",
         "specVersion": "1.6",
         "serialNumber": f"urn:uuid:{info.uuid}",
@@ -178,3 +187,9 @@ def cyclonedx_json(graph: ModuleGraph, info: DocumentInfo) -> dict[str, Any]:
         "components": [_cdx_component(c, "library") for c in graph.modules],
         "dependencies": dependencies,
     }
+    if vulns:
+        doc["vulnerabilities"] = [
+            {"bom-ref": f"vuln-{a.id}", "id": a.id, "source": {"name": "OSV", "url": a.url},
+             "description": a.summary, "affects": [{"ref": r} for r in sorted(refs)]}
+            for _, (a, refs) in sorted(vulns.items())]
+    return doc
