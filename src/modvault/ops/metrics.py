@@ -3,6 +3,7 @@ runtime's last store scan) and gc runs / bytes freed (persisted, so CLI runs cou
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,6 +41,16 @@ class StoreCollector(Collector):
         yield GaugeMetricFamily("modvault_store_modules", "Modules with a stored version",
                                 value=t.modules)
         yield GaugeMetricFamily("modvault_store_versions", "Stored module versions", value=t.versions)
+        try:
+            fs = os.statvfs(rt.data_dir)
+            yield GaugeMetricFamily("modvault_store_filesystem_size_bytes",
+                                    "Size of the filesystem holding the data directory",
+                                    value=fs.f_blocks * fs.f_frsize)
+            yield GaugeMetricFamily("modvault_store_filesystem_free_bytes",
+                                    "Bytes available to modvault on the data directory's filesystem",
+                                    value=fs.f_bavail * fs.f_frsize)
+        except OSError:
+            pass
         stats = gc.read_stats(Path(rt.data_dir))
         yield CounterMetricFamily("modvault_gc_runs", "Garbage-collection runs (CLI and background)",
                                   value=stats.get("runs", 0))
