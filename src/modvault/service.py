@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import heapq
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -65,8 +66,29 @@ def etag_of_file(path: str) -> str:
     return '"' + h.hexdigest()[:40] + '"'
 
 
+async def _off_loop_if_big(fn: Callable[[bytes], str], data: bytes) -> str:
+    """Hash small bodies inline, big ones in a thread (the loop must not stall on a 16 MB .mod)."""
+    if len(data) < 65536:
+        return fn(data)
+    return await asyncio.to_thread(fn, data)
+
+
+_SORT_CHUNK = 8192
+
+
 def format_list(versions: list[str]) -> bytes:
-    ordered = semver.sort_versions(sorted(set(versions)))
+    """The list answer: unique versions in semver order, one per line.
+
+    Long lists are sorted in chunks then merged: one C-level sort of 400,000 keys holds the GIL for
+    half a second even in a worker thread, and the event loop with it; chunk sorts hold it for
+    milliseconds and the (pure Python) merge lets the loop run in between."""
+    unique = list(set(versions))
+    if len(unique) <= _SORT_CHUNK:
+        ordered: Iterable[str] = semver.sort_versions(unique)
+    else:
+        chunks = [semver.sort_versions(unique[i:i + _SORT_CHUNK])
+                  for i in range(0, len(unique), _SORT_CHUNK)]
+        ordered = heapq.merge(*chunks, key=semver.sort_key)
     return "".join(v + "\n" for v in ordered).encode()
 
 
@@ -170,7 +192,7 @@ class ModuleService:
                 data, source = await chain.info(ref.module, ref.version)
             else:
                 data, source = await chain.mod(ref.module, ref.version)
-                await self._vouch(ref, mod_h1=hash_gomod(data))
+                await self._vouch(ref, mod_h1=await _off_loop_if_big(hash_gomod, data))
         except (NotFound, Gone) as exc:
             self._remember_negative(key, exc)
             raise
@@ -182,8 +204,8 @@ class ModuleService:
         obj = await asyncio.to_thread(self.store.put_atomic, key, data, overwrite=False)
         if not obj.written:  # another process stored it first: theirs is the truth
             return await self._from_store(ref.kind, obj, immutable=True)
-        art = Artifact(ref.kind, len(data), etag_of(data), obj.mtime, True, body=data,
-                       tier="upstream", upstream=source)
+        art = Artifact(ref.kind, len(data), await _off_loop_if_big(etag_of, data), obj.mtime, True,
+                       body=data, tier="upstream", upstream=source)
         self._remember(key, art)
         return art
 
@@ -291,11 +313,16 @@ class ModuleService:
             art = Artifact(kind, obj.size, etag, obj.mtime, immutable, path=obj.local_path)
             self._zip_artifacts.put(ekey, art, 2 * len(ekey) + 512)
             return art
-        data = await asyncio.to_thread(self.store.read, obj.key)
-        art = Artifact(kind, len(data), etag_of(data), obj.mtime, immutable, body=data)
+        data, data_etag = await asyncio.to_thread(self._read_with_etag, obj.key)
+        art = Artifact(kind, len(data), data_etag, obj.mtime, immutable, body=data)
         if kind is not Kind.ZIP:
             self._remember(obj.key, art)
         return art
+
+    def _read_with_etag(self, key: str) -> tuple[bytes, str]:
+        """Read and hash in one thread: a 16 MB .mod takes tens of ms to hash. Blocking."""
+        data = self.store.read(key)
+        return data, etag_of(data)
 
     def _remember(self, key: str, art: Artifact) -> None:
         """Keep a copy in the memory tier; the copy is what later hits return (tier "memory")."""
@@ -395,7 +422,8 @@ class ModuleService:
 
     async def _store_mutable(self, kind: Kind, key: str, data: bytes, source: str) -> Artifact:
         obj = await asyncio.to_thread(self.store.put_atomic, key, data)
-        art = Artifact(kind, len(data), etag_of(data), obj.mtime, False, body=data,
+        etag = await _off_loop_if_big(etag_of, data)
+        art = Artifact(kind, len(data), etag, obj.mtime, False, body=data,
                        tier="upstream", upstream=source)
         self._remember(key, art)
         self.negative.pop(key)
@@ -403,7 +431,10 @@ class ModuleService:
 
     async def _fetch_list(self, ref: ArtifactRef, key: str) -> Artifact:
         versions, source = await self.chain_for(ref.module).list(ref.module)
-        return await self._store_mutable(Kind.LIST, key, format_list(versions), source)
+        # Sorting a long list by semver takes seconds: off the event loop.
+        data = format_list(versions) if len(versions) < 1000 else \
+            await asyncio.to_thread(format_list, versions)
+        return await self._store_mutable(Kind.LIST, key, data, source)
 
     async def _fetch_latest(self, ref: ArtifactRef, key: str) -> Artifact:
         data, source = await self.chain_for(ref.module).latest(ref.module)

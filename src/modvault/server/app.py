@@ -21,6 +21,7 @@ from modvault.observability import logs
 from modvault.ops.runtime import OpsRuntime
 from modvault.server import endpoints
 from modvault.server.clientaddr import ClientAddressResolver, parse_cidrs
+from modvault.server.compress import GzipCache
 from modvault.server.middleware import AccessLogMiddleware, Middleware, defines
 from modvault.server.render import FileHandles, PrivateRenderer, Renderer
 from modvault.server.request import Request, error_headers
@@ -45,8 +46,9 @@ class App:
         self.access_log = logs.AccessLog(settings.access_log)
         files = FileHandles()
         short = f"public, max-age={max(0, int(settings.mutable_ttl))}"
-        self.renderer = Renderer(short, files)
-        self.private_renderer = PrivateRenderer(short, files)
+        gzip_cache = GzipCache()  # one per process, shared by both cache policies
+        self.renderer = Renderer(short, files, gzip_cache)
+        self.private_renderer = PrivateRenderer(short, files, gzip_cache)
         self.resolver = ClientAddressResolver(parse_cidrs(settings.trusted_proxies, "trusted_proxies"))
         self.request_class = type("AppRequest", (Request,), {"resolver": self.resolver})
         # Hooks for other rooms: extra route registrars and fallback pages (tried in order for

@@ -30,7 +30,8 @@ def parse_range(header: str, size: int) -> list[ByteRange] | None:
 
     Returns None when the header must be ignored (malformed, other unit, too many ranges: RFC 9110
     §14.2 lets a server ignore it and send 200), the satisfiable ranges otherwise, and raises
-    Unsatisfiable when none is satisfiable.
+    Unsatisfiable when none is satisfiable. Overlapping and adjacent ranges are coalesced
+    (:func:`coalesce`), so the ranges returned never add up to more than ``size`` bytes.
     """
     unit, sep, spec = header.partition("=")
     if not sep or unit.strip().lower() != "bytes":
@@ -68,7 +69,24 @@ def parse_range(header: str, size: int) -> list[ByteRange] | None:
             out.append(ByteRange(start, size))
     if not out:
         raise Unsatisfiable()
-    return out
+    return coalesce(out)
+
+
+def coalesce(spans: list[ByteRange]) -> list[ByteRange]:
+    """Merge ranges that overlap or touch (RFC 9110 §14.2 allows it "regardless of the order" they
+    were asked in): ``bytes=0-,0-,0-`` would otherwise send the representation once per range.
+    Disjoint ranges keep the order they were asked in; once any merge happens they come sorted."""
+    if len(spans) < 2:
+        return spans
+    ordered = sorted(spans, key=lambda r: r.start)
+    merged = [ordered[0]]
+    for span in ordered[1:]:
+        last = merged[-1]
+        if span.start <= last.end:
+            merged[-1] = ByteRange(last.start, max(last.end, span.end))
+        else:
+            merged.append(span)
+    return spans if len(merged) == len(spans) else merged
 
 
 def http_date(value: str) -> float | None:

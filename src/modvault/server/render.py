@@ -15,6 +15,7 @@ from typing import Any
 
 from modvault.artifact import IMMUTABLE_CACHE_CONTROL, Artifact, Kind
 from modvault.server import ranges
+from modvault.server.compress import GzipCache
 
 TEXT = "text/plain; charset=utf-8"
 _MULTIPART_CHUNK = 256 * 1024
@@ -28,9 +29,11 @@ class Renderer:
 
     immutable_cache_control = IMMUTABLE_CACHE_CONTROL
 
-    def __init__(self, short_cache_control: str, files: FileHandles | None = None) -> None:
+    def __init__(self, short_cache_control: str, files: FileHandles | None = None,
+                 gzip_cache: GzipCache | None = None) -> None:
         self.short_cache_control = short_cache_control
         self.files = files or FileHandles()
+        self.gzip_cache = gzip_cache or GzipCache()
 
     async def render(self, scope: Any, proto: Any, art: Artifact, out: Any) -> None:
         """Answer ``scope`` (anything with ``method`` and ``headers``) on ``proto`` with ``art``;
@@ -53,7 +56,7 @@ class Renderer:
 
         gz: bytes | None = None
         if compressible and ranges.accepts_gzip(h.get("accept-encoding")):
-            gz = art.gzipped()
+            gz = await self.gzip_cache.get(art)
             if gz is not None and len(gz) >= art.size:
                 gz = None  # tiny bodies: gzip would only add bytes
         if ranges.not_modified(h.get("if-none-match"), h.get("if-modified-since"),
@@ -165,12 +168,13 @@ class Renderer:
             proto.response_empty(206, headers)
             return
         out.size = length
+        # Streamed part by part, one chunk at a time, whether the body is in memory or on disk:
+        # never joined into one buffer (ranges are coalesced, so length <= size + part headers).
+        transport = proto.response_stream(206, headers)
         if art.body is not None:
-            body = b"".join(p + art.body[s.start:s.end] for p, s in zip(heads, spans, strict=True))
-            proto.response_bytes(206, headers, body + tail)
+            await _stream_memory_parts(transport, art.body, heads, spans, tail)
             return
         assert art.path is not None
-        transport = proto.response_stream(206, headers)
         await _stream_parts(transport, art.path, heads, spans, tail)
 
 
@@ -179,9 +183,11 @@ class PrivateRenderer(Renderer):
 
     immutable_cache_control = "private" + IMMUTABLE_CACHE_CONTROL[len("public"):]
 
-    def __init__(self, short_cache_control: str, files: FileHandles | None = None) -> None:
+    def __init__(self, short_cache_control: str, files: FileHandles | None = None,
+                 gzip_cache: GzipCache | None = None) -> None:
         super().__init__("private" + short_cache_control[len("public"):]
-                         if short_cache_control.startswith("public") else short_cache_control, files)
+                         if short_cache_control.startswith("public") else short_cache_control, files,
+                         gzip_cache)
 
     def _plain_headers(self, art: Artifact) -> Headers:
         return [("content-type", art.media_type), ("etag", art.etag),
@@ -204,6 +210,20 @@ async def _stream_parts(transport: Any, path: str, heads: list[bytes],
                     left -= len(chunk)
                     await transport.send_bytes(chunk)
             await transport.send_bytes(tail)
+    except Exception:  # client went away
+        return
+
+
+async def _stream_memory_parts(transport: Any, body: bytes, heads: list[bytes],
+                               spans: list[ranges.ByteRange], tail: bytes) -> None:
+    """Send multipart ranges of an in-memory body, one part header or chunk per write."""
+    view = memoryview(body)
+    try:
+        for head, span in zip(heads, spans, strict=True):
+            await transport.send_bytes(head)
+            for start in range(span.start, span.end, _MULTIPART_CHUNK):
+                await transport.send_bytes(bytes(view[start:min(span.end, start + _MULTIPART_CHUNK)]))
+        await transport.send_bytes(tail)
     except Exception:  # client went away
         return
 

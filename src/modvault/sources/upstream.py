@@ -14,6 +14,7 @@ import os
 import re
 import ssl
 import time
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -98,7 +99,9 @@ def make_client(limits: UpstreamLimits) -> httpx.AsyncClient:
         ),
         limits=httpx.Limits(max_connections=limits.max_connections,
                             max_keepalive_connections=min(20, limits.max_connections)),
-        headers={"User-Agent": "modvault"},
+        # Identity only: what an upstream compresses we would have to inflate, and a bomb inflated
+        # on the event loop stalls every client (read_bounded inflates off the loop, bounded).
+        headers={"User-Agent": "modvault", "Accept-Encoding": "identity"},
         trust_env=False,
     )
 
@@ -166,6 +169,16 @@ def parse_list(module: str, body: bytes) -> list[str]:
             continue
         out.append(v)
     return out
+
+
+# Bodies at least this big are parsed in a thread: a million-line list took 25 s of event loop.
+OFF_LOOP_BYTES = 64 * 1024
+
+
+async def parse_list_off_loop(module: str, body: bytes) -> list[str]:
+    if len(body) < OFF_LOOP_BYTES:
+        return parse_list(module, body)
+    return await asyncio.to_thread(parse_list, module, body)
 
 
 class HTTPUpstream:
@@ -246,7 +259,7 @@ class HTTPUpstream:
     async def list(self, module: str) -> list[str]:
         body = await self._fetch_small(
             self._url(module, "@v/list"), f"list {module}", self.limits.max_list_bytes)
-        return parse_list(module, body)
+        return await parse_list_off_loop(module, body)
 
     async def latest(self, module: str) -> bytes:
         body = await self._fetch_small(
@@ -273,16 +286,19 @@ class HTTPUpstream:
                 declared = resp.headers.get("content-length")
                 if declared is not None and declared.isdigit() and int(declared) > limit:
                     raise InvalidContent(f"{self.name}: {what}: zip larger than {limit} bytes")
+                encoding = resp.headers.get("content-encoding", "identity").strip().lower()
+                if encoding not in ("", "identity"):
+                    raise InvalidContent(f"{self.name}: {what}: zip sent with Content-Encoding "
+                                         f"{encoding[:40]!r} although identity was asked for")
                 got = 0
                 with _LocalFile(dest, what) as out:
-                    async for chunk in resp.aiter_bytes(_CHUNK):
+                    async for chunk in resp.aiter_raw(_CHUNK):
                         got += len(chunk)
                         if got > limit:
                             raise InvalidContent(
                                 f"{self.name}: {what}: zip larger than {limit} bytes")
                         out.write(chunk)
-                if declared is not None and declared.isdigit() and got != int(declared) \
-                        and "content-encoding" not in resp.headers:
+                if declared is not None and declared.isdigit() and got != int(declared):
                     raise Retry(Unavailable(
                         f"{self.name}: {what}: body of {got} bytes, Content-Length said {declared}"),
                         None)
@@ -323,7 +339,7 @@ class FileUpstream:
     async def list(self, module: str) -> list[str]:
         body = await asyncio.to_thread(
             self._read, self._path(module, "@v/list"), f"list {module}", self.limits.max_list_bytes)
-        return parse_list(module, body)
+        return await parse_list_off_loop(module, body)
 
     async def latest(self, module: str) -> bytes:
         body = await asyncio.to_thread(
@@ -409,16 +425,44 @@ class _LocalFile:
 
 
 async def read_bounded(resp: httpx.Response, limit: int, *, what: str = "",
-                        truncate: bool = False) -> bytes:
-    """The body, at most ``limit`` bytes: cut there with ``truncate``, else InvalidContent."""
+                       truncate: bool = False) -> bytes:
+    """The body, at most ``limit`` bytes: cut there with ``truncate``, else InvalidContent.
+
+    Read raw; an answer compressed despite ``Accept-Encoding: identity`` is inflated in a thread
+    and never past ``limit`` (a gzip bomb costs neither the event loop nor memory)."""
+    encoding = resp.headers.get("content-encoding", "identity").strip().lower()
     buf = bytearray()
-    async for chunk in resp.aiter_bytes():
+    async for chunk in resp.aiter_raw():
         buf += chunk
         if len(buf) > limit:
             if truncate:
-                return bytes(buf[:limit])
+                del buf[limit:]
+                break
             raise InvalidContent(f"{what}: answer larger than {limit} bytes")
-    return bytes(buf)
+    if encoding in ("", "identity"):
+        return bytes(buf)
+    return await asyncio.to_thread(inflate_bounded, bytes(buf), encoding, limit, what, truncate)
+
+
+def inflate_bounded(raw: bytes, encoding: str, limit: int, what: str, truncate: bool) -> bytes:
+    """Undo a gzip/deflate Content-Encoding, producing at most ``limit`` bytes. Blocking."""
+    if encoding in ("gzip", "x-gzip"):
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    elif encoding == "deflate":
+        inflater = zlib.decompressobj(wbits=zlib.MAX_WBITS)
+    else:
+        raise InvalidContent(f"{what}: unsupported Content-Encoding {encoding[:40]!r}")
+    try:
+        out = inflater.decompress(raw, limit + 1)
+    except zlib.error:
+        if truncate:
+            return b""
+        raise InvalidContent(f"{what}: corrupt {encoding} body") from None
+    if len(out) > limit:
+        if truncate:
+            return out[:limit]
+        raise InvalidContent(f"{what}: answer larger than {limit} bytes once inflated")
+    return out
 
 
 def upstream_from_url(url: str, client: httpx.AsyncClient, limits: UpstreamLimits,
