@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import heapq
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -483,11 +484,15 @@ class ModuleService:
     # -- operations --------------------------------------------------------------------------
 
     async def ready(self) -> tuple[bool, str]:
-        """Readiness: the store takes writes and, online, some upstream answers."""
+        """Readiness: online, the store takes writes and some upstream route works (breaker closed
+        and answering, see Chain.probe); offline, the store is readable."""
+        if self.settings.offline:
+            root = getattr(self.store, "root", None)
+            if root is not None and not await asyncio.to_thread(os.access, root, os.R_OK | os.X_OK):
+                return False, "store not readable"
+            return True, "ready (offline)"
         if not await asyncio.to_thread(self.store.writable):
             return False, "store not writable"
-        if self.settings.offline:
-            return True, "ready (offline)"
         ok, why = await self.chain.probe()
         return ok, ("ready: " if ok else "no upstream reachable: ") + why
 

@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from modvault.errors import NotFound
 from modvault.module.errors import ModuleError
 from modvault.module.path import unescape_path
-from modvault.observability import metrics
+from modvault.observability import metrics, status
 from modvault.ops.http import NDJSON, index_body, refresh_body
 from modvault.server.request import TEXT, Request
 from modvault.server.routes import METRICS, PUBLIC, PUBLISH, READ, Route, RouteTable
@@ -71,6 +71,7 @@ def register(app: App, table: RouteTable) -> None:
     table.set_protocol(Route("", h.artifact, "invalid", permission=READ, target=artifact_target))
     table.set_fallback(Route("", h.fallback, "other", permission=PUBLIC))
     supply_api.register(app, table)  # provenance, attestation key, SBOM
+    status.register(app, table)  # /api/v1/status
     # Later rooms register here too: the admin API (modvault.api) and others.
     for extra in app.extra_routes:
         extra(app, table)
