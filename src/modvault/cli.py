@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from modvault import __version__
+from modvault.auth.cli import add_auth_commands, add_serve_flags, run_auth_command, serve_flags
 from modvault.config import ConfigError, Settings, load_settings
 from modvault.ops.client_cli import add_client_commands
 from modvault.ops.store_cli import add_bundle_commands, add_store_commands, run_ops_command
@@ -43,6 +44,7 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                    help="verify new artifacts against the checksum database (MODVAULT_SUMDB_VERIFY)")
     p.add_argument("--private-sumdb", metavar="NAME",
                    help="private checksum database to host (MODVAULT_PRIVATE_SUMDB)")
+    add_serve_flags(p)
 
 
 def _flags(args: argparse.Namespace) -> dict[str, object]:
@@ -61,6 +63,7 @@ def _flags(args: argparse.Namespace) -> dict[str, object]:
         "sumdb": args.sumdb,
         "sumdb_verify": args.sumdb_verify,
         "private_sumdb": args.private_sumdb,
+        **serve_flags(args),
     }
 
 
@@ -139,9 +142,12 @@ def main(argv: list[str] | None = None) -> int:
     add_client_commands(sub)
     add_bundle_commands(sub)
     add_supply_commands(sub)
+    add_auth_commands(sub)
     args = parser.parse_args(argv)
     if args.command == "sumdb":
         return run_sumdb_command(args)
+    if hasattr(args, "auth_handler"):
+        return run_auth_command(args)
     if hasattr(args, "ops_handler"):
         return run_ops_command(args)
     if args.command in ("attest", "sbom"):

@@ -128,6 +128,30 @@ class Settings:
     # new versions are refused (403).
     osv_dir: str = ""
     osv_block: bool = False
+    # "off" (anyone who reaches the port may read) or "on" (identities, roles, rate limits).
+    auth: str = "off"
+    # The role of requests without credentials when auth is on; empty: none (401).
+    anonymous_role: str = ""
+    # Only clients in these CIDR blocks are answered (empty: everyone).
+    allow_cidrs: str = ""
+    # JWT from an identity provider: a JWKS URL and/or key files (PEM public keys, JWKS JSON, or a
+    # shared HS256 secret), the expected iss and aud, and the claim holding the roles.
+    jwt_jwks_url: str = ""
+    jwt_key_files: str = ""
+    jwt_issuer: str = ""
+    jwt_audience: str = ""
+    jwt_roles_claim: str = "roles"
+    # Roles and their rate limits: a TOML table in the config file ([roles.NAME]), JSON elsewhere.
+    roles: str = ""
+    # Whether /metrics needs an identity with the metrics permission when auth is on.
+    metrics_auth: bool = True
+    # Module patterns (GOPRIVATE syntax) that are refused (deny) or the only ones served (allow).
+    deny_modules: str = ""
+    allow_modules: str = ""
+    # The audit log (JSON lines); empty: <data_dir>/.modvault/audit/audit.log. Rotated by size.
+    audit_log: str = ""
+    audit_log_max_bytes: int = 10 * 1024 * 1024
+    audit_log_keep: int = 5
 
     @property
     def host(self) -> str:
@@ -179,6 +203,8 @@ def _coerce(name: str, value: Any) -> Any:
             if isinstance(value, bool):
                 raise ValueError(value)
             return float(value)
+        if name == "roles" and isinstance(value, dict):
+            return json.dumps(value)  # the [roles.NAME] tables of the config file
         if name == "sumdb" and isinstance(value, list) and all(isinstance(v, str) for v in value):
             return ";".join(value)  # TOML may give a list; flags may repeat
         if not isinstance(value, str):
@@ -310,6 +336,7 @@ def validate(settings: Settings) -> None:
 
     try:
         parse_cidrs(settings.trusted_proxies, "trusted_proxies")
+        parse_cidrs(settings.allow_cidrs, "allow_cidrs")
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     if settings.osv_dir and not os.path.isdir(settings.osv_dir):
@@ -317,6 +344,9 @@ def validate(settings: Settings) -> None:
     for lic in licence_list(settings.licence_denylist):
         if not all(c.isalnum() or c in ".-+" for c in lic):
             raise ConfigError(f"licence_denylist: not an SPDX licence id: {lic!r}")
+    from modvault.auth.settings import validate_auth
+
+    validate_auth(settings)
     if settings.log_level not in {"debug", "info", "warning", "error"}:
         raise ConfigError(f"log_level: expected debug|info|warning|error, got {settings.log_level!r}")
 

@@ -23,8 +23,33 @@ class BadRequest(ModvaultError):
     status = 400
 
 
+class Unauthorized(ModvaultError):
+    """No or bad credentials. The challenge makes the go command try .netrc / GOAUTH."""
+
+    status = 401
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.headers = [("www-authenticate", 'Basic realm="modvault"')]
+
+
 class Forbidden(ModvaultError):
+    """Known identity, wrong permissions, or a blocked/denied module: the gatekeeper's answer
+    (the go command does not fall back to the next proxy on 403)."""
+
     status = 403
+
+
+class Conflict(ModvaultError):
+    status = 409
+
+
+class TooManyRequests(ModvaultError):
+    status = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.headers = [("retry-after", str(max(1, retry_after)))]
 
 
 class NotFound(ModvaultError):

@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import hashlib
 import heapq
+import json
 import logging
 import os
 import time
@@ -25,6 +26,7 @@ from modvault.cache.negative import NegativeCache
 from modvault.cache.singleflight import SingleFlight
 from modvault.config import Settings
 from modvault.errors import Gone, InvalidContent, ModvaultError, NotFound, SecurityError, Unavailable
+from modvault.gate import ModuleGate
 from modvault.module import semver
 from modvault.module.dirhash import hash_gomod, hash_zip
 from modvault.module.errors import ModuleError, ZipError
@@ -116,7 +118,8 @@ class ModuleService:
                  policy: ModulePolicy | None = None, direct_chain: Chain | None = None,
                  checksums: Checksums | None = None, access: AccessRecorder | None = None,
                  supply: SupplyChain | None = None,
-                 health: HealthRegistry | None = None, prober: Prober | None = None) -> None:
+                 health: HealthRegistry | None = None, prober: Prober | None = None,
+                 gate: ModuleGate | None = None) -> None:
         self.settings = settings
         # Upstream health records (breakers, latency) and the task that probes them.
         self.health = health
@@ -131,6 +134,7 @@ class ModuleService:
         self.policy = policy or ModulePolicy()
         self.checksums = checksums or Checksums()
         self.supply = supply  # provenance records, licence policy (supply/)
+        self.gate = gate or ModuleGate()  # blocks, allow/deny lists (gate.py)
         self.memory: ByteLRU[Artifact] = ByteLRU(settings.memory_cache_bytes)
         self.flights: SingleFlight[Artifact] = SingleFlight()
         self.negative = NegativeCache(settings.negative_ttl, NEGATIVE_CACHE_BYTES)
@@ -148,16 +152,57 @@ class ModuleService:
     # -- entry point -------------------------------------------------------------------------
 
     async def get(self, ref: ArtifactRef) -> Artifact:
+        if self.gate.active:  # blocks or allow/deny lists exist (modvault.gate)
+            return await self._gated(ref)
+        return await self._dispatch(ref)
+
+    def _dispatch(self, ref: ArtifactRef) -> Awaitable[Artifact]:
         if ref.kind is Kind.LIST:
             key = keys.list_key(ref.escaped_module)
-            return await self._mutable(ref, key, lambda: self._fetch_list(ref, key))
+            return self._mutable(ref, key, lambda: self._fetch_list(ref, key))
         if ref.kind is Kind.LATEST:
             key = keys.latest_key(ref.escaped_module)
-            return await self._mutable(ref, key, lambda: self._fetch_latest(ref, key))
+            return self._mutable(ref, key, lambda: self._fetch_latest(ref, key))
         if ref.kind is Kind.INFO and not ref.canonical:
             key = keys.query_key(ref.escaped_module, ref.escaped_version)
-            return await self._mutable(ref, key, lambda: self._fetch_query(ref, key))
-        return await self._immutable(ref)
+            return self._mutable(ref, key, lambda: self._fetch_query(ref, key))
+        return self._immutable(ref)
+
+    async def _gated(self, ref: ArtifactRef) -> Artifact:
+        """Denied modules and blocked versions answer 403 with the reason; list hides blocked
+        versions; @latest and queries that resolve to a blocked version are refused too."""
+        gate = self.gate
+        gate.check(ref.module, ref.version if ref.canonical else "")
+        art = await self._dispatch(ref)
+        if ref.kind is Kind.LIST:
+            hidden = gate.blocked_versions(ref.module)
+            if hidden and art.body is not None:
+                kept = [v for v in art.body.decode("utf-8", "replace").split() if v not in hidden]
+                data = format_list(kept)
+                return Artifact(Kind.LIST, len(data), etag_of(data), art.mtime, False, body=data,
+                                tier=art.tier, upstream=art.upstream)
+        elif (ref.kind is Kind.LATEST or not ref.canonical) and art.body is not None \
+                and gate.blocked_versions(ref.module):
+            try:
+                resolved = json.loads(art.body).get("Version", "")
+            except (ValueError, AttributeError):
+                resolved = ""
+            if isinstance(resolved, str) and resolved:
+                gate.check(ref.module, resolved)
+        return art
+
+    async def note_published(self, module: str, version: str) -> None:
+        """A version was just published: forget not-found answers about it and rebuild ``list``
+        now, so it appears at once."""
+        emod, ever = escape_path(module), escape_version(version)
+        for ext in ("info", "mod", "zip"):
+            self.negative.pop(keys.artifact_key(emod, ever, ext))
+        for key in (keys.list_key(emod), keys.latest_key(emod)):
+            self.negative.pop(key)
+            self.memory.pop(key)
+        ref = ArtifactRef(module, emod, Kind.LIST)
+        key = keys.list_key(emod)
+        await self._fetch_mutable(ref, key, lambda: self._fetch_list(ref, key))
 
     # -- immutable artifacts -----------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import httpx
 
 from modvault.config import ConfigError, Settings, licence_list, parse_pairs, sumdb_settings
+from modvault.gate import ModuleGate
 from modvault.observability.health import on_transition
 from modvault.ops.journal import AccessJournal
 from modvault.ops.runtime import OpsRuntime
@@ -15,6 +16,7 @@ from modvault.service import Checksums, ModuleService
 from modvault.sources.base import Source
 from modvault.sources.chain import Chain, parse_upstream_list
 from modvault.sources.health import BreakerPolicy, HealthRegistry
+from modvault.sources.published import PublishedSource
 from modvault.sources.tracking import Prober, make_probe_client
 from modvault.sources.upstream import (
     HTTPUpstream,
@@ -63,9 +65,10 @@ def build_health(settings: Settings) -> HealthRegistry:
 
 
 def build_chain(settings: Settings, client: httpx.AsyncClient, direct: Source,
-                health: HealthRegistry | None = None) -> Chain:
+                health: HealthRegistry | None = None, published: Source | None = None) -> Chain:
     limits = upstream_limits(settings)
-    entries: list[tuple[Source | None, bool]] = []
+    # Published (uploaded) private modules answer first; every other module falls through at once.
+    entries: list[tuple[Source | None, bool]] = [(published, False)] if published else []
     for entry in parse_upstream_list(settings.upstream):
         source: Source | None
         if entry.url == "off":
@@ -161,15 +164,18 @@ def build_service(settings: Settings) -> ModuleService:
     client = make_client(upstream_limits(settings))
     direct: Source = build_git_source(settings)
     health = build_health(settings)
-    chain = build_chain(settings, client, direct, health)
-    direct_chain = Chain([(direct, False)])
+    published = PublishedSource(store)
+    chain = build_chain(settings, client, direct, health, published)
+    direct_chain = Chain([(published, False), (direct, False)])
     policy = ModulePolicy(settings.private, settings.noproxy, settings.nosumdb)
     checksums = build_checksums(settings, store, client, policy, health)
+    gate = ModuleGate(store, allow=settings.allow_modules, deny=settings.deny_modules)
+    gate.refresh()
     return ModuleService(settings, store, chain, policy=policy, direct_chain=direct_chain,
                          checksums=checksums, access=AccessJournal(settings.data_dir),
-                         supply=build_supply(settings, store),
-
+                         supply=build_supply(settings, store), gate=gate,
                          health=health, prober=build_prober(settings, health, chain, checksums))
+
 
 
 def build_ops(settings: Settings, service: ModuleService) -> OpsRuntime:

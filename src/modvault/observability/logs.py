@@ -13,6 +13,7 @@ import sys
 import time
 from typing import Any
 
+from modvault.observability.audit import mask
 from modvault.sources.redact import redact_text
 
 
@@ -26,7 +27,7 @@ class JSONFormatter(logging.Formatter):
         }
         if record.exc_info:
             doc["exc"] = redact_text(self.formatException(record.exc_info))
-        return json.dumps(doc, separators=(",", ":"))
+        return mask(json.dumps(doc, separators=(",", ":")))
 
 
 def setup_logging(level: str) -> None:
@@ -87,7 +88,8 @@ class AccessLog:
         self._scheduled = False
         if not self._buf:
             return
-        data = "".join(self._buf).encode()
+        # The last-resort credential mask runs once per batch, not per request.
+        data = mask("".join(self._buf)).encode()
         self._buf.clear()
         self._size = 0
         with contextlib.suppress(OSError):

@@ -150,3 +150,10 @@ REFUSALS = Counter(
     "modvault_refusals_total",
     "Refused (tampered or rule-breaking) artifacts: remembered, or answered from memory (hit)",
     ["event"], registry=REGISTRY)
+# Access control (label values are a fixed set; never identities or credentials).
+AUTH_DENIALS = Counter(
+    "modvault_auth_denials_total",
+    "Requests refused by access control: authentication, authorization, client_address, rate_limit",
+    ["reason"], registry=REGISTRY)
+PUBLISHES = Counter("modvault_publishes_total", "Module versions published, by result",
+                    ["result"], registry=REGISTRY)

@@ -11,13 +11,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from modvault.auth.policy import AccessPolicy
 from modvault.config import Settings
 from modvault.errors import ModvaultError
 from modvault.observability import logs
+from modvault.observability.audit import AuditLog, audit_path
 from modvault.ops.runtime import OpsRuntime
 from modvault.server import endpoints
 from modvault.server.clientaddr import ClientAddressResolver, parse_cidrs
@@ -32,6 +35,8 @@ from modvault.wiring import build_ops, build_service
 LOG = logging.getLogger("modvault.server")
 
 SETTINGS_ENV = "MODVAULT__SETTINGS_JSON"
+STATE_REFRESH = 1.0
+_HOST = re.compile(r"[A-Za-z0-9.\-]{1,253}(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](:[0-9]{1,5})?")
 
 RouteRegistrar = Callable[["App", RouteTable], None]
 FallbackPage = Callable[[Request], Awaitable[bool]]
@@ -44,6 +49,8 @@ class App:
         self.ops: OpsRuntime | None = None
         self.started = time.time()
         self.access_log = logs.AccessLog(settings.access_log)
+        self.audit = AuditLog(audit_path(settings.audit_log, settings.data_dir),
+                              settings.audit_log_max_bytes, settings.audit_log_keep)
         files = FileHandles()
         short = f"public, max-age={max(0, int(settings.mutable_ttl))}"
         gzip_cache = GzipCache()  # one per process, shared by both cache policies
@@ -57,6 +64,8 @@ class App:
         self.fallback_pages: list[FallbackPage] = []
         self.routes = RouteTable()
         self.middleware: list[Middleware] = []
+        self.access_policy: AccessPolicy | None = None  # set when auth is on
+        self._refresher: asyncio.Task[None] | None = None
         self._before: list[Callable[[Request], Awaitable[None]]] = []
         self._after: list[Callable[[Request, float], None]] = []
 
@@ -75,7 +84,31 @@ class App:
 
     def build_middleware(self) -> list[Middleware]:
         """The ordered list: client address, authentication, authorization, rate limit, access log."""
-        return [AccessLogMiddleware(self.access_log)]
+        from modvault.auth.build import build_access_middleware, build_policy
+
+        if self.settings.auth == "on":
+            self.access_policy = build_policy(self.settings)
+        return [*build_access_middleware(self.settings, self.service.store, self.audit,
+                                         self.access_policy),
+                AccessLogMiddleware(self.access_log)]
+
+    def base_url(self, req: Request) -> str:
+        """This server's URL as the client reached it (for go-import meta tags)."""
+        host = req.headers.get("host") or req.scope.authority or self.settings.listen
+        if not _HOST.fullmatch(host):
+            host = self.settings.listen
+        scheme = "https" if self.settings.tls_cert else "http"
+        return f"{scheme}://{host}"
+
+    async def _refresh_state(self) -> None:
+        """Pick up blocks made by CLI commands (or other replicas) within about a second."""
+        gate = self.service.gate
+        while True:
+            await asyncio.sleep(STATE_REFRESH)
+            try:
+                await asyncio.to_thread(gate.refresh)
+            except (OSError, ValueError) as exc:
+                LOG.warning("cannot reread the block list: %s", exc)
 
     def renderer_for(self, req: Request) -> Renderer:
         return self.private_renderer if req.authenticated else self.renderer
@@ -88,9 +121,12 @@ class App:
         self.setup(service)
         self.ops.start(loop)
         loop.call_soon(service.start)  # health probes, once the loop runs
+        self._refresher = loop.create_task(self._refresh_state())
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.access_log.flush()
+        if self._refresher is not None:
+            self._refresher.cancel()
         if self._service is not None and not loop.is_closed() and not loop.is_running():
             if self.ops is not None:
                 loop.run_until_complete(self.ops.aclose())

@@ -6,11 +6,14 @@ Handlers take a :class:`~modvault.server.request.Request`, answer through it, an
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from modvault.api import modules as api_modules
+from modvault.auth.policy import ALL_PRIVATE
 from modvault.errors import NotFound
 from modvault.module.errors import ModuleError
 from modvault.module.path import unescape_path
@@ -30,11 +33,6 @@ def artifact_target(req: Request) -> str:
     ref = req.ref = parse_artifact_path(req.path)
     req.kind = ref.kind.value
     return ref.module
-
-
-# The target of requests that reveal every record of our private checksum database (its tiles and
-# tree head): authorization asks for read on every private module pattern.
-ALL_PRIVATE = "\x00all-private"
 
 
 def sumdb_target_for(app: App) -> Callable[[Request], str]:
@@ -72,7 +70,8 @@ def register(app: App, table: RouteTable) -> None:
     table.set_fallback(Route("", h.fallback, "other", permission=PUBLIC))
     supply_api.register(app, table)  # provenance, attestation key, SBOM
     status.register(app, table)  # /api/v1/status
-    # Later rooms register here too: the admin API (modvault.api) and others.
+    api_modules.register(app, table)  # publish, blocks, vanity pages
+    # Later rooms register here too.
     for extra in app.extra_routes:
         extra(app, table)
 
@@ -114,6 +113,10 @@ class Handlers:
         """``/sumdb/<name>/...``: our own private database first, else a proxied one."""
         service = self.app.service
         rest = req.path[len("/sumdb/"):]
+        if service.gate.active and "/lookup/" in rest:  # blocked versions: refused here too
+            escaped, _, version = rest.split("/lookup/", 1)[1].rpartition("@")
+            with contextlib.suppress(ModuleError):
+                service.gate.check(unescape_path(escaped), version)
         checksums = service.checksums
         private, proxy = checksums.private, checksums.proxy
         if private is not None and rest.startswith(private.name + "/"):

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modvault.errors import BadRequest, ModvaultError
+from modvault.observability.audit import mask
 
 if TYPE_CHECKING:
     from modvault.artifact import ArtifactRef
@@ -54,6 +55,7 @@ class Request:
     _client: str | None = None
     _request_id: str | None = None
     _target: str | None = None
+    params: dict[str, str] | None = None  # what a route's target parsed from the path
     # Set per application (App makes a subclass with its own resolver).
     resolver: ClientAddressResolver | None = None
 
@@ -185,7 +187,7 @@ class Request:
 
     def send_error(self, status: int, message: str, extra: Headers | None = None) -> None:
         """A one-line text/plain error body (what the go command shows its user)."""
-        body = (message.replace("\n", " ")[:1000] + "\n").encode()
+        body = (mask(message.replace("\n", " ")[:1000]) + "\n").encode()
         self.status, self.size = status, len(body)
         self.proto.response_bytes(status, error_headers() + (extra or []), body)
 

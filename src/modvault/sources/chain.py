@@ -215,7 +215,7 @@ class Chain:
         """Is at least one source reachable (or recently reached)? For /readyz."""
         reasons = []
         for source, _ in self.sources:
-            if source is None:
+            if source is None or getattr(source, "local", False):  # e.g. published uploads
                 continue
             ok, why = await source.probe()
             if ok:

@@ -1,0 +1,156 @@
+"""API tokens: made by ``modvault token create``, kept as SHA-256 hashes in the store.
+
+The record lives in the store (``.modvault/auth/tokens.json``) rather than beside the process, so every
+replica sharing the store sees it; a running server rereads it when it changes (checked at most once a
+second), so a created or revoked token takes effect within seconds without a restart. The token itself
+is printed once and never kept: only ``sha256(token)`` is stored, and a presented token is hashed and
+compared with :func:`hmac.compare_digest`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from modvault.auth.identity import Identity
+from modvault.storage.base import Store
+
+TOKENS_KEY = ".modvault/auth/tokens.json"
+TOKEN_PREFIX = "mvt_"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,99}")
+RELOAD_INTERVAL = 1.0
+
+
+class TokenError(ValueError):
+    """A token command cannot be done (bad name, duplicate, unknown)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    name: str
+    role: str
+    sha256: str
+    created: float
+    expires: float | None = None  # seconds since the epoch
+    modules: str = ""
+
+    def expired(self, now: float) -> bool:
+        return self.expires is not None and now >= self.expires
+
+    def public(self) -> dict[str, object]:
+        """What `token list` shows: never the hash."""
+        return {"name": self.name, "role": self.role, "modules": self.modules,
+                "created": self.created, "expires": self.expires}
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def _decode(data: bytes) -> dict[str, TokenRecord]:
+    doc = json.loads(data) if data.strip() else {}
+    out: dict[str, TokenRecord] = {}
+    for item in doc.get("tokens", []):
+        rec = TokenRecord(**item)
+        out[rec.name] = rec
+    return out
+
+
+def _encode(records: dict[str, TokenRecord]) -> bytes:
+    return json.dumps({"tokens": [asdict(r) for r in records.values()]}, indent=1).encode()
+
+
+def read_records(store: Store) -> dict[str, TokenRecord]:
+    if store.stat(TOKENS_KEY) is None:
+        return {}
+    return _decode(store.read(TOKENS_KEY))
+
+
+@contextlib.contextmanager
+def _locked(data_dir: Path) -> Iterator[None]:
+    """Serialize read-modify-write of the record between concurrent CLI commands."""
+    lock_dir = data_dir / ".modvault" / "auth"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_dir / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def create_token(store: Store, data_dir: Path, name: str, role: str, *, modules: str = "",
+                 expires_in: float | None = None) -> tuple[str, TokenRecord]:
+    if not _NAME.fullmatch(name):
+        raise TokenError(f"invalid token name {name!r}: letters, digits, '.', '_', '@', '-'")
+    token = new_token()
+    now = time.time()
+    rec = TokenRecord(name, role, hash_token(token), now,
+                      now + expires_in if expires_in is not None else None, modules)
+    with _locked(data_dir):
+        records = read_records(store)
+        if name in records:
+            raise TokenError(f"a token named {name!r} exists (revoke it first)")
+        records[name] = rec
+        store.put_atomic(TOKENS_KEY, _encode(records))
+    return token, rec
+
+
+def revoke_token(store: Store, data_dir: Path, name: str) -> TokenRecord:
+    with _locked(data_dir):
+        records = read_records(store)
+        rec = records.pop(name, None)
+        if rec is None:
+            raise TokenError(f"no token named {name!r}")
+        store.put_atomic(TOKENS_KEY, _encode(records))
+    return rec
+
+
+class TokenBook:
+    """The server's view of the token record, reloaded when the stored record changes."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._by_hash: dict[str, TokenRecord] = {}
+        self._version: tuple[int, float] | None = None
+        self._checked = 0.0
+
+    def _refresh(self) -> None:
+        now = time.monotonic()
+        if now - self._checked < RELOAD_INTERVAL:
+            return
+        self._checked = now
+        obj = self.store.stat(TOKENS_KEY)
+        version = (obj.size, obj.mtime) if obj is not None else None
+        if version == self._version:
+            return
+        records = read_records(self.store) if obj is not None else {}
+        self._by_hash = {r.sha256: r for r in records.values()}
+        self._version = version
+
+    def verify(self, token: str) -> Identity | None:
+        """The identity of a valid, unexpired token; None otherwise."""
+        self._refresh()
+        digest = hash_token(token)
+        rec = self._by_hash.get(digest)
+        # The lookup is keyed by a hash of the secret; the final comparison is constant-time.
+        if rec is None or not hmac.compare_digest(rec.sha256, digest):
+            hmac.compare_digest(digest, digest)  # same work on the failure path
+            return None
+        if rec.expired(time.time()):
+            return None
+        return Identity(rec.name, (rec.role,), "token", rec.modules)

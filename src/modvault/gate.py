@@ -1,0 +1,134 @@
+"""ModuleGate: what may be served at all, whoever asks: allow/deny module patterns and blocked versions.
+
+Blocks are made by ``modvault block M@V --reason TEXT`` (or the API) and kept in the store
+(``.modvault/policy/blocks.json``) so every replica sees them; a running server rereads the record
+when it changes (``refresh``, called about once a second), so a block takes effect within seconds. A
+blocked version answers 403 with the reason on every endpoint and is hidden from ``list``;
+``deny_modules`` / ``allow_modules`` (GOPRIVATE-style patterns, like Athens's filter file) answer 403
+for whole modules.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import functools
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from modvault.errors import Forbidden
+from modvault.module.globs import match_prefix_patterns
+from modvault.storage.base import Store
+
+BLOCKS_KEY = ".modvault/policy/blocks.json"
+
+
+class GateError(ValueError):
+    """A block/unblock command cannot be done."""
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    module: str
+    version: str
+    reason: str
+    by: str
+    time: float
+
+
+def read_blocks(store: Store) -> dict[tuple[str, str], Block]:
+    if store.stat(BLOCKS_KEY) is None:
+        return {}
+    doc = json.loads(store.read(BLOCKS_KEY) or b"{}")
+    return {(b["module"], b["version"]): Block(**b) for b in doc.get("blocks", [])}
+
+
+def _write_blocks(store: Store, blocks: dict[tuple[str, str], Block]) -> None:
+    store.put_atomic(BLOCKS_KEY, json.dumps({"blocks": [asdict(b) for b in blocks.values()]},
+                                            indent=1).encode())
+
+
+@contextlib.contextmanager
+def locked(data_dir: Path) -> Iterator[None]:
+    d = data_dir / ".modvault" / "policy"
+    d.mkdir(parents=True, exist_ok=True)
+    fd = os.open(d / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def block_version(store: Store, data_dir: Path, module: str, version: str, reason: str,
+                  by: str) -> Block:
+    if not reason.strip():
+        raise GateError("a block needs a reason (--reason TEXT)")
+    b = Block(module, version, " ".join(reason.split())[:500], by, time.time())
+    with locked(data_dir):
+        blocks = read_blocks(store)
+        blocks[(module, version)] = b
+        _write_blocks(store, blocks)
+    return b
+
+
+def unblock_version(store: Store, data_dir: Path, module: str, version: str) -> Block:
+    with locked(data_dir):
+        blocks = read_blocks(store)
+        b = blocks.pop((module, version), None)
+        if b is None:
+            raise GateError(f"{module}@{version} is not blocked")
+        _write_blocks(store, blocks)
+    return b
+
+
+class ModuleGate:
+    def __init__(self, store: Store | None = None, *, allow: str = "", deny: str = "") -> None:
+        self.store = store
+        self.allow = allow
+        self.deny = deny
+        self.blocks: dict[tuple[str, str], Block] = {}
+        self.blocked_modules: set[str] = set()
+        self._version: tuple[int, float] | None = None
+        self.active = bool(allow or deny)
+        self._module_refusal = functools.lru_cache(maxsize=65536)(self._module_refusal_uncached)
+
+    def refresh(self) -> None:
+        """Reread the blocks if the stored record changed (blocking: a stat, rarely a read)."""
+        if self.store is None:
+            return
+        obj = self.store.stat(BLOCKS_KEY)
+        version = (obj.size, obj.mtime) if obj is not None else None
+        if version == self._version:
+            return
+        blocks = read_blocks(self.store) if obj is not None else {}
+        self.blocks = blocks
+        self.blocked_modules = {m for m, _ in blocks}
+        self._version = version
+        self.active = bool(self.allow or self.deny or blocks)
+
+    def _module_refusal_uncached(self, module: str) -> str:
+        if self.deny and match_prefix_patterns(self.deny, module):
+            return f"{module}: refused by the proxy's deny list"
+        if self.allow and not match_prefix_patterns(self.allow, module):
+            return f"{module}: not in the proxy's allow list"
+        return ""
+
+    def check(self, module: str, version: str = "") -> None:
+        """Raise Forbidden (with the reason) for a denied module or a blocked version."""
+        why = self._module_refusal(module)
+        if why:
+            raise Forbidden(why)
+        if version and module in self.blocked_modules:
+            b = self.blocks.get((module, version))
+            if b is not None:
+                raise Forbidden(f"{module}@{version} is blocked: {b.reason}")
+
+    def blocked_versions(self, module: str) -> set[str]:
+        if module not in self.blocked_modules:
+            return set()
+        return {v for (m, v) in self.blocks if m == module}
