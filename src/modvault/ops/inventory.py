@@ -103,40 +103,56 @@ def scan_versions(data_dir: str | os.PathLike[str], *, policy: ModulePolicy | No
             continue
         if pattern and not match_prefix_patterns(pattern, module):
             continue
-        private = policy.is_private(module) or policy.is_nosumdb(module)
-        found: dict[str, VersionRecord] = {}
-        try:
-            entries = list(os.scandir(vdir))
-        except FileNotFoundError:
-            continue
-        for entry in entries:
-            stem, _, ext = entry.name.rpartition(".")
-            if ext not in ARTIFACT_EXTS or not entry.is_file(follow_symlinks=False):
-                continue
-            rec = found.get(stem)
-            if rec is None:
-                try:
-                    version = unescape_version(stem)
-                    check(module, version)
-                except ModuleError:
-                    continue
-                rec = found[stem] = VersionRecord(module, version, emod, stem, private=private)
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except FileNotFoundError:
-                continue
-            rec.sizes[ext] = st.st_size
-            rec.stored = st.st_mtime if not rec.stored else min(rec.stored, st.st_mtime)
-            t = access.get(f"{emod}/@v/{entry.name}", 0.0)
-            rec.last_access = max(rec.last_access, t)
-        for rec in found.values():
-            if read_origin and "info" in rec.sizes:
-                rec.origin = _origin_url(os.path.join(vdir, rec.escaped_version + ".info"))
-        ordered = semver.sort_versions(v.version for v in found.values())
-        by_version = {r.version: r for r in found.values()}
-        out.extend(by_version[v] for v in ordered)
+        out.extend(_scan_vdir(module, emod, vdir, policy, access, read_origin))
     out.sort(key=lambda r: r.module)  # stable: versions stay in semver order
     return out
+
+
+def _scan_vdir(module: str, emod: str, vdir: str, policy: ModulePolicy, access: dict[str, float],
+               read_origin: bool) -> list[VersionRecord]:
+    """The versions held in one module's ``@v`` directory, in semver order."""
+    private = policy.is_private(module) or policy.is_nosumdb(module)
+    found: dict[str, VersionRecord] = {}
+    try:
+        entries = list(os.scandir(vdir))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    for entry in entries:
+        stem, _, ext = entry.name.rpartition(".")
+        if ext not in ARTIFACT_EXTS or not entry.is_file(follow_symlinks=False):
+            continue
+        rec = found.get(stem)
+        if rec is None:
+            try:
+                version = unescape_version(stem)
+                check(module, version)
+            except ModuleError:
+                continue
+            rec = found[stem] = VersionRecord(module, version, emod, stem, private=private)
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        rec.sizes[ext] = st.st_size
+        rec.stored = st.st_mtime if not rec.stored else min(rec.stored, st.st_mtime)
+        t = access.get(f"{emod}/@v/{entry.name}", 0.0)
+        rec.last_access = max(rec.last_access, t)
+    for rec in found.values():
+        if read_origin and "info" in rec.sizes:
+            rec.origin = _origin_url(os.path.join(vdir, rec.escaped_version + ".info"))
+    ordered = semver.sort_versions(v.version for v in found.values())
+    by_version = {r.version: r for r in found.values()}
+    return [by_version[v] for v in ordered]
+
+
+def scan_module(data_dir: str | os.PathLike[str], module: str, *,
+                policy: ModulePolicy | None = None) -> list[VersionRecord]:
+    """The stored versions of one module (one directory read, no walk)."""
+    from modvault.module.path import escape_path
+
+    emod = escape_path(module)
+    return _scan_vdir(module, emod, os.path.join(str(data_dir), emod, "@v"), policy or ModulePolicy(),
+                      {}, True)
 
 
 def _origin_url(path: str) -> str:

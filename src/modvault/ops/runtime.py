@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from modvault.errors import ModvaultError
 from modvault.ops import gc
 from modvault.ops.hot import Hotness, TokenBucket
 from modvault.ops.indexfeed import IndexEntry, IndexLog
-from modvault.ops.inventory import StoreTotals, scan_versions, totals
+from modvault.ops.inventory import StoreTotals, VersionRecord, scan_versions, totals
 from modvault.ops.journal import AccessJournal, read_access_times
 from modvault.ops.units import parse_duration, parse_size
 from modvault.policy import ModulePolicy
@@ -52,6 +53,8 @@ class OpsRuntime:
         self.hotness = Hotness(settings.hot_half_life)
         self.budget = TokenBucket(settings.refresh_budget)
         self.hot_refreshed = 0
+        self.records: list[VersionRecord] = []  # from the last walk of the store (dashboard)
+        self.periodic: list[Callable[[], None]] = []  # cheap callbacks every few seconds (dashboard)
         self._task: asyncio.Task[None] | None = None
         self._index_lock = asyncio.Lock()
         self._scan_lock = asyncio.Lock()
@@ -89,6 +92,8 @@ class OpsRuntime:
                     self.hotness.add(hits, now)
                 if now - last_hot >= min(HOT_EVERY, self.settings.mutable_ttl / 4):
                     last_hot = now
+                    for callback in self.periodic:
+                        callback()
                     await self.refresh_hot()
                 if now - last_flush >= self.settings.access_flush_interval:
                     last_flush = now
@@ -112,6 +117,7 @@ class OpsRuntime:
         def scan() -> StoreTotals:
             records = scan_versions(self.data_dir, policy=self.policy)
             self.index.refresh(records)
+            self.records = records
             mirrors = gc.scan_mirrors(self.data_dir)
             return totals(records, [(str(m.path), m.bytes, m.last_used) for m in mirrors])
 

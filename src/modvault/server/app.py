@@ -30,6 +30,7 @@ from modvault.server.render import FileHandles, PrivateRenderer, Renderer
 from modvault.server.request import Request, error_headers
 from modvault.server.routes import RouteTable
 from modvault.service import ModuleService
+from modvault.ui.activity import RecentActivity
 from modvault.wiring import build_ops, build_service
 
 LOG = logging.getLogger("modvault.server")
@@ -51,6 +52,8 @@ class App:
         self.access_log = logs.AccessLog(settings.access_log)
         self.audit = AuditLog(audit_path(settings.audit_log, settings.data_dir),
                               settings.audit_log_max_bytes, settings.audit_log_keep)
+        # Recent upstream fetches and errors for the dashboard (modvault.ui).
+        self.activity = RecentActivity()
         files = FileHandles()
         short = f"public, max-age={max(0, int(settings.mutable_ttl))}"
         gzip_cache = GzipCache()  # one per process, shared by both cache policies
@@ -90,7 +93,7 @@ class App:
             self.access_policy = build_policy(self.settings)
         return [*build_access_middleware(self.settings, self.service.store, self.audit,
                                          self.access_policy),
-                AccessLogMiddleware(self.access_log)]
+                AccessLogMiddleware(self.access_log), self.activity]
 
     def base_url(self, req: Request) -> str:
         """This server's URL as the client reached it (for go-import meta tags)."""

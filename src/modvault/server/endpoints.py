@@ -23,6 +23,7 @@ from modvault.server.request import TEXT, Request
 from modvault.server.routes import METRICS, PUBLIC, PUBLISH, READ, Route, RouteTable
 from modvault.server.routing import parse_artifact_path
 from modvault.supply import api as supply_api
+from modvault.ui import routes as ui_routes
 
 if TYPE_CHECKING:
     from modvault.server.app import App
@@ -60,7 +61,8 @@ def register(app: App, table: RouteTable) -> None:
     table.add("/healthz", h.healthz, kind="health", permission=PUBLIC)
     table.add("/readyz", h.readyz, kind="health", permission=PUBLIC)
     table.add("/metrics", h.metrics, kind="metrics", permission=METRICS)
-    table.add("/", h.root, permission=PUBLIC)
+    # "/" and /ui/...: the dashboard (modvault.ui), admin-only when authentication is on.
+    ui_routes.register(app, table, app.activity)
     table.add("/index", h.index, kind="index", permission=READ, target=lambda req: ALL_PRIVATE)
     table.add("/api/v1/refresh/", h.refresh, kind="api", prefix=True, methods=("POST",),
               permission=PUBLISH, target=lambda req: req.path[len("/api/v1/refresh/"):])
@@ -104,10 +106,6 @@ class Handlers:
         body = generate_latest(metrics.REGISTRY)
         req.send_bytes(200, [("content-type", CONTENT_TYPE_LATEST), ("cache-control", "no-store")],
                        body)
-
-    async def root(self, req: Request) -> None:
-        req.send_bytes(200, [("content-type", TEXT)],
-                       b"modvault: a Go module proxy. Point GOPROXY at this URL.\n")
 
     async def sumdb(self, req: Request) -> None:
         """``/sumdb/<name>/...``: our own private database first, else a proxied one."""
