@@ -143,3 +143,41 @@ def test_dashboard_pages_answer_without_a_browser(corpus: Corpus, upstream_a: Te
     doc = httpx.get(mv.url + "/ui/api/overview.json").json()
     assert doc["requests"] >= 1 and "uptime" in doc
     assert httpx.post(mv.url + "/").status_code == 405
+
+
+def _token(data: Path, name: str, role: str) -> str:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "modvault", "token", "create", name, "--role", role,
+                           "--data-dir", str(data)], capture_output=True, text=True, check=True)
+    return proc.stdout.strip().splitlines()[-1]
+
+
+def test_dashboard_and_push_refresh_need_their_roles_when_auth_is_on(
+        corpus: Corpus, upstream_a: TestUpstreamServer, modvault: ModvaultFactory,
+        tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    admin, reader = _token(data, "ops", "admin"), _token(data, "bot", "reader")
+    mv = modvault(upstream_a.url, "--auth", "on", data_dir=data)
+    assert httpx.get(mv.url + "/").status_code == 401
+    as_reader = {"authorization": f"Bearer {reader}"}
+    as_admin = {"authorization": f"Bearer {admin}"}
+    for path in ("/", "/ui/upstreams", "/ui/modules", "/ui/sumdb", "/ui/api/overview.json"):
+        assert httpx.get(mv.url + path, headers=as_reader).status_code == 403, path
+        assert httpx.get(mv.url + path, headers=as_admin).status_code == 200, path
+    refresh = mv.url + "/api/v1/refresh/github.com/acme/hello"
+    assert httpx.post(refresh).status_code == 401
+    assert httpx.post(refresh, headers=as_reader).status_code == 403
+    r = httpx.post(refresh, headers=as_admin)
+    assert r.status_code == 200 and "v1.1.0" in r.json()["Versions"]
+    # prewarm sends MODVAULT_TOKEN as a bearer token; without one the server refuses.
+    from tests.e2e.test_ops_store import modvault_cli
+
+    ok = modvault_cli("prewarm", "github.com/acme/hello@v1.0.0", "--server", mv.url, "--json",
+                      env={"MODVAULT_TOKEN": reader})
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    denied = modvault_cli("prewarm", "github.com/acme/hello@v1.0.0", "--server", mv.url,
+                          env={"HOME": str(tmp_path)})
+    assert denied.returncode == 1 and "401" in denied.stdout
