@@ -25,7 +25,15 @@ from modvault.cache.memory import ByteLRU
 from modvault.cache.negative import NegativeCache
 from modvault.cache.singleflight import SingleFlight
 from modvault.config import Settings
-from modvault.errors import Gone, InvalidContent, ModvaultError, NotFound, SecurityError, Unavailable
+from modvault.errors import (
+    Forbidden,
+    Gone,
+    InvalidContent,
+    ModvaultError,
+    NotFound,
+    SecurityError,
+    Unavailable,
+)
 from modvault.gate import ModuleGate
 from modvault.module import semver
 from modvault.module.dirhash import hash_gomod, hash_zip
@@ -242,7 +250,7 @@ class ModuleService:
         except (NotFound, Gone) as exc:
             self._remember_negative(key, exc)
             raise
-        except (InvalidContent, SecurityError) as exc:
+        except (InvalidContent, SecurityError, Forbidden) as exc:  # Forbidden: supply policy
             if isinstance(exc, InvalidContent):
                 metrics.REJECTED_CONTENT.labels(ref.kind.value).inc()
             self._remember_refusal(key, exc)

@@ -257,6 +257,10 @@ def test_licence_denylist_blocks_new_versions(tmp_path: Path, modvault: Modvault
     assert r.text.strip() == (f"{P}/d@v0.1.0: blocked by licence policy: its licence MIT is on "
                               f"the denylist (MIT)")
     assert not (tmp_path / "data" / P / "d" / "@v" / "v0.1.0.zip").exists()
+    # The refusal is remembered (refusal_ttl): asking again does not fetch and judge it again.
+    assert httpx.get(f"{mv.url}/{P}/d/@v/v0.1.0.zip").status_code == 403
+    metrics = httpx.get(f"{mv.url}/metrics").text
+    assert 'modvault_rejected_content_total{kind="licence"} 1.0' in metrics
     # The go command reports the reason.
     home = tmp_path / "client"
     proc = run_go(["mod", "download", f"{P}/d@v0.1.0"], cwd=tmp_path, check=False,
