@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -36,6 +39,7 @@ from modvault.supply.admission import SupplyChain
 from modvault.supply.attestkey import load_key
 from modvault.supply.osv import load_osv_dir
 
+LOG = logging.getLogger("modvault.wiring")
 VCS_DIR = ".modvault/vcs"
 
 
@@ -191,8 +195,40 @@ def build_ops(settings: Settings, service: ModuleService) -> OpsRuntime:
 
 
 def build_supply(settings: Settings, store: Store) -> SupplyChain:
-    """Provenance records (always), attestations (with a key from `modvault attest init`)."""
+    """Provenance records (always), attestations (with a key from `modvault attest init`),
+    licence and advisory policy whose refusals become blocks (gate.py) and audit-log lines."""
     advisories = load_osv_dir(settings.osv_dir) if settings.osv_dir else None
     return SupplyChain(store, signer=load_key(settings.data_dir),
                        denied_licences=frozenset(licence_list(settings.licence_denylist)),
-                       advisories=advisories, block_advisories=settings.osv_block)
+                       advisories=advisories, block_advisories=settings.osv_block,
+                       on_refusal=policy_refusal_recorder(settings, store))
+
+
+def policy_refusal_recorder(settings: Settings, store: Store) -> Callable[[str, str, str, str], None]:
+    """What a supply-policy refusal leaves behind: a block with its reason (so every endpoint
+    answers 403 and /api/v1/blocks lists it; `modvault unblock` lifts it) and an audit-log line.
+    The writes take a file lock: they run off the event loop."""
+    from modvault.gate import GateError, block_version
+    from modvault.observability.audit import AuditLog, audit_path
+
+    data_dir = Path(settings.data_dir)
+    audit = AuditLog(audit_path(settings.audit_log, settings.data_dir), settings.audit_log_max_bytes,
+                     settings.audit_log_keep)
+
+    def write(event: str, module: str, version: str, reason: str) -> None:
+        try:
+            block_version(store, data_dir, module, version, reason, by="modvault supply policy")
+        except (GateError, OSError) as exc:
+            LOG.error("cannot record the block of %s@%s: %s", module, version, exc)
+        audit.record(event, result="denied", identity="modvault", action="admit",
+                     target=f"{module}@{version}", reason=reason)
+
+    def refused(event: str, module: str, version: str, reason: str) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            write(event, module, version, reason)
+            return
+        loop.run_in_executor(None, write, event, module, version, reason)
+
+    return refused

@@ -9,6 +9,7 @@ import hashlib
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -267,6 +268,22 @@ def test_licence_denylist_blocks_new_versions(tmp_path: Path, modvault: Modvault
                   env=client_env(home, GOPROXY=mv.url))
     assert proc.returncode != 0 and "blocked by licence policy" in proc.stderr
     assert "licence" in mv.output()
+    # The refusal is a block (gate.py) with its reason, and a line in the audit log.
+    blocks = json.loads((tmp_path / "data" / ".modvault" / "policy" / "blocks.json").read_text())
+    assert [(b["module"], b["version"], b["by"]) for b in blocks["blocks"]] == [
+        (f"{P}/d", "v0.1.0", "modvault supply policy")]
+    assert "licence MIT is on the denylist" in blocks["blocks"][0]["reason"]
+    audit = [json.loads(line) for line in
+             (tmp_path / "data" / ".modvault" / "audit" / "audit.log").read_text().splitlines()]
+    assert [(a["event"], a["result"], a["target"]) for a in audit
+            if a["event"].startswith("supply.")] == [("supply.licence_denied", "denied", f"{P}/d@v0.1.0")]
+    deadline = time.monotonic() + 10  # the server rereads blocks about once a second
+    while time.monotonic() < deadline:
+        info = httpx.get(f"{mv.url}/{P}/d/@v/v0.1.0.info")
+        if info.status_code == 403:
+            break
+        time.sleep(0.2)
+    assert info.status_code == 403 and "blocked" in info.text and "denylist" in info.text
     # osv_block: versions an imported advisory affects are refused too.
     r = httpx.get(f"{mv.url}/{P}/c/@v/v1.2.0.zip")
     assert r.status_code == 403 and r.text.strip() == (

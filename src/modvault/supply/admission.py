@@ -83,7 +83,7 @@ class SupplyChain:
     def __init__(self, store: Store, *, signer: Signer | None = None,
                  denied_licences: frozenset[str] = frozenset(),
                  builder_id: str = DEFAULT_BUILDER_ID,
-                 audit: Callable[[str, dict[str, str]], None] | None = None,
+                 on_refusal: Callable[[str, str, str, str], None] | None = None,
                  advisories: OsvIndex | None = None, block_advisories: bool = False) -> None:
         self.store = store
         self.signer = signer
@@ -91,7 +91,9 @@ class SupplyChain:
         self.advisories = advisories or OsvIndex()
         self.block_advisories = block_advisories
         self.builder_id = builder_id
-        self.audit = audit
+        # Told (event, module, version, reason) of every policy refusal: wiring turns it into a
+        # block (gate.py) and an audit-log line.
+        self.on_refusal = on_refusal
 
     # -- policy ------------------------------------------------------------------------------
 
@@ -110,8 +112,8 @@ class SupplyChain:
         reason = f"{module}@{version}: blocked: affected by {ids} (OSV advisory)"
         metrics.REJECTED_CONTENT.labels("advisory").inc()
         LOG.warning("%s", reason)
-        if self.audit is not None:
-            self.audit("advisory_blocked", {"module": module, "version": version, "advisories": ids})
+        if self.on_refusal is not None:
+            self.on_refusal("supply.advisory_blocked", module, version, reason)
         raise Forbidden(reason)
 
     def check_licence(self, module: str, version: str, licence: str) -> None:
@@ -123,8 +125,8 @@ class SupplyChain:
                   f"denylist ({', '.join(denied)})")
         metrics.REJECTED_CONTENT.labels("licence").inc()
         LOG.warning("%s", reason)
-        if self.audit is not None:
-            self.audit("licence_denied", {"module": module, "version": version, "licence": licence})
+        if self.on_refusal is not None:
+            self.on_refusal("supply.licence_denied", module, version, reason)
         raise Forbidden(reason)
 
     # -- records -----------------------------------------------------------------------------
