@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 from enum import StrEnum
 
+from modvault.storage.base import Body
+
 
 class Kind(StrEnum):
     LIST = "list"
@@ -41,7 +43,9 @@ class ArtifactRef:
 
 @dataclass(slots=True)
 class Artifact:
-    """Something the server can send: small bodies in memory, large ones as a file to sendfile."""
+    """Something the server can send: small bodies in memory; zips as a local file to sendfile or
+    pread (``path``), or, from a store without local files, an open stored body to stream or read
+    by range (``blob``)."""
 
     kind: Kind
     size: int
@@ -50,6 +54,7 @@ class Artifact:
     immutable: bool
     body: bytes | None = None
     path: str | None = None
+    blob: Body | None = None
     tier: str = "store"  # memory | store | upstream
     upstream: str = ""
     _gz: bytes | None = field(default=None, repr=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
 from pathlib import Path
@@ -111,13 +112,20 @@ def serve(settings: Settings) -> None:
 def _check_private_sumdb(settings: Settings) -> None:
     """A configured private database must exist before any worker starts."""
     from modvault.sumdb.private import PrivateSumdb, PrivateSumdbError
-    from modvault.wiring import private_sumdb_name
+    from modvault.wiring import build_store, private_sumdb_name
 
     name = private_sumdb_name(settings)
     if not name:
         return
+    async def check() -> None:
+        store = build_store(settings)
+        try:
+            await PrivateSumdb.open(Path(settings.data_dir), name, store).refresh()
+        finally:
+            await store.aclose()
+
     try:
-        PrivateSumdb.open(Path(settings.data_dir), name).close()
+        asyncio.run(check())
     except PrivateSumdbError as exc:
         raise ConfigError(f"private_sumdb: {exc} (create it with `modvault sumdb init {name}`)") from None
 

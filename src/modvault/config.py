@@ -21,6 +21,9 @@ DEFAULT_UPSTREAM = "https://proxy.golang.org,direct"
 DEFAULT_SUMDB = "sum.golang.org+033de0ae+Ac4zctda0e5eza+HJyk9SxEdh+s3Ux18htTTAD8OuAn8"
 
 
+STORE_KINDS = ("fs", "memory")
+
+
 class ConfigError(ValueError):
     """A setting has a bad value; the message names the setting."""
 
@@ -35,6 +38,12 @@ class Settings:
 
     listen: str = "127.0.0.1:3000"
     data_dir: str = field(default_factory=_default_data_dir)
+    # Where artifacts are kept: "fs" (data_dir, a valid file:// GOPROXY) or "memory" (nothing
+    # survives a restart, one store per worker: for tests and throwaway instances).
+    store: str = "fs"
+    # Local scratch space (downloads in progress, git mirrors), never shared between replicas;
+    # empty: <data_dir>/.modvault.
+    work_dir: str = ""
     upstream: str = DEFAULT_UPSTREAM
     offline: bool = False
     tls_cert: str = ""
@@ -347,6 +356,8 @@ def validate(settings: Settings) -> None:
     from modvault.auth.settings import validate_auth
 
     validate_auth(settings)
+    if settings.store not in STORE_KINDS:
+        raise ConfigError(f"store: expected one of {'|'.join(STORE_KINDS)}, got {settings.store!r}")
     if settings.log_level not in {"debug", "info", "warning", "error"}:
         raise ConfigError(f"log_level: expected debug|info|warning|error, got {settings.log_level!r}")
 

@@ -10,19 +10,17 @@ for whole modules.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
+import asyncio
 import functools
 import json
-import os
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from modvault.errors import Forbidden
 from modvault.module.globs import match_prefix_patterns
 from modvault.storage.base import Store
+from modvault.storage.records import read_record, update_record
 
 BLOCKS_KEY = ".modvault/policy/blocks.json"
 
@@ -40,50 +38,58 @@ class Block:
     time: float
 
 
-def read_blocks(store: Store) -> dict[tuple[str, str], Block]:
-    if store.stat(BLOCKS_KEY) is None:
-        return {}
-    doc = json.loads(store.read(BLOCKS_KEY) or b"{}")
+def _decode(data: bytes | None) -> dict[tuple[str, str], Block]:
+    doc = json.loads(data or b"{}")
     return {(b["module"], b["version"]): Block(**b) for b in doc.get("blocks", [])}
 
 
-def _write_blocks(store: Store, blocks: dict[tuple[str, str], Block]) -> None:
-    store.put_atomic(BLOCKS_KEY, json.dumps({"blocks": [asdict(b) for b in blocks.values()]},
-                                            indent=1).encode())
+def _encode(blocks: dict[tuple[str, str], Block]) -> bytes:
+    return json.dumps({"blocks": [asdict(b) for b in blocks.values()]}, indent=1).encode()
 
 
-@contextlib.contextmanager
-def locked(data_dir: Path) -> Iterator[None]:
-    d = data_dir / ".modvault" / "policy"
-    d.mkdir(parents=True, exist_ok=True)
-    fd = os.open(d / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+async def read_blocks_async(store: Store) -> dict[tuple[str, str], Block]:
+    return _decode(await read_record(store, BLOCKS_KEY))
+
+
+def read_blocks(store: Store) -> dict[tuple[str, str], Block]:
+    """For the CLI (no event loop running)."""
+    return asyncio.run(read_blocks_async(store))
+
+
+async def block_version_async(store: Store, module: str, version: str, reason: str,
+                              by: str) -> Block:
+    """Add a block by compare-and-swap on the stored record (CLI, API and replicas alike)."""
+    if not reason.strip():
+        raise GateError("a block needs a reason (--reason TEXT)")
+    b = Block(module, version, " ".join(reason.split())[:500], by, time.time())
+
+    def add(old: bytes | None) -> tuple[bytes, Block]:
+        blocks = _decode(old)
+        blocks[(module, version)] = b
+        return _encode(blocks), b
+
+    return await update_record(store, BLOCKS_KEY, add)
+
+
+async def unblock_version_async(store: Store, module: str, version: str) -> Block:
+    def remove(old: bytes | None) -> tuple[bytes, Block]:
+        blocks = _decode(old)
+        b = blocks.pop((module, version), None)
+        if b is None:
+            raise GateError(f"{module}@{version} is not blocked")
+        return _encode(blocks), b
+
+    return await update_record(store, BLOCKS_KEY, remove)
 
 
 def block_version(store: Store, data_dir: Path, module: str, version: str, reason: str,
                   by: str) -> Block:
-    if not reason.strip():
-        raise GateError("a block needs a reason (--reason TEXT)")
-    b = Block(module, version, " ".join(reason.split())[:500], by, time.time())
-    with locked(data_dir):
-        blocks = read_blocks(store)
-        blocks[(module, version)] = b
-        _write_blocks(store, blocks)
-    return b
+    """For the CLI; *data_dir* is kept for callers (nothing is locked there any more)."""
+    return asyncio.run(block_version_async(store, module, version, reason, by))
 
 
 def unblock_version(store: Store, data_dir: Path, module: str, version: str) -> Block:
-    with locked(data_dir):
-        blocks = read_blocks(store)
-        b = blocks.pop((module, version), None)
-        if b is None:
-            raise GateError(f"{module}@{version} is not blocked")
-        _write_blocks(store, blocks)
-    return b
+    return asyncio.run(unblock_version_async(store, module, version))
 
 
 class ModuleGate:
@@ -93,19 +99,21 @@ class ModuleGate:
         self.deny = deny
         self.blocks: dict[tuple[str, str], Block] = {}
         self.blocked_modules: set[str] = set()
-        self._version: tuple[int, float] | None = None
+        self._version: str | None = None
+        self.loaded = store is None
         self.active = bool(allow or deny)
         self._module_refusal = functools.lru_cache(maxsize=65536)(self._module_refusal_uncached)
 
-    def refresh(self) -> None:
-        """Reread the blocks if the stored record changed (blocking: a stat, rarely a read)."""
+    async def refresh(self) -> None:
+        """Reread the blocks if the stored record changed (a stat, rarely a read)."""
         if self.store is None:
             return
-        obj = self.store.stat(BLOCKS_KEY)
-        version = (obj.size, obj.mtime) if obj is not None else None
+        obj = await self.store.stat(BLOCKS_KEY)
+        version = obj.etag if obj is not None else None
+        self.loaded = True
         if version == self._version:
             return
-        blocks = read_blocks(self.store) if obj is not None else {}
+        blocks = await read_blocks_async(self.store) if obj is not None else {}
         self.blocks = blocks
         self.blocked_modules = {m for m, _ in blocks}
         self._version = version

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import heapq
 import json
 import logging
@@ -47,8 +46,9 @@ from modvault.sources.chain import Chain
 from modvault.sources.health import HealthRegistry
 from modvault.sources.tracking import Prober
 from modvault.storage import keys
-from modvault.storage.base import Store, StoredObject
+from modvault.storage.base import ObjectInfo, Store, etag_of
 from modvault.storage.fs import discard
+from modvault.storage.workdir import WorkDir
 from modvault.sumdb.client import ChecksumVerifier
 from modvault.sumdb.private import PrivateSumdb
 from modvault.sumdb.proxy import SumdbProxy
@@ -58,23 +58,10 @@ from modvault.supply.zipfacts import ZipFacts, zip_facts
 
 LOG = logging.getLogger("modvault.service")
 
-_HASH_CHUNK = 1024 * 1024
 # Bounds of the in-process caches that are not the memory tier (every cache is bounded in bytes, and
 # every entry declares at least 200 bytes, so in entries too).
 NEGATIVE_CACHE_BYTES = 8 * 1024 * 1024
 ZIP_ARTIFACTS_BYTES = 16 * 1024 * 1024
-
-
-def etag_of(data: bytes) -> str:
-    return '"' + hashlib.sha256(data).hexdigest()[:40] + '"'
-
-
-def etag_of_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_HASH_CHUNK):
-            h.update(chunk)
-    return '"' + h.hexdigest()[:40] + '"'
 
 
 async def _off_loop_if_big(fn: Callable[[bytes], str], data: bytes) -> str:
@@ -122,7 +109,7 @@ class Checksums:
 
 
 class ModuleService:
-    def __init__(self, settings: Settings, store: Store, chain: Chain, *,
+    def __init__(self, settings: Settings, store: Store, chain: Chain, *, work: WorkDir,
                  policy: ModulePolicy | None = None, direct_chain: Chain | None = None,
                  checksums: Checksums | None = None, access: AccessRecorder | None = None,
                  supply: SupplyChain | None = None,
@@ -135,6 +122,7 @@ class ModuleService:
         self._probing: asyncio.Task[None] | None = None
         self.started = time.time()
         self.store = store
+        self.work = work
         self.chain = chain
         # Modules matching noproxy (or private) are fetched only from version control, never asked
         # of an upstream proxy (go.dev/ref/mod#private-modules).
@@ -180,6 +168,8 @@ class ModuleService:
         """Denied modules and blocked versions answer 403 with the reason; list hides blocked
         versions; @latest and queries that resolve to a blocked version are refused too."""
         gate = self.gate
+        if not gate.loaded:  # the stored blocks, read once before the first answer
+            await gate.refresh()
         gate.check(ref.module, ref.version if ref.canonical else "")
         art = await self._dispatch(ref)
         if ref.kind is Kind.LIST:
@@ -224,7 +214,7 @@ class ModuleService:
                 metrics.cache_lookup("memory", "hit")
                 return hit
             metrics.cache_lookup("memory", "miss")
-        obj = self.store.stat(key)
+        obj = await self.store.stat(key)
         if obj is not None:
             metrics.cache_lookup("store", "hit")
             return await self._from_store(ref.kind, obj, immutable=True)
@@ -255,16 +245,16 @@ class ModuleService:
                 metrics.REJECTED_CONTENT.labels(ref.kind.value).inc()
             self._remember_refusal(key, exc)
             raise
-        obj = await asyncio.to_thread(self.store.put_atomic, key, data, overwrite=False)
-        if not obj.written:  # another process stored it first: theirs is the truth
+        obj, written = await self.store.put_if_absent(key, data)
+        if not written:  # another process stored it first: theirs is the truth
             return await self._from_store(ref.kind, obj, immutable=True)
-        art = Artifact(ref.kind, len(data), await _off_loop_if_big(etag_of, data), obj.mtime, True,
+        art = Artifact(ref.kind, len(data), obj.etag, obj.mtime, True,
                        body=data, tier="upstream", upstream=source)
         self._remember(key, art)
         return art
 
     async def _fetch_zip(self, ref: ArtifactRef, key: str) -> Artifact:
-        tmp = self.store.temp_path()
+        tmp = self.work.temp_path()
         try:
             _, source = await self.chain_for(ref.module).zip(ref.module, ref.version, tmp)
             try:
@@ -275,13 +265,12 @@ class ModuleService:
             if self.supply is not None:
                 self.supply.check_policy(ref.module, ref.version, facts.licence)
             proof = await self._vouch(ref, zip_h1=zip_h1)
-            obj = await asyncio.to_thread(self.store.put_atomic, key, tmp, overwrite=False)
+            obj, written = await self.store.put_if_absent(key, tmp)
         finally:
             discard(tmp)
-        etag = '"' + facts.sha256[:40] + '"'  # as etag_of_file
-        if self.supply is not None and obj.written:
+        if self.supply is not None and written:
             await self._record_provenance(ref, source, zip_h1, facts, proof)
-        art = await self._from_store(Kind.ZIP, obj, immutable=True, etag=etag)
+        art = await self._from_store(Kind.ZIP, obj, immutable=True)
         return dataclasses.replace(art, tier="upstream", upstream=source)
 
     @staticmethod
@@ -349,34 +338,50 @@ class ModuleService:
         emod, ever = escape_path(module), escape_version(version)
         zip_art = await self.get(ArtifactRef(module, emod, Kind.ZIP, version, ever, True))
         mod_art = await self.get(ArtifactRef(module, emod, Kind.MOD, version, ever, True))
-        assert zip_art.path is not None and mod_art.body is not None
-        zip_h1 = await asyncio.to_thread(hash_zip, zip_art.path)
+        assert mod_art.body is not None
+        zip_h1 = await self._hash_stored_zip(zip_art)
         await private.add(module, version, zip_h1, hash_gomod(mod_art.body))
 
-    async def _from_store(self, kind: Kind, obj: StoredObject, *, immutable: bool,
-                          etag: str | None = None) -> Artifact:
-        if kind is Kind.ZIP and obj.local_path is not None:
-            # Zips stay on disk; their Artifact (ETag from a full read, headers) is kept per
-            # (key, size, mtime) so a hot zip costs one stat per request, not a hash.
-            ekey = f"{obj.key}\0{obj.size}\0{obj.mtime}"
+    async def _hash_stored_zip(self, art: Artifact) -> str:
+        """The h1: hash of a stored zip: from its local file, or a copy in the work directory."""
+        if art.path is not None:
+            return await asyncio.to_thread(hash_zip, art.path)
+        assert art.blob is not None
+        tmp = self.work.temp_path("hash-")
+        try:
+            with open(tmp, "wb") as fh:
+                async for chunk in art.blob.stream():
+                    await asyncio.to_thread(fh.write, chunk)
+            return await asyncio.to_thread(hash_zip, tmp)
+        finally:
+            discard(tmp)
+
+    async def _from_store(self, kind: Kind, obj: ObjectInfo, *, immutable: bool) -> Artifact:
+        if kind is Kind.ZIP:
+            # Zips are never read whole: sent from the local file (sendfile/pread) or streamed from
+            # the store. Their Artifact (headers included) is kept per (key, size, mtime, ETag), so
+            # a hot zip costs one stat per request.
+            ekey = f"{obj.key}\0{obj.size}\0{obj.mtime}\0{obj.etag}"
             cached = self._zip_artifacts.get(ekey)
-            if cached is not None and (etag is None or etag == cached.etag):
+            if cached is not None:
                 return cached
-            if etag is None:
-                etag = await asyncio.to_thread(etag_of_file, obj.local_path)
-            art = Artifact(kind, obj.size, etag, obj.mtime, immutable, path=obj.local_path)
+            if obj.local_path is not None:
+                art = Artifact(kind, obj.size, obj.etag, obj.mtime, immutable, path=obj.local_path)
+            else:
+                body = await self.store.open(obj.key)
+                if body is None:
+                    raise NotFound(f"{obj.key}: removed from the store")
+                art = Artifact(kind, obj.size, obj.etag, obj.mtime, immutable, blob=body)
             self._zip_artifacts.put(ekey, art, 2 * len(ekey) + 512)
             return art
-        data, data_etag = await asyncio.to_thread(self._read_with_etag, obj.key)
-        art = Artifact(kind, len(data), data_etag, obj.mtime, immutable, body=data)
-        if kind is not Kind.ZIP:
-            self._remember(obj.key, art)
+        # The store reads (and, for stores without kept ETags, hashes) off the event loop.
+        got = await self.store.get(obj.key)
+        if got is None:
+            raise NotFound(f"{obj.key}: removed from the store")
+        data, info = got
+        art = Artifact(kind, len(data), info.etag, info.mtime, immutable, body=data)
+        self._remember(obj.key, art)
         return art
-
-    def _read_with_etag(self, key: str) -> tuple[bytes, str]:
-        """Read and hash in one thread: a 16 MB .mod takes tens of ms to hash. Blocking."""
-        data = self.store.read(key)
-        return data, etag_of(data)
 
     def _remember(self, key: str, art: Artifact) -> None:
         """Keep a copy in the memory tier; the copy is what later hits return (tier "memory")."""
@@ -417,7 +422,7 @@ class ModuleService:
         cached = self.memory.get(key)
         tier = "memory"
         if cached is None:
-            obj = self.store.stat(key)
+            obj = await self.store.stat(key)
             if obj is not None:
                 cached = await self._from_store(ref.kind, obj, immutable=False)
                 tier = "store"
@@ -438,13 +443,13 @@ class ModuleService:
         self._check_negative(key)
         if self.settings.offline:
             if ref.kind is Kind.LIST:
-                return await asyncio.to_thread(self._list_from_store, ref)
+                return await self._list_from_store(ref)
             raise NotFound(f"{ref.module}: not in cache (offline mode)")
         try:
             return await self._fetch_mutable(ref, key, fetch)
         except Unavailable:
             if ref.kind is Kind.LIST:
-                fallback = await asyncio.to_thread(self._list_from_store, ref)
+                fallback = await self._list_from_store(ref)
                 if fallback.size:
                     return fallback
             raise
@@ -475,9 +480,8 @@ class ModuleService:
         task.add_done_callback(self._refreshing.discard)
 
     async def _store_mutable(self, kind: Kind, key: str, data: bytes, source: str) -> Artifact:
-        obj = await asyncio.to_thread(self.store.put_atomic, key, data)
-        etag = await _off_loop_if_big(etag_of, data)
-        art = Artifact(kind, len(data), etag, obj.mtime, False, body=data,
+        obj = await self.store.put(key, data)
+        art = Artifact(kind, len(data), obj.etag, obj.mtime, False, body=data,
                        tier="upstream", upstream=source)
         self._remember(key, art)
         self.negative.pop(key)
@@ -498,27 +502,32 @@ class ModuleService:
         data, source = await self.chain_for(ref.module).info(ref.module, ref.version)
         return await self._store_mutable(Kind.INFO, key, data, source)
 
-    def _list_from_store(self, ref: ArtifactRef) -> Artifact:
-        """Versions we hold (any of .info/.mod/.zip), for when no upstream can answer. Blocking."""
-        versions: set[str] = set()
-        for k in self.store.list(f"{ref.escaped_module}/@v/"):
-            name = k.rsplit("/", 1)[-1]
-            stem, _, ext = name.rpartition(".")
-            if ext not in ("info", "mod", "zip"):
-                continue
-            try:
-                v = unescape_version(stem)
-                check(ref.module, v)
-            except ModuleError:
-                continue
-            if not is_pseudo_version(v):
-                versions.add(v)
-        stale = self.store.stat(keys.list_key(ref.escaped_module))
-        if stale is not None:
-            versions.update(self.store.read(stale.key).decode("utf-8", "replace").split())
-        data = format_list(sorted(versions))
-        return Artifact(Kind.LIST, len(data), etag_of(data), time.time(), False, body=data,
-                        tier="store")
+    async def _list_from_store(self, ref: ArtifactRef) -> Artifact:
+        """Versions we hold (any of .info/.mod/.zip), for when no upstream can answer."""
+        names = await self.store.list(f"{ref.escaped_module}/@v/")
+        stale = await self.store.get(keys.list_key(ref.escaped_module))
+
+        def build() -> bytes:  # parsing and sorting a long list: off the event loop
+            versions: set[str] = set()
+            for k in names:
+                name = k.rsplit("/", 1)[-1]
+                stem, _, ext = name.rpartition(".")
+                if ext not in ("info", "mod", "zip"):
+                    continue
+                try:
+                    v = unescape_version(stem)
+                    check(ref.module, v)
+                except ModuleError:
+                    continue
+                if not is_pseudo_version(v):
+                    versions.add(v)
+            if stale is not None:
+                versions.update(stale[0].decode("utf-8", "replace").split())
+            return format_list(sorted(versions))
+
+        data = await asyncio.to_thread(build)
+        return Artifact(Kind.LIST, len(data), await _off_loop_if_big(etag_of, data), time.time(), False,
+                        body=data, tier="store")
 
     async def revalidate(self, ref: ArtifactRef) -> Artifact:
         """Fetch a mutable answer (list, @latest, query) from the sources now, whatever its age:
@@ -544,7 +553,7 @@ class ModuleService:
             if root is not None and not await asyncio.to_thread(os.access, root, os.R_OK | os.X_OK):
                 return False, "store not readable"
             return True, "ready (offline)"
-        if not await asyncio.to_thread(self.store.writable):
+        if not await self.store.writable():
             return False, "store not writable"
         ok, why = await self.chain.probe()
         return ok, ("ready: " if ok else "no upstream reachable: ") + why
@@ -567,3 +576,4 @@ class ModuleService:
             await self.direct_chain.aclose()
         if self.checksums.private is not None:
             self.checksums.private.close()
+        await self.store.aclose()

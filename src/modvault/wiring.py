@@ -29,8 +29,10 @@ from modvault.sources.upstream import (
     upstream_from_url,
 )
 from modvault.sources.vcs import GitSource, HostCredential
-from modvault.storage.base import Store
+from modvault.storage.base import Store, VersionConflict
 from modvault.storage.fs import FileStore
+from modvault.storage.memory import MemoryStore
+from modvault.storage.workdir import WorkDir, default_work_dir
 from modvault.sumdb.client import ChecksumVerifier
 from modvault.sumdb.config import parse_sumdb
 from modvault.sumdb.private import PrivateSumdb, PrivateSumdbError, database_dir, list_databases
@@ -40,7 +42,6 @@ from modvault.supply.attestkey import load_key
 from modvault.supply.osv import load_osv_dir
 
 LOG = logging.getLogger("modvault.wiring")
-VCS_DIR = ".modvault/vcs"
 
 
 def upstream_limits(settings: Settings) -> UpstreamLimits:
@@ -125,7 +126,7 @@ def build_checksums(settings: Settings, store: Store, client: httpx.AsyncClient,
     name = private_sumdb_name(settings)
     if name:
         try:
-            private = PrivateSumdb.open(data_dir, name)
+            private = PrivateSumdb.open(data_dir, name, store)
         except PrivateSumdbError as exc:
             raise PrivateSumdbError(
                 f"private_sumdb: {exc} (create it with `modvault sumdb init {name}`, "
@@ -146,13 +147,13 @@ def build_checksums(settings: Settings, store: Store, client: httpx.AsyncClient,
     return Checksums(proxy, verifier, private)
 
 
-def build_git_source(settings: Settings) -> GitSource:
+def build_git_source(settings: Settings, work: WorkDir) -> GitSource:
     creds = {}
     for host, cred in parse_pairs(settings.vcs_credentials, "vcs_credentials").items():
         user, _, token = cred.partition(":")
         creds[host] = HostCredential(user, token)
     return GitSource(
-        Path(settings.data_dir) / VCS_DIR,
+        work.vcs,
         max_git_procs=settings.vcs_max_procs,
         git_timeout=settings.vcs_timeout,
         url_rewrites=parse_pairs(settings.vcs_url_rewrites, "vcs_url_rewrites") or None,
@@ -163,10 +164,18 @@ def build_git_source(settings: Settings) -> GitSource:
     )
 
 
+def build_store(settings: Settings) -> Store:
+    """The one place that chooses the Store implementation."""
+    if settings.store == "memory":
+        return MemoryStore()
+    return FileStore(settings.data_dir)
+
+
 def build_service(settings: Settings) -> ModuleService:
-    store = FileStore(settings.data_dir)
+    store = build_store(settings)
+    work = WorkDir(default_work_dir(settings.data_dir, settings.work_dir))
     client = make_client(upstream_limits(settings))
-    direct: Source = build_git_source(settings)
+    direct: Source = build_git_source(settings, work)
     health = build_health(settings)
     published = PublishedSource(store)
     chain = build_chain(settings, client, direct, health, published)
@@ -174,12 +183,10 @@ def build_service(settings: Settings) -> ModuleService:
     policy = ModulePolicy(settings.private, settings.noproxy, settings.nosumdb)
     checksums = build_checksums(settings, store, client, policy, health)
     gate = ModuleGate(store, allow=settings.allow_modules, deny=settings.deny_modules)
-    gate.refresh()
-    return ModuleService(settings, store, chain, policy=policy, direct_chain=direct_chain,
+    return ModuleService(settings, store, chain, work=work, policy=policy, direct_chain=direct_chain,
                          checksums=checksums, access=AccessJournal(settings.data_dir),
                          supply=build_supply(settings, store), gate=gate,
                          health=health, prober=build_prober(settings, health, chain, checksums))
-
 
 
 def build_ops(settings: Settings, service: ModuleService) -> OpsRuntime:
@@ -207,7 +214,8 @@ def build_supply(settings: Settings, store: Store) -> SupplyChain:
 def policy_refusal_recorder(settings: Settings, store: Store) -> Callable[[str, str, str, str], None]:
     """What a supply-policy refusal leaves behind: a block with its reason (so every endpoint
     answers 403 and /api/v1/blocks lists it; `modvault unblock` lifts it) and an audit-log line.
-    The writes take a file lock: they run off the event loop."""
+    The block is written by compare-and-swap in its own event loop, off the server's."""
+    from modvault.errors import ModvaultError
     from modvault.gate import GateError, block_version
     from modvault.observability.audit import AuditLog, audit_path
 
@@ -218,7 +226,7 @@ def policy_refusal_recorder(settings: Settings, store: Store) -> Callable[[str, 
     def write(event: str, module: str, version: str, reason: str) -> None:
         try:
             block_version(store, data_dir, module, version, reason, by="modvault supply policy")
-        except (GateError, OSError) as exc:
+        except (GateError, OSError, ModvaultError, VersionConflict) as exc:
             LOG.error("cannot record the block of %s@%s: %s", module, version, exc)
         audit.record(event, result="denied", identity="modvault", action="admit",
                      target=f"{module}@{version}", reason=reason)

@@ -1,69 +1,59 @@
-"""The filesystem store: atomic, immutable-when-asked, and strict about keys."""
+"""What only the filesystem store promises: GOPROXY layout, ETag kept with the file, crash leftovers."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import subprocess
+import time
 from pathlib import Path
 
-import pytest
-
-from modvault.storage.fs import FileStore
-from modvault.storage.memory import MemoryStore
+from modvault.storage.base import etag_of
+from modvault.storage.fs import XATTR, FileStore
 
 KEY = "github.com/!acme/x/@v/v1.0.0.zip"
 
 
-@pytest.fixture(params=["fs", "memory"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> FileStore | MemoryStore:
-    return FileStore(tmp_path / "data") if request.param == "fs" else MemoryStore()
-
-
-def test_put_stat_read(store: FileStore | MemoryStore) -> None:
-    assert store.stat(KEY) is None
-    obj = store.put_atomic(KEY, b"hello world")
-    assert obj.size == 11
-    st = store.stat(KEY)
-    assert st is not None and st.size == 11
-    assert store.read(KEY) == b"hello world"
-    assert store.read_range(KEY, 6, 11) == b"world"
-    assert store.list("github.com/!acme/x/@v/") == [KEY]
-    assert store.writable()
-
-
-def test_put_from_temp_file_and_first_writer_wins(store: FileStore | MemoryStore) -> None:
-    tmp = store.temp_path()
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    tmp.write_bytes(b"first")
-    assert store.put_atomic(KEY, tmp, overwrite=False).written
-    assert not tmp.exists()
-    tmp2 = store.temp_path()
-    tmp2.write_bytes(b"second!")
-    obj = store.put_atomic(KEY, tmp2, overwrite=False)
-    assert obj.size == 5 and not obj.written and store.read(KEY) == b"first"
-    assert not tmp2.exists()
-    store.put_atomic(KEY, b"replaced")  # mutable answers may be replaced
-    assert store.read(KEY) == b"replaced"
-
-
-@pytest.mark.parametrize("key", ["/abs/key", "a/../b", "../b", "a//b", "a/./b", "a\x00b", "."])
-def test_bad_keys(tmp_path: Path, key: str) -> None:
+def test_layout_is_a_file_goproxy_and_etag_is_kept_with_the_file(tmp_path: Path) -> None:
     fs = FileStore(tmp_path / "data")
-    with pytest.raises(ValueError):
-        fs.stat(key)
-    with pytest.raises(ValueError):
-        fs.put_atomic(key, b"x")
+    info, _ = asyncio.run(fs.put_if_absent(KEY, b"zip bytes"))
+    path = tmp_path / "data" / KEY
+    assert path.read_bytes() == b"zip bytes" and info.local_path == str(path)
+    assert os.getxattr(path, XATTR).decode() == etag_of(b"zip bytes")
+    # The ETag is read back, not recomputed: a changed attribute shows through.
+    os.setxattr(path, XATTR, b'"kept"')
+    st = asyncio.run(fs.stat(KEY))
+    assert st is not None and st.etag == '"kept"'
 
 
-def test_leftover_temp_files_are_swept(tmp_path: Path) -> None:
+def test_files_placed_by_hand_get_an_etag_once(tmp_path: Path) -> None:
     fs = FileStore(tmp_path / "data")
-    partial = fs.temp_path()
-    partial.write_bytes(b"half a zip")
+    path = tmp_path / "data" / KEY
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"copied in")
+    st = asyncio.run(fs.stat(KEY))
+    assert st is not None and st.etag == etag_of(b"copied in")
+    assert os.getxattr(path, XATTR).decode() == st.etag
+
+
+def test_leftover_temp_files_of_dead_writers_are_swept(tmp_path: Path) -> None:
+    fs = FileStore(tmp_path / "data")
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    orphan = fs.tmp / f"dl-{proc.pid}-abc"  # its writer is gone (kill -9, crash)
+    live = fs.tmp / f"dl-{os.getpid()}-def"  # a download in progress in a running worker
+    old, fresh = fs.tmp / "old-junk", fs.tmp / "fresh-junk"  # no pid: judged by age
+    for p in (orphan, live, old, fresh):
+        p.write_bytes(b"half a zip")
+    past = time.time() - 7200
+    os.utime(old, (past, past))
     FileStore(tmp_path / "data")
-    assert not partial.exists()
-    assert os.listdir(fs.tmp) == []
+    assert not orphan.exists() and not old.exists()
+    assert live.exists() and fresh.exists()
 
 
 def test_directories_are_not_objects(tmp_path: Path) -> None:
     fs = FileStore(tmp_path / "data")
-    fs.put_atomic(KEY, b"x")
-    assert fs.stat("github.com/!acme/x/@v") is None
+    asyncio.run(fs.put_if_absent(KEY, b"x"))
+    assert asyncio.run(fs.stat("github.com/!acme/x/@v")) is None
+    assert asyncio.run(fs.get("github.com/!acme/x/@v")) is None

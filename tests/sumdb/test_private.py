@@ -20,6 +20,7 @@ import pytest
 
 from modvault.errors import BadRequest, InvalidContent, NotFound, SecurityError
 from modvault.sources.upstream import UpstreamLimits
+from modvault.storage.base import Store
 from modvault.storage.memory import MemoryStore
 from modvault.sumdb import log as sumlog
 from modvault.sumdb import note, tlog
@@ -32,6 +33,7 @@ from modvault.sumdb.private import (
     add_signing_key,
     database_dir,
     init_database,
+    log_prefix,
     retire_key,
 )
 from modvault.sumdb.proxy import data_tile_records
@@ -68,17 +70,28 @@ def root(tmp_path: Path) -> Path:
     return tmp_path / "data"
 
 
+def open_db(root: Path, store: Store | None = None) -> PrivateSumdb:
+    d = PrivateSumdb.open(root, NAME, store)
+    asyncio.run(d.refresh())
+    return d
+
+
 @pytest.fixture
 def db(root: Path) -> Iterator[PrivateSumdb]:
     init_database(root, NAME)
-    d = PrivateSumdb.open(root, NAME)
+    d = open_db(root)
     yield d
     d.close()
 
 
+def log_dir(root: Path) -> Path:
+    return root / log_prefix(NAME)
+
+
 def files(root: Path) -> dict[str, bytes]:
-    d = database_dir(root, NAME)
-    return {f: (d / f).read_bytes() for f in ("records", "index", "hashes", "latest")}
+    """Everything the log holds in the (filesystem) store, by name."""
+    base = log_dir(root)
+    return {str(p.relative_to(base)): p.read_bytes() for p in sorted(base.rglob("*")) if p.is_file()}
 
 
 # --- creation -----------------------------------------------------------------------------------
@@ -94,7 +107,7 @@ def test_init_creates_key_and_empty_log(root: Path) -> None:
     assert stat.S_IMODE(keyfile.stat().st_mode) == 0o600
     assert keyfile.name == f"{verifier.key_hash:08x}.key"
     assert keyfile.read_text().startswith(f"PRIVATE+KEY+{NAME}+")
-    tree, _ = sumlog.open_tree((d / "latest").read_bytes(), [verifier])
+    tree, _ = sumlog.open_tree((log_dir(root) / "head").read_bytes(), [verifier])
     assert tree == tlog.Tree(0, tlog.EMPTY_TREE_HASH)
     with pytest.raises(PrivateSumdbError, match="already exists"):
         init_database(root, NAME)
@@ -103,7 +116,7 @@ def test_init_creates_key_and_empty_log(root: Path) -> None:
         init_database(root, "bad name")
     with pytest.raises(PrivateSumdbError, match="no private checksum database"):
         PrivateSumdb.open(root, "other.example")
-    db = PrivateSumdb.open(root, NAME)
+    db = open_db(root)
     assert db.size == 0 and db.vkeys == [vkey] and db.vkey == vkey
     db.close()
 
@@ -118,16 +131,16 @@ def test_append_survives_restart_and_matches_reference(root: Path, db: PrivateSu
     assert tree == reference(70).tree()
     db.close()
 
-    reopened = PrivateSumdb.open(root, NAME)
-    assert reopened.tree() == tree and reopened.latest_note() == before["latest"]
+    reopened = open_db(root)
+    assert reopened.tree() == tree and reopened.latest_note() == before["head"]
     assert reopened.records(0, 70) == reference(70).records(0, 70)
     assert reopened.lookup_id(mod(42), "v1.0.0") == 42
     assert files(root) == before  # opening changes nothing
     add_n(reopened, 70, 230)
     after = files(root)
-    # Append-only: every committed byte is still where it was.
-    for f in ("records", "index", "hashes"):
-        assert after[f].startswith(before[f]) and len(after[f]) > len(before[f])
+    # Append-only: every committed record is still what it was.
+    assert all(after[f] == v for f, v in before.items() if f != "head")
+    assert len(after) == 301
     ref = reference(300)
     assert reopened.tree() == ref.tree()
     # The new head proves the old one is its prefix.
@@ -165,36 +178,69 @@ def test_concurrent_adds_are_serialized(root: Path, db: PrivateSumdb) -> None:
     ids = asyncio.run(go())
     assert sorted(ids) == list(range(40))
     db.close()
-    again = PrivateSumdb.open(root, NAME)
+    again = open_db(root)
     assert again.size == 40
     texts = again.records(0, 40)
     assert sorted(texts) == sorted(tlog.format_record(mod(i), "v1.0.0", *hashes(i)) for i in range(40))
     again.close()
 
 
-def test_crash_leftovers_are_cut_and_damage_is_detected(root: Path, db: PrivateSumdb) -> None:
+def test_crash_leftover_is_committed_first_and_damage_is_detected(root: Path, db: PrivateSumdb) -> None:
+    """A writer that died between writing record N and moving the head left records/N: the next
+    writer commits that record first (it is immutable once written), then its own."""
     add_n(db, 0, 5)
-    db.close()
-    d = database_dir(root, NAME)
-    committed = files(root)
-    # A crash after appending but before the head was replaced: uncommitted tails.
-    tails = (("records", b"corp.example/x v1.0.0 h1:"), ("index", b"\x00\x00\x00"), ("hashes", b"\x01" * 40))
-    for f, junk in tails:
-        with open(d / f, "ab") as fh:
-            fh.write(junk)
-    again = PrivateSumdb.open(root, NAME)
-    assert files(root) == committed and again.size == 5
-    add_n(again, 5, 1)
-    again.close()
-    # Damage to a committed byte is found at open.
-    data = bytearray((d / "records").read_bytes())
+    leftover = tlog.format_record(mod(77), "v1.0.0", *hashes(77))
+    (log_dir(root) / "records" / f"{5:012d}").write_bytes(leftover)
+    again = open_db(root)
+    assert again.size == 5 and again.lookup_id(mod(77), "v1.0.0") is None  # not committed: invisible
+
+    async def go() -> int:
+        return await again.add(mod(5), "v1.0.0", *hashes(5))
+
+    assert asyncio.run(go()) == 6
+    assert again.records(5, 1) == [leftover] and again.lookup_id(mod(77), "v1.0.0") == 5
+    ref = sumlog.MemoryLog()
+    ref.append([tlog.format_record(mod(i), "v1.0.0", *hashes(i)) for i in range(5)] + [leftover]
+               + [tlog.format_record(mod(5), "v1.0.0", *hashes(5))])
+    assert again.tree() == ref.tree()
+    # Damage to a committed record is found when a process loads the log.
+    target = log_dir(root) / "records" / f"{3:012d}"
+    data = bytearray(target.read_bytes())
     data[3] ^= 0x20
-    (d / "records").write_bytes(bytes(data))
-    with pytest.raises(PrivateSumdbError, match="does not match"):
-        PrivateSumdb.open(root, NAME)
-    (d / "records").write_bytes(bytes(data[:10]))
-    with pytest.raises(PrivateSumdbError):
-        PrivateSumdb.open(root, NAME)
+    target.write_bytes(bytes(data))
+    with pytest.raises(PrivateSumdbError, match="do not match"):
+        open_db(root)
+    target.unlink()
+    with pytest.raises(PrivateSumdbError, match="missing"):
+        open_db(root)
+
+
+def test_two_processes_racing_never_fork_the_log(root: Path, db: PrivateSumdb) -> None:
+    """Two instances on one store (two replicas) append 30 records each at the same time: one
+    log with all 60, whose head both agree on, and nothing forked."""
+    other = open_db(root)
+
+    async def go() -> None:
+        await asyncio.gather(*(d.add(mod(i), "v1.0.0", *hashes(i))
+                               for i in range(60) for d in ([db] if i % 2 else [other])))
+        await db.refresh()
+        await other.refresh()
+
+    asyncio.run(go())
+    assert db.size == other.size == 60 and db.tree() == other.tree()
+    third = open_db(root)
+    assert sorted(third.records(0, 60)) == sorted(tlog.format_record(mod(i), "v1.0.0", *hashes(i))
+                                                   for i in range(60))
+
+
+def test_log_in_a_store_without_local_files(root: Path) -> None:
+    store = MemoryStore()
+    vkey = init_database(root, NAME, store)
+    d = open_db(root, store)
+    add_n(d, 0, 20)
+    again = open_db(root, store)
+    assert again.tree() == reference(20).tree() and again.vkey == vkey
+    assert not log_dir(root).exists()  # nothing went to the filesystem
 
 
 # --- serving ------------------------------------------------------------------------------------
@@ -334,7 +380,7 @@ def test_key_rotation(root: Path, db: PrivateSumdb, served: AppServer) -> None:
     with pytest.raises(PrivateSumdbError, match="only signing key"):
         retire_key(root, NAME, f"{new_v.key_hash:08x}")
     db.close()
-    again = PrivateSumdb.open(root, NAME)
+    again = open_db(root)
     assert again.vkeys == [new_vkey] and again.size == 16
     again.close()
 
@@ -383,7 +429,7 @@ def test_cli_finds_the_data_dir_like_serve(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("MODVAULT_CONFIG", str(cfg))
     code, out, _ = _cli("sumdb", "init", NAME)
     assert code == 0 and out.strip().startswith(NAME + "+")
-    assert (data / ".modvault" / "sumdb-private" / NAME / "latest").exists()
+    assert (data / ".modvault" / "sumdb-private" / NAME / "log" / "head").exists()
     monkeypatch.setenv("MODVAULT_UPSTREAM", "gopher://nope")
     code, _, err = _cli("sumdb", "add-key", NAME)
     assert code == 1 and "upstream" in err

@@ -65,7 +65,17 @@ class Env:
         return ChecksumVerifier(self.proxy(client, **kw).fetcher(NAME))  # type: ignore[arg-type]
 
     def stored(self, key: str) -> bool:
-        return self.store.stat(key) is not None
+        return (self.root / key).is_file()
+
+    def read(self, key: str) -> bytes:
+        return (self.root / key).read_bytes()
+
+    def damage(self, key: str, data: bytes) -> None:
+        """Bytes changed on disk behind the store's back."""
+        (self.root / key).write_bytes(data)
+
+    def delete(self, key: str) -> None:
+        (self.root / key).unlink(missing_ok=True)
 
     def stored_keys(self, under: str = "sumdb") -> list[str]:
         base = self.root / under
@@ -130,13 +140,13 @@ def test_supported_latest_lookup_tiles(env: Env) -> None:
 
         latest = await p.handle(NAME, "latest")
         assert latest.body == db.note() and latest.content_type.startswith("text/plain")
-        assert env.store.read(f"sumdb/{NAME}/latest") == db.note()
+        assert env.read(f"sumdb/{NAME}/latest") == db.note()
 
         look = await p.handle(NAME, f"lookup/{MOD}@v1.0.0")
         assert look.body == tlog.format_lookup(7, db.log.records(7, 1)[0], db.note())
         assert env.stored(f"sumdb/{NAME}/lookup/{MOD}@v1.0.0")
         # The first tree head was trusted on first use and remembered.
-        assert env.store.read(f".modvault/sumdb/{NAME}/latest-verified") == db.note()
+        assert env.read(f".modvault/sumdb/{NAME}/latest-verified") == db.note()
 
         full = await p.handle(NAME, "tile/8/0/000")
         assert full.body == db.log.read_tile(tlog.Tile(8, 0, 0, 256))
@@ -220,7 +230,7 @@ def test_narrower_tile_is_checked_against_the_wider_one(env: Env) -> None:
         assert not env.stored(f"sumdb/{NAME}/tile/8/0/001.p/20")  # answered by slicing that
         good = db.log.read_tile(tlog.Tile(8, 0, 1, 10))
         db.overrides["/tile/8/0/001.p/10"] = (200, bytes(32) + good[32:])
-        env.store.delete(f"sumdb/{NAME}/tile/8/0/001.p/44")
+        env.delete(f"sumdb/{NAME}/tile/8/0/001.p/44")
         with pytest.raises(SecurityError):
             await p.handle(NAME, "tile/8/0/001.p/10")
 
@@ -378,7 +388,7 @@ def test_inconsistent_newer_tree_is_an_alarm(env: Env) -> None:
                 "example.com/m350", "v1.0.0", zip_h1=db.hashes[("example.com/m350", "v1.0.0")][0])
 
     run(body)
-    assert tlog.parse_tree(env.store.read(f".modvault/sumdb/{NAME}/latest-verified").split(b"\n\n")[0]
+    assert tlog.parse_tree(env.read(f".modvault/sumdb/{NAME}/latest-verified").split(b"\n\n")[0]
                            + b"\n").N == 300
 
 
@@ -527,19 +537,19 @@ def test_corrupt_stored_tile_is_refetched(env: Env) -> None:
         await env.verifier(client).verify(MOD, "v1.0.0", zip_h1=zip_h1)
         key = f"sumdb/{NAME}/tile/8/0/000"
         assert env.stored(key)
-        good = env.store.read(key)
-        env.store.put_atomic(key, bytes(32) + good[32:])  # disk damage
-        env.store.delete(f"sumdb/{NAME}/lookup/{MOD}@v1.0.0")
+        good = env.read(key)
+        env.damage(key, bytes(32) + good[32:])  # disk damage
+        env.delete(f"sumdb/{NAME}/lookup/{MOD}@v1.0.0")
         await env.verifier(client).verify(MOD, "v1.0.0", zip_h1=zip_h1)
-        assert env.store.read(key) == good
+        assert env.read(key) == good
         # Damage found again after the log grew: fetched once more, repaired in place.
         await env.proxy(client).handle(NAME, "tile/8/data/000")
-        env.store.put_atomic(key, bytes(32) + good[32:])
-        env.store.delete(f"sumdb/{NAME}/lookup/{MOD}@v1.0.0")
+        env.damage(key, bytes(32) + good[32:])
+        env.delete(f"sumdb/{NAME}/lookup/{MOD}@v1.0.0")
         env.db.add_many(1, "example.com/extra")  # (any newer head will do)
         n = env.db.count("/tile/8/0/000")
         await env.verifier(client).verify(MOD, "v1.0.0", zip_h1=zip_h1)
-        assert env.db.count("/tile/8/0/000") == n + 1 and env.store.read(key) == good
+        assert env.db.count("/tile/8/0/000") == n + 1 and env.read(key) == good
 
     run(body)
 

@@ -44,7 +44,7 @@ def test_upload_provenance_names_the_publisher(tmp_path: Path) -> None:
     assert rec.mod_h1 == hash_gomod(GOMOD)
     assert rec.zip_sha256 == hashlib.sha256(zip_path.read_bytes()).hexdigest()
     assert rec.admitted_at == "2023-11-14T22:13:20Z"
-    assert store.stat(record_key(M, V)) is not None
+    assert asyncio.run(store.stat(record_key(M, V))) is not None
 
     env = asyncio.run(supply.attestation(M, V))
     st = verify_dsse(json.dumps(env).encode(), public_pem(signer.public))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -127,10 +128,10 @@ def test_tokens_hash_only_expiry_and_revocation(tmp_path: Path) -> None:
     stored = (tmp_path / ".modvault" / "auth" / "tokens.json").read_text()
     assert token not in stored and rec.sha256 in stored
     book = TokenBook(store)
-    who = book.verify(token)
+    who = asyncio.run(book.verify(token))
     assert who is not None and who.name == "ci-bot" and who.roles == ("ci",)
     assert who.modules == "corp.example/*"
-    assert book.verify(token + "x") is None and book.verify("") is None
+    assert asyncio.run(book.verify(token + "x")) is None and asyncio.run(book.verify("")) is None
     with pytest.raises(TokenError):
         create_token(store, tmp_path, "ci-bot", "ci")
     with pytest.raises(TokenError):
@@ -138,8 +139,8 @@ def test_tokens_hash_only_expiry_and_revocation(tmp_path: Path) -> None:
     short, _ = create_token(store, tmp_path, "short", "ci", expires_in=0.0)
     revoke_token(store, tmp_path, "ci-bot")
     book._checked = 0.0  # the server rereads at most once a second
-    assert book.verify(token) is None
-    assert book.verify(short) is None  # expired
+    assert asyncio.run(book.verify(token)) is None
+    assert asyncio.run(book.verify(short)) is None  # expired
 
 
 def test_gate_blocks_and_patterns(tmp_path: Path) -> None:
@@ -149,13 +150,13 @@ def test_gate_blocks_and_patterns(tmp_path: Path) -> None:
         gate.check("evil.example/x")
     gate.check("good.example/x", "v1.0.0")
     block_version(store, tmp_path, "good.example/x", "v1.0.0", "CVE-1 bad", "ops")
-    gate.refresh()
+    asyncio.run(gate.refresh())
     with pytest.raises(Forbidden, match="CVE-1 bad"):
         gate.check("good.example/x", "v1.0.0")
     gate.check("good.example/x", "v1.0.1")
     assert gate.blocked_versions("good.example/x") == {"v1.0.0"}
     unblock_version(store, tmp_path, "good.example/x", "v1.0.0")
-    gate.refresh()
+    asyncio.run(gate.refresh())
     gate.check("good.example/x", "v1.0.0")
     allow_only = ModuleGate(store, allow="corp.example")
     with pytest.raises(Forbidden, match="allow"):

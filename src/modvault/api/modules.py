@@ -15,7 +15,6 @@ Module paths and versions in these URLs are case-encoded as in the proxy protoco
 
 from __future__ import annotations
 
-import asyncio
 import html
 import json
 import re
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from modvault.errors import BadRequest, Forbidden, ModvaultError, NotFound
-from modvault.gate import GateError, block_version, read_blocks, unblock_version
+from modvault.gate import GateError, block_version_async, read_blocks_async, unblock_version_async
 from modvault.observability import metrics
 from modvault.server.request import Request
 from modvault.server.routes import BLOCK, PUBLISH, RouteTable
@@ -89,7 +88,7 @@ class ModulesApi:
         module, version = self._params(req, MODULES)
         app = self.app
         service = app.service
-        tmp: Path = service.store.temp_path()
+        tmp: Path = service.work.temp_path("publish-")
         try:
             self._require_auth("publishing")
             assert req.identity is not None
@@ -138,12 +137,11 @@ class ModulesApi:
                 raise BadRequest('a block needs a reason: {"reason": "..."}')
             assert req.identity is not None
             store = self.app.service.store
-            b = await asyncio.to_thread(block_version, store, Path(self.app.settings.data_dir),
-                                        module, version, reason, req.identity.name)
+            b = await block_version_async(store, module, version, reason, req.identity.name)
         except ModvaultError as exc:
             self._audit(req, "block", "failed", exc.message)
             raise
-        self.app.service.gate.refresh()
+        await self.app.service.gate.refresh()
         self._audit(req, "block", "ok", b.reason)
         req.send_json(200, {"module": module, "version": version, "reason": b.reason,
                             "blocked": True})
@@ -153,20 +151,19 @@ class ModulesApi:
         try:
             self._require_auth("unblocking")
             store = self.app.service.store
-            await asyncio.to_thread(unblock_version, store, Path(self.app.settings.data_dir),
-                                    module, version)
+            await unblock_version_async(store, module, version)
         except GateError as exc:
             self._audit(req, "unblock", "failed", str(exc))
             raise NotFound(str(exc)) from None
         except ModvaultError as exc:
             self._audit(req, "unblock", "failed", exc.message)
             raise
-        self.app.service.gate.refresh()
+        await self.app.service.gate.refresh()
         self._audit(req, "unblock", "ok")
         req.send_json(200, {"module": module, "version": version, "blocked": False})
 
     async def list_blocks(self, req: Request) -> None:
-        blocks = await asyncio.to_thread(read_blocks, self.app.service.store)
+        blocks = await read_blocks_async(self.app.service.store)
         req.send_json(200, {"blocks": [
             {"module": b.module, "version": b.version, "reason": b.reason, "by": b.by,
              "time": b.time} for b in blocks.values()]})
@@ -183,7 +180,7 @@ class ModulesApi:
         module = ""
         for n in range(len(elems), 0, -1):
             candidate = "/".join(elems[:n])
-            if await asyncio.to_thread(is_published, store, candidate):
+            if await is_published(store, candidate):
                 module = candidate
                 break
         if not module:

@@ -116,7 +116,7 @@ class AuthenticationMiddleware(Middleware):
                 return await self.jwt.verify(token)
             except InvalidToken as exc:
                 raise Unauthorized(f"authentication failed: {exc}") from None
-        identity = self.tokens.verify(token)
+        identity = await self.tokens.verify(token)
         if identity is None:
             raise Unauthorized("authentication failed: unknown, revoked or expired token")
         return identity

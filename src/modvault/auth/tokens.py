@@ -9,21 +9,19 @@ compared with :func:`hmac.compare_digest`.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
+import asyncio
 import hashlib
 import hmac
 import json
-import os
 import re
 import secrets
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from modvault.auth.identity import Identity
 from modvault.storage.base import Store
+from modvault.storage.records import read_record, update_record
 
 TOKENS_KEY = ".modvault/auth/tokens.json"
 TOKEN_PREFIX = "mvt_"
@@ -74,50 +72,47 @@ def _encode(records: dict[str, TokenRecord]) -> bytes:
     return json.dumps({"tokens": [asdict(r) for r in records.values()]}, indent=1).encode()
 
 
+async def read_records_async(store: Store) -> dict[str, TokenRecord]:
+    data = await read_record(store, TOKENS_KEY)
+    return {} if data is None else _decode(data)
+
+
 def read_records(store: Store) -> dict[str, TokenRecord]:
-    if store.stat(TOKENS_KEY) is None:
-        return {}
-    return _decode(store.read(TOKENS_KEY))
-
-
-@contextlib.contextmanager
-def _locked(data_dir: Path) -> Iterator[None]:
-    """Serialize read-modify-write of the record between concurrent CLI commands."""
-    lock_dir = data_dir / ".modvault" / "auth"
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_dir / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+    """For the CLI (no event loop running)."""
+    return asyncio.run(read_records_async(store))
 
 
 def create_token(store: Store, data_dir: Path, name: str, role: str, *, modules: str = "",
                  expires_in: float | None = None) -> tuple[str, TokenRecord]:
+    """A new token (printed once) and its record; the record is added by compare-and-swap.
+    *data_dir* is kept for callers; nothing is locked there."""
     if not _NAME.fullmatch(name):
         raise TokenError(f"invalid token name {name!r}: letters, digits, '.', '_', '@', '-'")
     token = new_token()
     now = time.time()
     rec = TokenRecord(name, role, hash_token(token), now,
                       now + expires_in if expires_in is not None else None, modules)
-    with _locked(data_dir):
-        records = read_records(store)
+
+    def add(old: bytes | None) -> tuple[bytes, None]:
+        records = {} if old is None else _decode(old)
         if name in records:
             raise TokenError(f"a token named {name!r} exists (revoke it first)")
         records[name] = rec
-        store.put_atomic(TOKENS_KEY, _encode(records))
+        return _encode(records), None
+
+    asyncio.run(update_record(store, TOKENS_KEY, add))
     return token, rec
 
 
 def revoke_token(store: Store, data_dir: Path, name: str) -> TokenRecord:
-    with _locked(data_dir):
-        records = read_records(store)
+    def remove(old: bytes | None) -> tuple[bytes, TokenRecord]:
+        records = {} if old is None else _decode(old)
         rec = records.pop(name, None)
         if rec is None:
             raise TokenError(f"no token named {name!r}")
-        store.put_atomic(TOKENS_KEY, _encode(records))
-    return rec
+        return _encode(records), rec
+
+    return asyncio.run(update_record(store, TOKENS_KEY, remove))
 
 
 class TokenBook:
@@ -126,25 +121,25 @@ class TokenBook:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._by_hash: dict[str, TokenRecord] = {}
-        self._version: tuple[int, float] | None = None
+        self._version: str | None = None
         self._checked = 0.0
 
-    def _refresh(self) -> None:
+    async def _refresh(self) -> None:
         now = time.monotonic()
         if now - self._checked < RELOAD_INTERVAL:
             return
         self._checked = now
-        obj = self.store.stat(TOKENS_KEY)
-        version = (obj.size, obj.mtime) if obj is not None else None
+        obj = await self.store.stat(TOKENS_KEY)
+        version = obj.etag if obj is not None else None
         if version == self._version:
             return
-        records = read_records(self.store) if obj is not None else {}
+        records = await read_records_async(self.store) if obj is not None else {}
         self._by_hash = {r.sha256: r for r in records.values()}
         self._version = version
 
-    def verify(self, token: str) -> Identity | None:
+    async def verify(self, token: str) -> Identity | None:
         """The identity of a valid, unexpired token; None otherwise."""
-        self._refresh()
+        await self._refresh()
         digest = hash_token(token)
         rec = self._by_hash.get(digest)
         # The lookup is keyed by a hash of the secret; the final comparison is constant-time.

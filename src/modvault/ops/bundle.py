@@ -44,7 +44,8 @@ from modvault.ops.inventory import VersionRecord, scan_versions
 from modvault.ops.targets import Target
 from modvault.policy import ModulePolicy
 from modvault.storage import keys
-from modvault.storage.fs import FileStore
+from modvault.storage.fs import FileStore, discard
+from modvault.storage.workdir import WorkDir, default_work_dir
 from modvault.sumdb.client import ChecksumVerifier
 from modvault.sumdb.config import SumdbConfig, parse_sumdb
 from modvault.sumdb.proxy import SumdbFetcher
@@ -356,35 +357,36 @@ def import_bundle(settings: Settings, source: Path, *, require_sumdb: bool = Tru
                     await c.aclose()
                 return out
 
-        for rec, problem in asyncio.run(verify_all()):
-            name = f"{rec.module}@{rec.version}"
-            if problem is not None:
-                report.refused.append(f"{name}: {problem}")
-                continue
-            wrote = False
-            for ext in ("info", "mod", "zip"):
-                if ext not in rec.sizes:
+        work = WorkDir(default_work_dir(str(root), ""))
+
+        async def put_copy(key: str, src: Path) -> bool:
+            """A copy of *src* under *key* unless the store has it (first writer wins)."""
+            tmp = work.temp_path("import-")
+            await asyncio.to_thread(shutil.copyfile, src, tmp)
+            try:
+                _, written = await store.put_if_absent(key, tmp)
+            finally:
+                discard(tmp)
+            return written
+
+        async def store_all() -> None:
+            for rec, problem in await verify_all():
+                name = f"{rec.module}@{rec.version}"
+                if problem is not None:
+                    report.refused.append(f"{name}: {problem}")
                     continue
-                key = rec.key(ext)
-                tmp = store.temp_path()
-                shutil.copyfile(tree / key, tmp)
-                try:
-                    obj = store.put_atomic(key, tmp, overwrite=False)
-                finally:
-                    tmp.unlink(missing_ok=True)
-                wrote = wrote or obj.written
-            (report.added if wrote else report.present).append(name)
-        if db:
-            # The database's answers and tiles, so the offline site can serve /sumdb/ to clients.
-            sdir = tree / "sumdb" / db
-            for dirpath, _dirs, names in os.walk(sdir):
-                for fname in names:
-                    p = Path(dirpath) / fname
-                    key = str(p.relative_to(tree))
-                    tmp = store.temp_path()
-                    shutil.copyfile(p, tmp)
-                    try:
-                        store.put_atomic(key, tmp, overwrite=False)
-                    finally:
-                        tmp.unlink(missing_ok=True)
+                wrote = False
+                for ext in ("info", "mod", "zip"):
+                    if ext in rec.sizes:
+                        wrote = await put_copy(rec.key(ext), tree / rec.key(ext)) or wrote
+                (report.added if wrote else report.present).append(name)
+            if db:
+                # The database's answers and tiles, so the offline site can serve /sumdb/ to clients.
+                sdir = tree / "sumdb" / db
+                for dirpath, _dirs, names in os.walk(sdir):
+                    for fname in names:
+                        p = Path(dirpath) / fname
+                        await put_copy(str(p.relative_to(tree)), p)
+
+        asyncio.run(store_all())
     return report

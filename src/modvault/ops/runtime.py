@@ -155,7 +155,7 @@ class OpsRuntime:
         wall = time.time()
         due: list[ArtifactRef] = []
         for key, _score in self.hotness.ranked(time.monotonic()):
-            obj = self.service.store.stat(key)
+            obj = await self.service.store.stat(key)
             if obj is not None and wall - obj.mtime < self.settings.mutable_ttl * HOT_AGE:
                 continue
             try:

@@ -109,8 +109,8 @@ class App:
         while True:
             await asyncio.sleep(STATE_REFRESH)
             try:
-                await asyncio.to_thread(gate.refresh)
-            except (OSError, ValueError) as exc:
+                await gate.refresh()
+            except (OSError, ValueError, ModvaultError) as exc:
                 LOG.warning("cannot reread the block list: %s", exc)
 
     def renderer_for(self, req: Request) -> Renderer:

@@ -111,6 +111,8 @@ class Handlers:
         """``/sumdb/<name>/...``: our own private database first, else a proxied one."""
         service = self.app.service
         rest = req.path[len("/sumdb/"):]
+        if not service.gate.loaded:
+            await service.gate.refresh()
         if service.gate.active and "/lookup/" in rest:  # blocked versions: refused here too
             escaped, _, version = rest.split("/lookup/", 1)[1].rpartition("@")
             with contextlib.suppress(ModuleError):

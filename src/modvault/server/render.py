@@ -8,6 +8,7 @@ shared cache keeps them (and never reuses the public headers kept on the artifac
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from collections import OrderedDict
@@ -16,6 +17,9 @@ from typing import Any
 from modvault.artifact import IMMUTABLE_CACHE_CONTROL, Artifact, Kind
 from modvault.server import ranges
 from modvault.server.compress import GzipCache
+from modvault.storage.base import Body
+
+LOG = logging.getLogger("modvault.server")
 
 TEXT = "text/plain; charset=utf-8"
 _MULTIPART_CHUNK = 256 * 1024
@@ -90,14 +94,18 @@ class Renderer:
         headers = self._plain_headers(art)
         if art.body is not None:
             self._send_body(proto, out, 200, headers, art.body, head)
+            return
+        out.status = 200
+        if head:
+            proto.response_empty(200, headers)
+            return
+        out.size = art.size
+        if art.path is not None:
+            proto.response_file(200, headers, art.path)
         else:
-            assert art.path is not None
-            out.status = 200
-            if head:
-                proto.response_empty(200, headers)
-            else:
-                out.size = art.size
-                proto.response_file(200, headers, art.path)
+            assert art.blob is not None
+            await _stream_blob(proto.response_stream(200, headers), art.blob, [b""],
+                               [ranges.ByteRange(0, art.size)], b"")
 
     def _base_headers(self, art: Artifact) -> Headers:
         """Headers every answer about this artifact carries (200, 206, 304, 416)."""
@@ -142,8 +150,11 @@ class Renderer:
             elif art.body is not None:
                 out.size = span.length
                 proto.response_bytes(206, headers, art.body[span.start:span.end])
+            elif art.path is None:
+                assert art.blob is not None
+                out.size = span.length
+                await _stream_blob(proto.response_stream(206, headers), art.blob, [b""], [span], b"")
             else:
-                assert art.path is not None
                 out.size = span.length
                 if span.length <= PREAD_MAX:
                     # Small ranges: pread from a cached descriptor beats granian's file-range
@@ -174,8 +185,11 @@ class Renderer:
         if art.body is not None:
             await _stream_memory_parts(transport, art.body, heads, spans, tail)
             return
-        assert art.path is not None
-        await _stream_parts(transport, art.path, heads, spans, tail)
+        if art.path is not None:
+            await _stream_parts(transport, art.path, heads, spans, tail)
+        else:
+            assert art.blob is not None
+            await _stream_blob(transport, art.blob, heads, spans, tail)
 
 
 class PrivateRenderer(Renderer):
@@ -212,6 +226,22 @@ async def _stream_parts(transport: Any, path: str, heads: list[bytes],
             await transport.send_bytes(tail)
     except Exception:  # client went away
         return
+
+
+async def _stream_blob(transport: Any, blob: Body, heads: list[bytes],
+                       spans: list[ranges.ByteRange], tail: bytes) -> None:
+    """Send ranges of a stored object that has no local file, one chunk at a time. A store that
+    fails mid-body can only cut the connection short: the status line is already sent."""
+    try:
+        for head, span in zip(heads, spans, strict=True):
+            if head:
+                await transport.send_bytes(head)
+            async for chunk in blob.stream(span.start, span.end, _MULTIPART_CHUNK):
+                await transport.send_bytes(chunk)
+        if tail:
+            await transport.send_bytes(tail)
+    except Exception as exc:  # client went away, or the store failed mid-body
+        LOG.info("streaming %s stopped: %s", blob.info.key, exc)
 
 
 async def _stream_memory_parts(transport: Any, body: bytes, heads: list[bytes],

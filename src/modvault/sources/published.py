@@ -28,7 +28,7 @@ from modvault.module.errors import ModFileError, ModuleError, ZipError
 from modvault.module.modfile import parse_module_path
 from modvault.module.path import check, escape_path, escape_version, is_canonical_version
 from modvault.module.zipcheck import ZipReader, check_zip
-from modvault.storage import keys
+from modvault.storage import keys, records
 from modvault.storage.base import Store
 from modvault.supply.provenance import Verification
 from modvault.supply.zipfacts import licence_of_zip
@@ -45,18 +45,19 @@ def record_key(module: str) -> str:
     return PUBLISHED_PREFIX + escape_path(module) + ".json"
 
 
-def read_record(store: Store, module: str) -> dict[str, dict[str, object]]:
-    """version -> {"time", "by"} for a published module; {} if none."""
-    key = record_key(module)
-    if store.stat(key) is None:
-        return {}
-    doc = json.loads(store.read(key) or b"{}")
+def _versions_of(data: bytes | None) -> dict[str, dict[str, object]]:
+    doc = json.loads(data or b"{}")
     versions = doc.get("versions", {})
     return versions if isinstance(versions, dict) else {}
 
 
-def is_published(store: Store, module: str) -> bool:
-    return store.stat(record_key(module)) is not None
+async def read_record(store: Store, module: str) -> dict[str, dict[str, object]]:
+    """version -> {"time", "by"} for a published module; {} if none."""
+    return _versions_of(await records.read_record(store, record_key(module)))
+
+
+async def is_published(store: Store, module: str) -> bool:
+    return await store.stat(record_key(module)) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +123,7 @@ async def publish(service: ModuleService, module: str, version: str, upload: Pat
     store = service.store
     emod, ever = escape_path(module), escape_version(version)
     zip_key = keys.artifact_key(emod, ever, "zip")
-    existing = store.stat(zip_key)
+    existing = await store.stat(zip_key)
     if existing is not None:
         return await _compare(service, module, version, zip_key, sha, zip_h1, mod_h1)
     supply = service.supply
@@ -140,20 +141,16 @@ async def publish(service: ModuleService, module: str, version: str, upload: Pat
                            "other content; a version is never rewritten") from None
     now = time.time()
     info = info_json(version, now, publisher, origin or {})
-    zip_obj = await asyncio.to_thread(store.put_atomic, zip_key, upload, overwrite=False)
-    if not zip_obj.written:
+    _, written = await store.put_if_absent(zip_key, upload)
+    if not written:
         return await _compare(service, module, version, zip_key, sha, zip_h1, mod_h1)
-    await asyncio.to_thread(store.put_atomic, keys.artifact_key(emod, ever, "mod"), gomod,
-                            overwrite=False)
-    await asyncio.to_thread(store.put_atomic, keys.artifact_key(emod, ever, "info"), info,
-                            overwrite=False)
-    await asyncio.to_thread(_add_to_record, store, Path(service.settings.data_dir), module, version,
-                            now, publisher)
-    if supply is not None and zip_obj.local_path is not None:
-        try:
+    await store.put_if_absent(keys.artifact_key(emod, ever, "mod"), gomod)
+    await store.put_if_absent(keys.artifact_key(emod, ever, "info"), info)
+    await _add_to_record(store, module, version, now, publisher)
+    if supply is not None:
+        try:  # from the upload itself: the same bytes, and a local file whatever the store
             await supply.record_upload(module, version, publisher=publisher,
-                                       zip_path=Path(zip_obj.local_path), mod=gomod,
-                                       verification=proof)
+                                       zip_path=upload, mod=gomod, verification=proof)
         except (ModvaultError, OSError) as exc:  # the version is stored; provenance is extra
             LOG.error("provenance of published %s@%s not recorded: %s", module, version, exc)
     await service.note_published(module, version)
@@ -162,25 +159,29 @@ async def publish(service: ModuleService, module: str, version: str, upload: Pat
 
 async def _compare(service: ModuleService, module: str, version: str, zip_key: str, sha: str,
                    zip_h1: str, mod_h1: str) -> PublishResult:
-    obj = service.store.stat(zip_key)
-    stored = obj.local_path if obj is not None else None
-    if stored is None:
+    body = await service.store.open(zip_key)
+    if body is None:
         raise Conflict(f"{module}@{version} exists")
-    if await asyncio.to_thread(_sha256_file, Path(stored)) != sha:
+    h = hashlib.sha256()
+    async for chunk in body.stream():
+        h.update(chunk)
+    if h.hexdigest() != sha:
         raise Conflict(f"{module}@{version} already exists with different content; versions are "
                        "immutable (publish a new version)")
     return PublishResult(module, version, False, zip_h1, mod_h1)
 
 
-def _add_to_record(store: Store, data_dir: Path, module: str, version: str, when: float,
-                   publisher: str) -> None:
-    from modvault.gate import locked  # the same advisory lock as the other policy records
+async def _add_to_record(store: Store, module: str, version: str, when: float,
+                         publisher: str) -> None:
+    """Add the version to the module's record by compare-and-swap (concurrent publishes and
+    replicas never lose one another's versions)."""
 
-    with locked(data_dir):
-        versions = read_record(store, module)
+    def add(old: bytes | None) -> tuple[bytes, None]:
+        versions = _versions_of(old)
         versions[version] = {"time": when, "by": publisher}
-        store.put_atomic(record_key(module),
-                         json.dumps({"module": module, "versions": versions}, indent=1).encode())
+        return json.dumps({"module": module, "versions": versions}, indent=1).encode(), None
+
+    await records.update_record(store, record_key(module), add)
 
 
 class PublishedSource:
@@ -192,17 +193,17 @@ class PublishedSource:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def _versions(self, module: str) -> list[str]:
-        versions = list(read_record(self.store, module))
+    async def _versions(self, module: str) -> list[str]:
+        versions = list(await read_record(self.store, module))
         if not versions:
             raise NotFound(f"{module}: not published here")
         return versions
 
     async def list(self, module: str) -> list[str]:
-        return await asyncio.to_thread(self._versions, module)
+        return await self._versions(module)
 
     async def latest(self, module: str) -> bytes:
-        versions = await asyncio.to_thread(self._versions, module)
+        versions = await self._versions(module)
         ordered = semver.sort_versions(versions)
         releases = [v for v in ordered if not semver.prerelease(v)]
         best = (releases or ordered)[-1]
@@ -210,9 +211,10 @@ class PublishedSource:
 
     async def info(self, module: str, version: str) -> bytes:
         key = keys.artifact_key(escape_path(module), escape_version(version), "info")
-        if self.store.stat(key) is None or not is_published(self.store, module):
+        got = await self.store.get(key)
+        if got is None or not await is_published(self.store, module):
             raise NotFound(f"{module}@{version}: not published here")
-        return await asyncio.to_thread(self.store.read, key)
+        return got[0]
 
     async def mod(self, module: str, version: str) -> bytes:
         raise NotFound(f"{module}@{version}: not published here")

@@ -1,52 +1,87 @@
-"""In-memory store: for tests of the service and for throwaway instances."""
+"""In-memory store: for tests of the service and for throwaway instances. No local paths, so it
+exercises the same streamed/ranged rendering as a network store."""
 
 from __future__ import annotations
 
-import tempfile
+import asyncio
 import time
-import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-from modvault.storage.base import StoredObject
+from modvault.storage.base import STREAM_CHUNK, ObjectInfo, VersionConflict, check_key, etag_of
+
+
+class MemoryBody:
+    __slots__ = ("_data", "info")
+
+    def __init__(self, data: bytes, info: ObjectInfo) -> None:
+        self._data = data
+        self.info = info
+
+    async def read(self, start: int = 0, end: int | None = None) -> bytes:
+        return self._data[start:end]
+
+    async def stream(self, start: int = 0, end: int | None = None,
+                     chunk: int = STREAM_CHUNK) -> AsyncIterator[bytes]:
+        stop = len(self._data) if end is None else min(end, len(self._data))
+        for pos in range(start, stop, chunk):
+            yield self._data[pos:min(pos + chunk, stop)]
+            await asyncio.sleep(0)
 
 
 class MemoryStore:
     def __init__(self) -> None:
-        self._data: dict[str, tuple[bytes, float]] = {}
-        self._tmp = Path(tempfile.mkdtemp(prefix="modvault-mem-"))
+        self._data: dict[str, tuple[bytes, ObjectInfo]] = {}
 
-    def stat(self, key: str) -> StoredObject | None:
+    async def stat(self, key: str) -> ObjectInfo | None:
+        check_key(key)
         item = self._data.get(key)
-        return None if item is None else StoredObject(key, len(item[0]), item[1], None)
+        return None if item is None else item[1]
 
-    def read(self, key: str) -> bytes:
-        return self._data[key][0]
+    async def open(self, key: str) -> MemoryBody | None:
+        check_key(key)
+        item = self._data.get(key)
+        return None if item is None else MemoryBody(*item)
 
-    def read_range(self, key: str, start: int, end: int) -> bytes:
-        return self._data[key][0][start:end]
+    async def get(self, key: str) -> tuple[bytes, ObjectInfo] | None:
+        check_key(key)
+        return self._data.get(key)
 
-    def put_atomic(self, key: str, data: bytes | Path, *, overwrite: bool = True) -> StoredObject:
-        if not overwrite and key in self._data:
-            if isinstance(data, Path):
-                data.unlink()
-            return StoredObject(key, len(self._data[key][0]), self._data[key][1], None, False)
-        if isinstance(data, Path):
-            body = data.read_bytes()
-            data.unlink()
-        else:
-            body = data
-        self._data[key] = (body, time.time())
-        return StoredObject(key, len(body), self._data[key][1], None)
+    def _set(self, key: str, body: bytes) -> ObjectInfo:
+        info = ObjectInfo(key, len(body), etag_of(body), time.time())
+        self._data[key] = (body, info)
+        return info
 
-    def delete(self, key: str) -> None:
+    async def put_if_absent(self, key: str, data: bytes | Path) -> tuple[ObjectInfo, bool]:
+        check_key(key)
+        body = await asyncio.to_thread(data.read_bytes) if isinstance(data, Path) else data
+        existing = self._data.get(key)
+        if existing is not None:
+            return existing[1], False
+        return self._set(key, body), True
+
+    async def put(self, key: str, data: bytes) -> ObjectInfo:
+        check_key(key)
+        return self._set(key, data)
+
+    async def put_if_version(self, key: str, data: bytes, version: str | None) -> ObjectInfo:
+        check_key(key)
+        existing = self._data.get(key)
+        have = None if existing is None else existing[1].etag
+        if have != version:
+            raise VersionConflict(f"{key}: at version {have}, not {version}")
+        return self._set(key, data)
+
+    async def delete(self, key: str) -> None:
+        check_key(key)
         self._data.pop(key, None)
 
-    def list(self, prefix: str) -> list[str]:
+    async def list(self, prefix: str) -> list[str]:
         p = prefix.rstrip("/") + "/"
         return sorted(k for k in self._data if k.startswith(p) and "/" not in k[len(p):])
 
-    def temp_path(self) -> Path:
-        return self._tmp / uuid.uuid4().hex
-
-    def writable(self) -> bool:
+    async def writable(self) -> bool:
         return True
+
+    async def aclose(self) -> None:
+        return None

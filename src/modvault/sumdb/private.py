@@ -39,27 +39,23 @@ signature is by the key it knows and every signature by a key it knows verifies)
        verifier line(s) are printed. Users still on the old line now fail to verify: retire
        only once everyone has switched. The last key cannot be retired.
 
-The log is append-only and durable. Layout under ``<data_dir>/.modvault/sumdb-private/<NAME>/``
-(directory 0700, key files 0600)::
+The log lives in the Store (so every replica serves the same one, on disk or in a bucket); the
+signing keys live on the local filesystem of each replica (copy them like a TLS key). Layout::
 
-    keys/<hash>.key   signer keys (PRIVATE+KEY+NAME+hash+...); every key here signs each head
-    retired           verifier lines of retired keys, one per line
-    records           record texts, concatenated (append-only)
-    index             one 8-byte big-endian end offset into ``records`` per record (append-only)
-    hashes            the tree's stored hashes, 32 bytes each, in stored-hash order (append-only)
-    latest            the signed tree head: the commit point (replaced atomically)
-    lock              flock(2) target: one writer at a time, across processes
+    <data_dir>/.modvault/sumdb-private/<NAME>/keys/<hash>.key   signer keys (dir 0700, files 0600)
+    <data_dir>/.modvault/sumdb-private/<NAME>/retired           verifier lines of retired keys
+    store: .modvault/sumdb-private/<NAME>/log/head              the signed tree head: the commit point
+    store: .modvault/sumdb-private/<NAME>/log/records/<N>       record N's text (12 digits), immutable
 
-Why append-only files plus an index rather than one file per record: a record is ~200 bytes and
-every append also writes ~2 hashes; a file per record (and per hash) would cost an inode, a
-rename and two fsyncs each, and make reading a data tile of 256 records 256 opens. Three
-append-only files are written with O_APPEND, so committed bytes are never touched again; the
-signed head in ``latest`` says how many records are committed. An append writes records, index
-and hashes (each fsynced), then signs and atomically replaces ``latest`` (temp + fsync + rename +
-directory fsync). A crash in between leaves an uncommitted tail past the committed size, which
-the next open (or the next append) cuts off: a committed leaf is never rewritten. On open, the
-tree hash is recomputed from the stored hashes and every record is checked against its leaf
-hash, so a damaged file is found at startup rather than served.
+Appending record N is two store operations: ``put_if_absent(records/N)`` (first writer wins), then
+compare-and-swap of ``head`` from the tree of size N to the tree of size N+1. Whoever finds a
+``records/N`` already there (another writer's, or one a crash left uncommitted) commits that one
+first: the record at position N is immutable from the moment it is written, so every writer that
+computes tree N+1 computes the same tree, and the head can only move by CAS from the exact tree it
+extends. Neither a crash, nor two processes, nor two replicas can fork the log; no file lock and no
+lease is needed for correctness (a lease only saves wasted attempts). Each process keeps the log in
+memory (records and stored hashes, ~300 bytes a record) and catches up from the store when the
+head moved; catching up recomputes the tree hash, so damage is found before anything is served.
 """
 
 from __future__ import annotations
@@ -70,10 +66,7 @@ import fcntl
 import logging
 import os
 import re
-import tempfile
-import threading
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote
 
@@ -81,6 +74,7 @@ from modvault.errors import BadRequest, NotFound, SecurityError
 from modvault.module.errors import ModuleError
 from modvault.module.path import check
 from modvault.observability import metrics
+from modvault.storage.base import Store, VersionConflict
 from modvault.sumdb import log as sumlog
 from modvault.sumdb import note as _note
 from modvault.sumdb import tlog
@@ -102,6 +96,7 @@ __all__ = [
     "database_dir",
     "init_database",
     "list_databases",
+    "log_prefix",
     "retire_key",
 ]
 
@@ -118,8 +113,29 @@ class PrivateSumdbError(Exception):
 
 
 def database_dir(root: Path, name: str) -> Path:
-    """Where the database *name* lives under the data directory *root*."""
+    """Where the keys of database *name* live under the data directory *root*."""
     return Path(root) / PRIVATE_DIR / quote(name, safe="")
+
+
+def log_prefix(name: str) -> str:
+    """Store keys of the log of database *name* start with this."""
+    return f"{PRIVATE_DIR}/{quote(name, safe='')}/log/"
+
+
+def _head_key(name: str) -> str:
+    return log_prefix(name) + "head"
+
+
+def _record_key_of(name: str, n: int) -> str:
+    return f"{log_prefix(name)}records/{n:012d}"
+
+
+def _default_store(root: Path, store: Store | None) -> Store:
+    if store is not None:
+        return store
+    from modvault.storage.fs import FileStore
+
+    return FileStore(root)
 
 
 # --- small file helpers -------------------------------------------------------------------------
@@ -130,7 +146,7 @@ def list_databases(root: Path) -> list[str]:
     base = Path(root) / PRIVATE_DIR
     if not base.is_dir():
         return []
-    return [unquote(d.name) for d in sorted(base.iterdir()) if (d / "latest").exists()]
+    return [unquote(d.name) for d in sorted(base.iterdir()) if (d / "keys").is_dir()]
 
 
 def _fsync_dir(path: Path) -> None:
@@ -139,23 +155,6 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """temp file in the same directory + fsync + rename + directory fsync."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
 
 
 def _write_new_secret(path: Path, data: bytes) -> None:
@@ -205,38 +204,45 @@ def _vkey(signer: _note.Ed25519Signer) -> str:
     return signer.verifier().vkey
 
 
-def _open_head(directory: Path, signers: Sequence[_note.Ed25519Signer]) -> tuple[tlog.Tree, bytes]:
-    msg = (directory / "latest").read_bytes()
+def _parse_head(name: str, msg: bytes, signers: Sequence[_note.Ed25519Signer]) -> tlog.Tree:
     try:
         tree, _ = sumlog.open_tree(msg, [s.verifier() for s in signers])
     except (_note.NoteError, tlog.TlogError) as exc:
-        raise PrivateSumdbError(f"{directory / 'latest'}: not a tree head signed by this database: {exc}") \
+        raise PrivateSumdbError(f"{_head_key(name)}: not a tree head signed by this database: {exc}") \
             from None
-    return tree, msg
+    return tree
 
 
-def _resign(directory: Path) -> list[str]:
-    """Re-sign the current head with the active keys (caller holds the flock); their vkeys."""
+async def _resign(directory: Path, name: str, store: Store) -> list[str]:
+    """Re-sign the current head with the active keys (compare-and-swap); their vkeys."""
     signers = _load_signers(directory)
-    msg = (directory / "latest").read_bytes()
-    # The head may carry signatures by a key just retired: accept it as long as it parses (we wrote it).
-    try:
-        text = _note.open_note(msg, [s.verifier() for s in signers]).text
-    except _note.UnverifiedNote as exc:
-        text = exc.note.text
-    except _note.NoteError as exc:
-        raise PrivateSumdbError(f"{directory / 'latest'}: unreadable tree head: {exc}") from None
-    tree = tlog.parse_tree(text)
-    _write_atomic(directory / "latest", sumlog.sign_tree(tree, signers))
-    return [_vkey(s) for s in signers]
+    while True:
+        got = await store.get(_head_key(name))
+        if got is None:
+            raise PrivateSumdbError(f"{name}: no tree head in the store")
+        msg, info = got
+        # The head may carry signatures by a key just retired: accept it as long as it parses.
+        try:
+            text = _note.open_note(msg, [s.verifier() for s in signers]).text
+        except _note.UnverifiedNote as exc:
+            text = exc.note.text
+        except _note.NoteError as exc:
+            raise PrivateSumdbError(f"{name}: unreadable tree head: {exc}") from None
+        tree = tlog.parse_tree(text)
+        try:
+            await store.put_if_version(_head_key(name), sumlog.sign_tree(tree, signers), info.etag)
+        except VersionConflict:
+            continue  # the log grew meanwhile (signed by the new key set already, or not): again
+        return [_vkey(s) for s in signers]
 
 
 # --- administration -----------------------------------------------------------------------------
 
 
-def init_database(root: Path, name: str) -> str:
-    """Create the private database *name* under the data directory *root*: a signing key (0600)
-    and an empty, signed log. Returns the verifier line ``name+hash+key`` for GOSUMDB.
+def init_database(root: Path, name: str, store: Store | None = None) -> str:
+    """Create the private database *name*: a signing key (0600) under the data directory *root*
+    and an empty, signed log in *store* (default: the filesystem store at *root*). Returns the
+    verifier line ``name+hash+key`` for GOSUMDB.
 
     Refuses (PrivateSumdbError) when the database already exists or the name is invalid."""
     try:
@@ -250,31 +256,33 @@ def init_database(root: Path, name: str) -> str:
     directory.parent.mkdir(parents=True, exist_ok=True)
     directory.mkdir(mode=0o700, exist_ok=True)
     os.chmod(directory, 0o700)
+    target = _default_store(root, store)
     with _flock(directory):
-        if (directory / "latest").exists():
+        if (directory / "keys").exists():
             raise PrivateSumdbError(f"private checksum database {name} already exists at {directory}")
-        (directory / "keys").mkdir(mode=0o700, exist_ok=True)
         skey, vkey = _note.generate_key(name)
         signer = _note.new_signer(skey)
+        empty = sumlog.sign_tree(tlog.Tree(0, tlog.EMPTY_TREE_HASH), [signer])
+        try:
+            asyncio.run(target.put_if_version(_head_key(name), empty, None))
+        except VersionConflict:
+            raise PrivateSumdbError(f"private checksum database {name} already has a log in the store; "
+                                    f"refusing to start another") from None
+        (directory / "keys").mkdir(mode=0o700, exist_ok=True)
         _write_new_secret(directory / "keys" / f"{signer.key_hash:08x}.key", (skey + "\n").encode())
-        for f in ("records", "index", "hashes"):
-            fd = os.open(directory / f, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            os.fsync(fd)
-            os.close(fd)
-        _write_atomic(directory / "latest", sumlog.sign_tree(tlog.Tree(0, tlog.EMPTY_TREE_HASH), [signer]))
     LOG.info("created private checksum database %s at %s", name, directory)
     return vkey
 
 
 def _existing(root: Path, name: str) -> Path:
     directory = database_dir(root, name)
-    if not (directory / "latest").is_file():
+    if not (directory / "keys").is_dir():
         raise PrivateSumdbError(f"no private checksum database {name} under {root} "
                                 f"(create it with: modvault sumdb init {name})")
     return directory
 
 
-def add_signing_key(root: Path, name: str) -> str:
+def add_signing_key(root: Path, name: str, store: Store | None = None) -> str:
     """Add a signing key that signs alongside the existing ones; return its verifier line.
     The current tree head is re-signed with every active key at once."""
     directory = _existing(root, name)
@@ -282,11 +290,11 @@ def add_signing_key(root: Path, name: str) -> str:
         skey, vkey = _note.generate_key(name)
         signer = _note.new_signer(skey)
         _write_new_secret(directory / "keys" / f"{signer.key_hash:08x}.key", (skey + "\n").encode())
-        _resign(directory)
+        asyncio.run(_resign(directory, name, _default_store(root, store)))
     return vkey
 
 
-def retire_key(root: Path, name: str, key_hash: str) -> list[str]:
+def retire_key(root: Path, name: str, key_hash: str, store: Store | None = None) -> list[str]:
     """Delete the signing key with hash *key_hash* (8 hex digits, or its whole verifier line),
     re-sign the current head without it, and return the remaining verifier lines."""
     directory = _existing(root, name)
@@ -309,70 +317,53 @@ def retire_key(root: Path, name: str, key_hash: str) -> list[str]:
             os.fsync(fh.fileno())
         (directory / "keys" / f"{wanted}.key").unlink()
         _fsync_dir(directory / "keys")
-        return _resign(directory)
+        return asyncio.run(_resign(directory, name, _default_store(root, store)))
 
 
 # --- the database -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Head:
-    tree: tlog.Tree
-    note: bytes
-    stat: tuple[int, int, int]  # (inode, size, mtime_ns) of the latest file it was read from
-
-
 class PrivateSumdb:
-    """An open private checksum database. Use :meth:`open`; one instance per process.
+    """An open private checksum database. Use :meth:`open`, then ``await refresh()`` (``add`` and
+    ``handle`` refresh by themselves); one instance per process.
 
-    ``add`` calls are serialized (an asyncio lock, a thread lock and a file lock); reads are
-    served from immutable snapshots and positioned reads of the append-only files."""
+    Appends go through the store's compare-and-swap on the head (see the module docstring); the
+    asyncio lock only keeps one process from racing itself. Reads are served from memory."""
 
-    def __init__(self, directory: Path, name: str) -> None:
+    # Reading records from a network store on catch-up: this many at once.
+    CATCH_UP_BATCH = 64
+
+    def __init__(self, directory: Path, name: str, store: Store) -> None:
         self.name = name
         self.directory = directory
-        self._async_lock = asyncio.Lock()
-        self._thread_lock = threading.Lock()
-        self._fds: dict[str, int] = {}
+        self.store = store
+        self._lock = asyncio.Lock()
         self._signers: list[_note.Ed25519Signer] = []
         self._keys_stat: tuple[int, ...] = ()
-        self._ends: list[int] = []  # end offset of each committed record in `records`
+        self._records: list[bytes] = []
+        self._hashes: list[bytes] = []  # stored hashes in stored-hash order
         self._ids: dict[tuple[str, str], int] = {}
-        self._head = _Head(tlog.Tree(0, tlog.EMPTY_TREE_HASH), b"", (0, 0, 0))
+        self._tree = tlog.Tree(0, tlog.EMPTY_TREE_HASH)
+        self._note = b""
+        self._version: str | None = None  # store version of the head we hold
 
     # -- opening -------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, root: Path, name: str) -> PrivateSumdb:
-        """Open the database *name* under the data directory *root* (see :func:`init_database`).
-
-        Cuts off any uncommitted tail a crash left, then checks every stored record and hash
-        against the signed head. Raises PrivateSumdbError when it is missing or damaged."""
+    def open(cls, root: Path, name: str, store: Store | None = None) -> PrivateSumdb:
+        """The database *name*: keys under the data directory *root* (see :func:`init_database`),
+        log in *store* (default: the filesystem store at *root*). Raises PrivateSumdbError when
+        it does not exist or has no usable key; the log is read by :meth:`refresh`."""
         try:
             check_sumdb_name(name)
         except ValueError as exc:
             raise PrivateSumdbError(str(exc)) from None
-        db = cls(_existing(root, name), name)
-        try:
-            with _flock(db.directory):
-                db._load()
-        except BaseException:
-            db.close()
-            raise
+        db = cls(_existing(root, name), name, _default_store(root, store))
+        db._reload_keys()
         return db
 
-    def _open_fds(self) -> None:
-        for f in ("records", "index", "hashes"):
-            if f not in self._fds:
-                try:
-                    self._fds[f] = os.open(self.directory / f, os.O_RDWR | os.O_APPEND)
-                except FileNotFoundError:
-                    raise PrivateSumdbError(f"{self.directory / f}: missing") from None
-
     def close(self) -> None:
-        for fd in self._fds.values():
-            os.close(fd)
-        self._fds.clear()
+        """Nothing to release: kept so callers need not know the log moved into the store."""
 
     def _keys_signature(self) -> tuple[int, ...]:
         keydir = self.directory / "keys"
@@ -385,68 +376,73 @@ class PrivateSumdb:
             self._signers = _load_signers(self.directory)
             self._keys_stat = sig
 
-    def _latest_stat(self) -> tuple[int, int, int]:
-        st = (self.directory / "latest").stat()
-        return (st.st_ino, st.st_size, st.st_mtime_ns)
+    async def refresh(self) -> None:
+        """Catch up with the head in the store: new records (checked against the signed tree
+        hash) and heads re-signed by a key rotation. Raises PrivateSumdbError on damage."""
+        await asyncio.to_thread(self._reload_keys)
+        got = await self.store.get(_head_key(self.name))
+        if got is None:
+            raise PrivateSumdbError(f"{self.name}: no tree head in the store at {_head_key(self.name)} "
+                                    f"(create the database with: modvault sumdb init {self.name})")
+        msg, info = got
+        if info.etag == self._version:
+            return
+        tree = _parse_head(self.name, msg, self._signers)
+        await self._catch_up(tree)
+        self._tree, self._note, self._version = tree, msg, info.etag
 
-    def _load(self) -> None:
-        """Read the committed state (caller holds the flock)."""
-        self._open_fds()
-        self._reload_keys()
-        stat = self._latest_stat()
-        tree, msg = _open_head(self.directory, self._signers)
-        n = tree.N
-        index = self._committed_bytes("index", 8 * n)
-        ends = [int.from_bytes(index[i:i + 8], "big") for i in range(0, len(index), 8)]
-        records = self._committed_bytes("records", ends[-1] if ends else 0)
-        hashes = self._committed_bytes("hashes", tlog.HASH_SIZE * tlog.stored_hash_count(n))
+    async def _catch_up(self, tree: tlog.Tree) -> None:
+        """Load records [len(records), tree.N) and check the tree they make is *tree*."""
+        n = len(self._records)
+        if n > tree.N:
+            raise PrivateSumdbError(f"{self.name}: the head in the store went back from {n} records "
+                                    f"to {tree.N}: the log was replaced or rolled back")
+        if n == tree.N:
+            if tree.Hash != self._tree.Hash:
+                raise PrivateSumdbError(f"{self.name}: the head in the store has another hash for "
+                                        f"the same {n} records: the log was forked")
+            return
+        texts: list[bytes] = []
+        for start in range(n, tree.N, self.CATCH_UP_BATCH):
+            stop = min(start + self.CATCH_UP_BATCH, tree.N)
+            got = await asyncio.gather(*(self.store.get(_record_key_of(self.name, i))
+                                         for i in range(start, stop)))
+            for i, item in zip(range(start, stop), got, strict=True):
+                if item is None:
+                    raise PrivateSumdbError(f"{self.name}: record {i} is missing from the store")
+                texts.append(item[0])
+        self._extend(n, texts, tree)
 
-        def read_hashes(indexes: Sequence[int]) -> list[bytes]:
-            return [hashes[i * tlog.HASH_SIZE:(i + 1) * tlog.HASH_SIZE] for i in indexes]
-
-        if tlog.tree_hash(n, read_hashes) != tree.Hash:
-            raise PrivateSumdbError(f"{self.directory}: stored hashes do not match the signed tree head")
-        ids: dict[tuple[str, str], int] = {}
-        start = 0
-        for i, end in enumerate(ends):
-            if not start <= end <= len(records):
-                raise PrivateSumdbError(f"{self.directory}/index: bad offset for record {i}")
-            text = records[start:end]
-            start = end
-            [leaf] = read_hashes([tlog.stored_hash_index(0, i)])
-            if tlog.record_hash(text) != leaf:
-                raise PrivateSumdbError(f"{self.directory}/records: record {i} does not match the log")
+    def _extend(self, n: int, texts: list[bytes], tree: tlog.Tree) -> None:
+        """Append committed *texts* at position *n* after checking they make *tree*."""
+        ids = {}
+        for i, text in enumerate(texts):
             key = _record_key(text)
-            if key is None or key in ids:
-                raise PrivateSumdbError(f"{self.directory}/records: record {i} is malformed or repeated")
-            ids[key] = i
-        self._ends = ends
-        self._ids = ids
-        self._head = _Head(tree, msg, stat)
-
-    def _committed_bytes(self, f: str, want: int) -> bytes:
-        """The first *want* bytes of file *f*; an uncommitted tail beyond them is cut off."""
-        fd = self._fds[f]
-        size = os.fstat(fd).st_size
-        if size < want:
-            raise PrivateSumdbError(f"{self.directory / f}: {size} bytes, the signed head needs {want}")
-        if size > want:
-            LOG.warning("private sumdb %s: cutting %d uncommitted bytes off %s", self.name, size - want, f)
-            os.ftruncate(fd, want)
-            os.fsync(fd)
-        return os.pread(fd, want, 0) if want else b""
+            if key is None or key in self._ids or key in ids:
+                raise PrivateSumdbError(f"{self.name}: record {n + i} is malformed or repeated")
+            ids[key] = n + i
+        try:
+            appended = sumlog.append_records(n, texts, self._read_hashes)
+        except tlog.TlogError as exc:
+            raise PrivateSumdbError(f"{self.name}: record {n}..: {exc}") from None
+        if appended.tree != tree:
+            raise PrivateSumdbError(f"{self.name}: the stored records do not match the signed tree head "
+                                    f"of size {tree.N}")
+        self._records.extend(texts)
+        self._hashes.extend(appended.hashes)
+        self._ids.update(ids)
 
     # -- state ---------------------------------------------------------------------------------
 
     @property
     def size(self) -> int:
-        return self._head.tree.N
+        return self._tree.N
 
     def tree(self) -> tlog.Tree:
-        return self._head.tree
+        return self._tree
 
     def latest_note(self) -> bytes:
-        return self._head.note
+        return self._note
 
     @property
     def vkeys(self) -> list[str]:
@@ -459,50 +455,22 @@ class PrivateSumdb:
         return _vkey(self._signers[-1])
 
     def lookup_id(self, module: str, version: str) -> int | None:
-        return self._ids.get((module, version))
+        got = self._ids.get((module, version))
+        return got if got is not None and got < self._tree.N else None
 
     def _read_hashes(self, indexes: Sequence[int]) -> list[bytes]:
-        fd = self._fds["hashes"]
         out = []
         for i in indexes:
-            h = os.pread(fd, tlog.HASH_SIZE, i * tlog.HASH_SIZE)
-            if len(h) != tlog.HASH_SIZE:
+            if not 0 <= i < len(self._hashes):
                 raise tlog.TlogError(f"stored hash {i} missing")
-            out.append(h)
+            out.append(self._hashes[i])
         return out
 
     def records(self, start: int, count: int) -> list[bytes]:
         """Record texts [start, start+count) of the committed log."""
-        ends = self._ends
-        if start < 0 or count < 0 or start + count > len(ends):
+        if start < 0 or count < 0 or start + count > self._tree.N:
             raise NotFound(f"{self.name}: records [{start}, {start + count}) not in the log")
-        if count == 0:
-            return []
-        first = ends[start - 1] if start else 0
-        blob = os.pread(self._fds["records"], ends[start + count - 1] - first, first)
-        out = []
-        pos = first
-        for i in range(start, start + count):
-            out.append(blob[pos - first:ends[i] - first])
-            pos = ends[i]
-        return out
-
-    def _refresh_head_sync(self) -> None:
-        """Pick up a head re-signed by another process (key rotation)."""
-        try:
-            stat = self._latest_stat()
-        except FileNotFoundError:
-            return
-        if stat == self._head.stat:
-            return
-        with self._thread_lock:
-            self._reload_keys()
-            tree, msg = _open_head(self.directory, self._signers)
-            if tree != self._head.tree:
-                with _flock(self.directory):
-                    self._load()
-                return
-            self._head = _Head(tree, msg, stat)
+        return self._records[start:start + count]
 
     # -- appending -----------------------------------------------------------------------------
 
@@ -517,60 +485,58 @@ class PrivateSumdb:
         except (ModuleError, tlog.TlogError) as exc:
             raise BadRequest(f"private checksum database {self.name}: cannot add {module}@{version}: {exc}") \
                 from None
-        async with self._async_lock:
-            return await asyncio.to_thread(self._add_sync, module, version, text)
+        async with self._lock:
+            while True:
+                await self.refresh()
+                existing = self.lookup_id(module, version)
+                if existing is not None:
+                    return self._same_or_conflict(existing, module, version, text)
+                n = self._tree.N
+                _, written = await self.store.put_if_absent(_record_key_of(self.name, n), text)
+                entry = text
+                if not written:  # another writer's record, or one a crash left: commit it first
+                    got = await self.store.get(_record_key_of(self.name, n))
+                    if got is None:
+                        continue
+                    entry = got[0]
+                if not await self._commit(n, entry):
+                    continue  # the head moved: start again from it
+                if entry == text:
+                    metrics.SUMDB_PRIVATE_RECORDS.labels(self.name).inc()
+                    LOG.info("private sumdb %s: record %d %s@%s", self.name, n, module, version)
+                    return n
 
-    def _add_sync(self, module: str, version: str, text: bytes) -> int:
-        with self._thread_lock, _flock(self.directory):
-            if self._latest_stat() != self._head.stat:
-                self._load()  # another process changed the head (key rotation): start from it
-            self._reload_keys()
-            existing = self._ids.get((module, version))
-            if existing is not None:
-                [old] = self.records(existing, 1)
-                if old == text:
-                    return existing
-                metrics.SECURITY_ERRORS.labels(self.name, "record_conflict").inc()
-                old_zip, old_mod = _record_h1s(old)
-                new_zip, new_mod = _record_h1s(text)
-                raise SecurityError(
-                    f"SECURITY ERROR: private checksum database {self.name} already has record {existing} "
-                    f"for {module}@{version} with zip {old_zip} and go.mod {old_mod}; refusing to record "
-                    f"zip {new_zip} and go.mod {new_mod} (records are never rewritten)")
-            n = self._head.tree.N
-            appended = sumlog.append_records(n, [text], self._read_hashes)
-            # Cut any uncommitted tail a failed append left (never committed bytes).
-            self._committed_len("records", self._ends[-1] if self._ends else 0)
-            self._committed_len("index", 8 * n)
-            self._committed_len("hashes", tlog.HASH_SIZE * tlog.stored_hash_count(n))
-            end = (self._ends[-1] if self._ends else 0) + len(text)
-            self._append("records", text)
-            self._append("index", end.to_bytes(8, "big"))
-            self._append("hashes", b"".join(appended.hashes))
-            msg = sumlog.sign_tree(appended.tree, self._signers)
-            _write_atomic(self.directory / "latest", msg)  # the commit point
-            self._ends.append(end)
-            self._head = _Head(appended.tree, msg, self._latest_stat())
-            self._ids[(module, version)] = n  # after the head: a visible id is always in the head
-        metrics.SUMDB_PRIVATE_RECORDS.labels(self.name).inc()
-        LOG.info("private sumdb %s: record %d %s@%s", self.name, n, module, version)
-        return n
+    async def _commit(self, n: int, entry: bytes) -> bool:
+        """Move the head from the tree of size *n* (ours) to size n+1 with *entry*; False when
+        another writer moved it first."""
+        key = _record_key(entry)
+        if key is None or key in self._ids or not tlog.is_valid_record_text(entry):
+            raise PrivateSumdbError(f"{self.name}: record {n} in the store is malformed or repeated; "
+                                    f"the log cannot grow until an operator removes it")
+        appended = sumlog.append_records(n, [entry], self._read_hashes)
+        await asyncio.to_thread(self._reload_keys)
+        msg = sumlog.sign_tree(appended.tree, self._signers)
+        try:
+            info = await self.store.put_if_version(_head_key(self.name), msg, self._version)
+        except VersionConflict:
+            return False
+        self._records.append(entry)
+        self._hashes.extend(appended.hashes)
+        self._ids[key] = n
+        self._tree, self._note, self._version = appended.tree, msg, info.etag
+        return True
 
-    def _committed_len(self, f: str, want: int) -> None:
-        fd = self._fds[f]
-        size = os.fstat(fd).st_size
-        if size < want:
-            raise PrivateSumdbError(f"{self.directory / f}: shorter than the committed log")
-        if size > want:
-            os.ftruncate(fd, want)
-
-    def _append(self, f: str, data: bytes) -> None:
-        fd = self._fds[f]
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        os.fsync(fd)
+    def _same_or_conflict(self, existing: int, module: str, version: str, text: bytes) -> int:
+        [old] = self.records(existing, 1)
+        if old == text:
+            return existing
+        metrics.SECURITY_ERRORS.labels(self.name, "record_conflict").inc()
+        old_zip, old_mod = _record_h1s(old)
+        new_zip, new_mod = _record_h1s(text)
+        raise SecurityError(
+            f"SECURITY ERROR: private checksum database {self.name} already has record {existing} "
+            f"for {module}@{version} with zip {old_zip} and go.mod {old_mod}; refusing to record "
+            f"zip {new_zip} and go.mod {new_mod} (records are never rewritten)")
 
     # -- serving -------------------------------------------------------------------------------
 
@@ -584,27 +550,27 @@ class PrivateSumdb:
         Raises NotFound / BadRequest (and whatever *ensure* raises)."""
         if rest == "supported":
             return SumdbResponse(200, b"", CONTENT_TEXT, _NO_CACHE)
-        await asyncio.to_thread(self._refresh_head_sync)
+        await self.refresh()
         if rest == "latest":
-            return SumdbResponse(200, self._head.note, CONTENT_TEXT, _NO_CACHE)
+            return SumdbResponse(200, self._note, CONTENT_TEXT, _NO_CACHE)
         if rest.startswith("lookup/"):
             module, version = parse_lookup_path(rest[len("lookup/"):])
-            record_id = self._ids.get((module, version))
+            record_id = self.lookup_id(module, version)
             if record_id is None and ensure is not None:
                 await ensure(module, version)
-                record_id = self._ids.get((module, version))
+                record_id = self.lookup_id(module, version)
             if record_id is None:
                 raise NotFound(f"{self.name}: {module}@{version}: not found")
-            head = self._head  # read after the id: the head contains it
-            [text] = await asyncio.to_thread(self.records, record_id, 1)
-            body = tlog.format_lookup(record_id, text, head.note)
+            note_msg = self._note  # read after the id: the head contains it
+            [text] = self.records(record_id, 1)
+            body = tlog.format_lookup(record_id, text, note_msg)
             return SumdbResponse(200, body, CONTENT_TEXT, _NO_CACHE)
         if rest.startswith("tile/"):
             tile = parse_tile_request(rest)
-            n = self._head.tree.N
+            n = self._tree.N
             if not tlog.tile_in_tree(tile, n):
                 raise NotFound(f"{self.name}: {rest}: tile not in tree of size {n}")
-            data = await asyncio.to_thread(self._tile_data, tile)
+            data = self._tile_data(tile)
             cache = IMMUTABLE if tile.is_full else _PARTIAL_TILE_CACHE
             return SumdbResponse(200, data, CONTENT_BINARY if tile.L >= 0 else CONTENT_TEXT, cache)
         raise NotFound(f"{self.name}: no such checksum database path {rest!r}")

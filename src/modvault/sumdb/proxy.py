@@ -69,7 +69,7 @@ from modvault.sources.health import HealthRecord, HealthRegistry
 from modvault.sources.retry import Retry, with_retries
 from modvault.sources.tracking import check_allowed, gave_up, remember_unreachable, tracked_get
 from modvault.sources.upstream import UpstreamLimits, first_line, read_bounded
-from modvault.storage.base import Store
+from modvault.storage.base import Store, VersionConflict
 from modvault.sumdb import log as sumlog
 from modvault.sumdb import note as _note
 from modvault.sumdb import tlog
@@ -362,30 +362,31 @@ class SumdbFetcher:
                 raise Retry(err)
             raise err
 
-    # -- store helpers (blocking; run in threads) ----------------------------------------------
+    # -- store helpers -------------------------------------------------------------------------
 
-    def _read_if(self, key: str) -> tuple[bytes, float] | None:
-        """(bytes, age in seconds) of a stored object, or None."""
-        obj = self.store.stat(key)
-        if obj is None:
+    async def _stored_versioned(self, key: str) -> tuple[bytes, float, str] | None:
+        """(bytes, age in seconds, version) of a stored object, or None."""
+        got = await self.store.get(key)
+        if got is None:
             return None
-        try:
-            return self.store.read(key), max(0.0, time.time() - obj.mtime)
-        except (FileNotFoundError, KeyError):
-            return None
+        data, info = got
+        return data, max(0.0, time.time() - info.mtime), info.etag
 
     async def _stored(self, key: str) -> tuple[bytes, float] | None:
-        return await asyncio.to_thread(self._read_if, key)
+        """(bytes, age in seconds) of a stored object, or None."""
+        got = await self._stored_versioned(key)
+        return None if got is None else (got[0], got[1])
 
-    async def _put(self, key: str, data: bytes, *, overwrite: bool = True) -> None:
-        await asyncio.to_thread(self.store.put_atomic, key, data, overwrite=overwrite)
+    async def _put(self, key: str, data: bytes) -> None:
+        await self.store.put(key, data)
 
     # -- the verified timeline (x/mod client.go mergeLatest / checkTrees) ----------------------
 
-    def _load_verified_sync(self) -> tuple[tlog.Tree, bytes] | None:
-        got = self._read_if(self.latest_verified_key)
+    async def _load_verified(self) -> tuple[tuple[tlog.Tree, bytes] | None, str | None]:
+        """The remembered tree head and its store version (for compare-and-swap)."""
+        got = await self._stored_versioned(self.latest_verified_key)
         if got is None:
-            return None
+            return None, None
         msg = got[0]
         try:
             tree, _ = sumlog.open_tree(msg, self._verifiers)
@@ -403,7 +404,7 @@ class SumdbFetcher:
                 f"key of {self.name}: the stored state was tampered with") from None
         except (_note.NoteError, tlog.TlogError):
             raise Unavailable(self._corrupt_state()) from None
-        return tree, msg
+        return (tree, msg), got[2]
 
     def _corrupt_state(self) -> str:
         return (f"{self.name}: stored tree head {self.latest_verified_key} is corrupt; remove it to "
@@ -412,7 +413,7 @@ class SumdbFetcher:
     async def verified_tree(self) -> tlog.Tree | None:
         """The newest verified tree head (loaded from the store the first time)."""
         if not self._verified_loaded:
-            self._verified = await asyncio.to_thread(self._load_verified_sync)
+            self._verified, _ = await self._load_verified()
             self._verified_loaded = True
         return None if self._verified is None else self._verified[0]
 
@@ -422,32 +423,45 @@ class SumdbFetcher:
         The first head is trusted on first use. A newer head must contain the remembered one
         (consistency proof from its tiles) and is remembered durably in its place; an older head
         must be a prefix of the remembered one; same size, other hash is a fork. Any
-        inconsistency raises :class:`SecurityError`."""
+        inconsistency raises :class:`SecurityError`.
+
+        The remembered head moves only by compare-and-swap in the store: when another process or
+        replica moved it meanwhile, the merge starts again from what it wrote, so two replicas
+        can never replace each other's newer head with an older one."""
         if tree is None:
             tree = self._open_tree(msg, "tree note")
         async with self._timeline_lock:
-            # Re-read: another process sharing the store may have moved it forward.
-            current = await asyncio.to_thread(self._load_verified_sync)
-            self._verified, self._verified_loaded = current, True
-            if current is None:
-                await self._put(self.latest_verified_key, msg)
-                self._verified = (tree, msg)
-                LOG.info("sumdb %s: trusting tree head %d on first use", self.name, tree.N)
-                return tree
-            cur, cur_msg = current
-            if tree.N == cur.N:
-                if tree.Hash != cur.Hash:
-                    raise self._fork(cur, cur_msg, tree, msg, "same size, different hash")
+            while True:
+                current, version = await self._load_verified()
+                self._verified, self._verified_loaded = current, True
+                if current is None:
+                    if not await self._swap(msg, None):
+                        continue
+                    self._verified = (tree, msg)
+                    LOG.info("sumdb %s: trusting tree head %d on first use", self.name, tree.N)
+                    return tree
+                cur, cur_msg = current
+                if tree.N == cur.N:
+                    if tree.Hash != cur.Hash:
+                        raise self._fork(cur, cur_msg, tree, msg, "same size, different hash")
+                    return cur
+                if tree.N > cur.N:
+                    if not await self._consistent(cur, tree):
+                        raise self._fork(cur, cur_msg, tree, msg, "no consistency proof")
+                    if not await self._swap(msg, version):
+                        continue
+                    self._verified = (tree, msg)
+                    return tree
+                if not await self._consistent(tree, cur):
+                    raise self._fork(cur, cur_msg, tree, msg, "not a prefix")
                 return cur
-            if tree.N > cur.N:
-                if not await self._consistent(cur, tree):
-                    raise self._fork(cur, cur_msg, tree, msg, "no consistency proof")
-                await self._put(self.latest_verified_key, msg)
-                self._verified = (tree, msg)
-                return tree
-            if not await self._consistent(tree, cur):
-                raise self._fork(cur, cur_msg, tree, msg, "not a prefix")
-            return cur
+
+    async def _swap(self, msg: bytes, version: str | None) -> bool:
+        try:
+            await self.store.put_if_version(self.latest_verified_key, msg, version)
+        except VersionConflict:
+            return False
+        return True
 
     async def _consistent(self, older: tlog.Tree, newer: tlog.Tree) -> bool:
         """Whether *older* is a prefix of *newer*: a consistency proof (tlog.prove_tree) built from
@@ -534,13 +548,12 @@ class SumdbFetcher:
             except tlog.InconsistentTile:
                 raise self._inconsistent(tree) from None
             stale = [t for t, c in zip(plan.tiles, cached, strict=True) if c]
-            await asyncio.to_thread(self._purge_sync, stale)
-            await asyncio.to_thread(self._save_tiles_sync, plan.tiles, data, True)
+            await self._purge(stale)
+            await self._save_tiles(plan.tiles, data, True)
             return hashes, dict(zip(plan.tiles, data, strict=True))
         fresh = [(t, d) for t, d, c in zip(plan.tiles, data, cached, strict=True) if not c]
         if fresh:
-            await asyncio.to_thread(
-                self._save_tiles_sync, [t for t, _ in fresh], [d for _, d in fresh], False)
+            await self._save_tiles([t for t, _ in fresh], [d for _, d in fresh], False)
         return hashes, dict(zip(plan.tiles, data, strict=True))
 
     def _inconsistent(self, tree: tlog.Tree) -> SecurityError:
@@ -555,7 +568,7 @@ class SumdbFetcher:
             if tile in given:
                 return given[tile], False
             if use_cache:
-                hit = await asyncio.to_thread(self._cached_tile_sync, tile)
+                hit = await self._cached_tile(tile)
                 if hit is not None:
                     return hit, True
             try:
@@ -567,23 +580,23 @@ class SumdbFetcher:
         results = await asyncio.gather(*(one(t) for t in tiles))
         return [d for d, _ in results], [c for _, c in results]
 
-    def _cached_tile_sync(self, tile: tlog.Tile) -> bytes | None:
+    async def _cached_tile(self, tile: tlog.Tile) -> bytes | None:
         """A stored tile: exact, or sliced from the full tile or a wider partial one."""
-        got = self._read_if(self.tile_key(tile))
+        got = await self._stored(self.tile_key(tile))
         if got is not None and self._size_ok(tile, got[0]):
             return got[0]
         if tile.is_full:
             return None
         full = tlog.Tile(tile.H, tile.L, tile.N, 1 << tile.H)
-        got = self._read_if(self.tile_key(full))
+        got = await self._stored(self.tile_key(full))
         if got is not None and self._size_ok(full, got[0]):
             return slice_tile(full, got[0], tile.W)
-        for key in self.store.list(self.tile_key(full) + ".p/"):
+        for key in await self.store.list(self.tile_key(full) + ".p/"):
             w = key.rsplit("/", 1)[1]
             if not w.isdigit() or not tile.W < int(w) < 1 << tile.H:
                 continue
             wider = tlog.Tile(tile.H, tile.L, tile.N, int(w))
-            got = self._read_if(key)
+            got = await self._stored(key)
             if got is not None and self._size_ok(wider, got[0]):
                 return slice_tile(wider, got[0], tile.W)
         return None
@@ -596,39 +609,42 @@ class SumdbFetcher:
             return False
         return True
 
-    def _purge_sync(self, tiles: Sequence[tlog.Tile]) -> None:
+    async def _purge(self, tiles: Sequence[tlog.Tile]) -> None:
         """Delete every stored version (full and partial) of these tiles' positions: one of them
         was found not to match a signed tree head."""
         for tile in tiles:
             full = tlog.Tile(tile.H, tile.L, tile.N, 1 << tile.H)
-            self.store.delete(self.tile_key(full))
-            for key in self.store.list(self.tile_key(full) + ".p/"):
-                self.store.delete(key)
+            await self.store.delete(self.tile_key(full))
+            for key in await self.store.list(self.tile_key(full) + ".p/"):
+                await self.store.delete(key)
 
-    def _save_tiles_sync(self, tiles: Sequence[tlog.Tile], data: Sequence[bytes], replace: bool) -> None:
+    async def _save_tiles(self, tiles: Sequence[tlog.Tile], data: Sequence[bytes], replace: bool) -> None:
         """Store authenticated tiles; full ones forever, partial ones until superseded."""
         for tile, d in zip(tiles, data, strict=True):
-            self._save_tile_sync(tile, d, replace)
+            await self._save_tile(tile, d, replace)
 
-    def _save_tile_sync(self, tile: tlog.Tile, data: bytes, replace: bool) -> None:
+    async def _save_tile(self, tile: tlog.Tile, data: bytes, replace: bool) -> None:
         full = tlog.Tile(tile.H, tile.L, tile.N, 1 << tile.H)
         partial_dir = self.tile_key(full) + ".p/"
         if tile.is_full:
-            self.store.put_atomic(self.tile_key(tile), data, overwrite=replace)
-            for key in self.store.list(partial_dir):
-                self.store.delete(key)
+            if replace:
+                await self.store.put(self.tile_key(tile), data)
+            else:
+                await self.store.put_if_absent(self.tile_key(tile), data)
+            for key in await self.store.list(partial_dir):
+                await self.store.delete(key)
             return
-        if not replace and self.store.stat(self.tile_key(full)) is not None:
+        if not replace and await self.store.stat(self.tile_key(full)) is not None:
             return  # the full tile answers for this one
         wider = False
-        for key in self.store.list(partial_dir):
+        for key in await self.store.list(partial_dir):
             w = key.rsplit("/", 1)[1]
             if w.isdigit() and int(w) < tile.W:
-                self.store.delete(key)
+                await self.store.delete(key)
             elif w.isdigit() and int(w) > tile.W:
                 wider = True
         if not wider or replace:
-            self.store.put_atomic(self.tile_key(tile), data, overwrite=True)
+            await self.store.put(self.tile_key(tile), data)
 
     async def _fetch_tile(self, tile: tlog.Tile) -> bytes:
         """A tile from the database, size-checked (not yet authenticated). Like x/mod's client,
@@ -738,7 +754,7 @@ class SumdbFetcher:
                 stored_answer = self._parse_answer(module, version, stored[0], "cache")
             except ModvaultError as exc:
                 LOG.warning("sumdb %s: dropping unusable stored %s: %s", self.name, key, exc.message)
-                await asyncio.to_thread(self.store.delete, key)
+                await self.store.delete(key)
                 stored, stored_answer = None, None
         if stored_answer is not None and stored is not None and (
                 any_age or self.offline or stored[1] < self.ttl):
@@ -783,7 +799,7 @@ class SumdbFetcher:
         and, when a verified tree head covers it, authenticated and stored. A tile that cannot
         be authenticated for want of a tree head is passed on (the go command authenticates it)
         but not stored; one that fails authentication is refused."""
-        hit = await asyncio.to_thread(self._cached_tile_sync, tile)
+        hit = await self._cached_tile(tile)
         if hit is not None:
             metrics.SUMDB_CACHE.labels("tile", "hit").inc()
             return hit
@@ -827,7 +843,7 @@ class SumdbFetcher:
             if slice_tile(wider, tiles[wider], tile.W) != data:
                 raise self._inconsistent(tree)
             if wider != tile:
-                await asyncio.to_thread(self._save_tile_sync, tile, data, False)
+                await self._save_tile(tile, data, False)
             return
         entries = data_tile_records(data)
         for i, (entry, leaf) in enumerate(zip(entries, hashes, strict=True)):
@@ -836,7 +852,7 @@ class SumdbFetcher:
                     "inconsistent_tile",
                     f"SECURITY ERROR: checksum database {self.name}: {tile.path()} record {first + i} "
                     f"does not match its signed tree head of size {tree.N}; nothing was stored")
-        await asyncio.to_thread(self._save_tile_sync, tile, data, False)
+        await self._save_tile(tile, data, False)
 
 
 # --- the proxy ----------------------------------------------------------------------------------

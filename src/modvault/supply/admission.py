@@ -140,8 +140,7 @@ class SupplyChain:
             origin=origin, zip_h1=zip_h1, mod_h1=mod_h1, zip_sha256=facts.sha256,
             mod_sha256=hashlib.sha256(mod).hexdigest(), zip_size=facts.size,
             verification=verification, licence=facts.licence)
-        await asyncio.to_thread(self.store.put_atomic, record_key(module, version), rec.to_json(),
-                                overwrite=False)
+        await self.store.put_if_absent(record_key(module, version), rec.to_json())
         return rec
 
     async def record_upload(self, module: str, version: str, *, publisher: str, zip_path: Path,
@@ -162,9 +161,10 @@ class SupplyChain:
 
     async def load(self, module: str, version: str) -> ProvenanceRecord | None:
         key = record_key(module, version)
-        if self.store.stat(key) is None:
+        got = await self.store.get(key)
+        if got is None:
             return None
-        data = await asyncio.to_thread(self.store.read, key)
+        data = got[0]
         try:
             return ProvenanceRecord.from_json(data)
         except (ValueError, TypeError, KeyError) as exc:
