@@ -21,7 +21,7 @@ DEFAULT_UPSTREAM = "https://proxy.golang.org,direct"
 DEFAULT_SUMDB = "sum.golang.org+033de0ae+Ac4zctda0e5eza+HJyk9SxEdh+s3Ux18htTTAD8OuAn8"
 
 
-STORE_KINDS = ("fs", "memory")
+STORE_KINDS = ("fs", "memory", "s3")
 
 
 class ConfigError(ValueError):
@@ -41,6 +41,15 @@ class Settings:
     # Where artifacts are kept: "fs" (data_dir, a valid file:// GOPROXY) or "memory" (nothing
     # survives a restart, one store per worker: for tests and throwaway instances).
     store: str = "fs"
+    # store = "s3": an S3-compatible bucket (credentials from AWS_* variables). Keys go under
+    # s3_prefix; s3_endpoint for servers other than AWS (http:// allowed for tests).
+    s3_bucket: str = ""
+    s3_prefix: str = ""
+    s3_endpoint: str = ""
+    s3_region: str = ""
+    # Conditional writes (If-None-Match/If-Match); false for servers without them (racy fallback,
+    # and the private checksum database then refuses appends).
+    s3_conditional_writes: bool = True
     # Local scratch space (downloads in progress, git mirrors), never shared between replicas;
     # empty: <data_dir>/.modvault.
     work_dir: str = ""
@@ -358,6 +367,10 @@ def validate(settings: Settings) -> None:
     validate_auth(settings)
     if settings.store not in STORE_KINDS:
         raise ConfigError(f"store: expected one of {'|'.join(STORE_KINDS)}, got {settings.store!r}")
+    if settings.store == "s3" and not settings.s3_bucket:
+        raise ConfigError("s3_bucket: required with store = \"s3\"")
+    if settings.s3_endpoint and not settings.s3_endpoint.startswith(("http://", "https://")):
+        raise ConfigError(f"s3_endpoint: expected an http(s):// URL, got {settings.s3_endpoint!r}")
     if settings.log_level not in {"debug", "info", "warning", "error"}:
         raise ConfigError(f"log_level: expected debug|info|warning|error, got {settings.log_level!r}")
 

@@ -168,6 +168,11 @@ def build_store(settings: Settings) -> Store:
     """The one place that chooses the Store implementation."""
     if settings.store == "memory":
         return MemoryStore()
+    if settings.store == "s3":
+        from modvault.storage.s3 import S3Store
+
+        return S3Store(settings.s3_bucket, prefix=settings.s3_prefix, endpoint=settings.s3_endpoint,
+                       region=settings.s3_region, conditional_writes=settings.s3_conditional_writes)
     return FileStore(settings.data_dir)
 
 

@@ -1,8 +1,10 @@
 """Store implementations for the conformance suite: each param builds two handles on one backing
-store (two "processes" or replicas sharing it) so races between them are tested too."""
+store (two processes or replicas sharing it) so races between them are tested too. The S3 store
+runs against a real SeaweedFS started for the session (a fresh key prefix per test)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,17 +13,38 @@ import pytest
 from modvault.storage.base import Store
 from modvault.storage.fs import FileStore
 from modvault.storage.memory import MemoryStore
+from tests.support.seaweed import REGION, SeaweedS3, s3_credentials_env
 
-STORES = ["fs", "memory"]
+STORES = ["fs", "memory", "s3"]
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    server = SeaweedS3(tmp_path_factory.mktemp("seaweed"))
+    yield server
+    server.stop()
+
+
+def s3_store(server: SeaweedS3, prefix: str) -> Store:
+    from modvault.storage.s3 import S3Store
+
+    return S3Store(server.bucket, prefix=prefix, endpoint=server.endpoint, region=REGION)
 
 
 @pytest.fixture(params=STORES)
-def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Store, Store]]:
+def stores(request: pytest.FixtureRequest, tmp_path: Path,
+           monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Store, Store]]:
     if request.param == "fs":
         yield FileStore(tmp_path / "data"), FileStore(tmp_path / "data")
-    else:
+    elif request.param == "memory":
         one = MemoryStore()
         yield one, one
+    else:
+        server: SeaweedS3 = request.getfixturevalue("seaweed")
+        for k, v in s3_credentials_env().items():
+            monkeypatch.setenv(k, v)
+        prefix = f"t-{uuid.uuid4().hex[:12]}"
+        yield s3_store(server, prefix), s3_store(server, prefix)
 
 
 @pytest.fixture

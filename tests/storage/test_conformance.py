@@ -15,6 +15,10 @@ import pytest
 from modvault.storage.base import Store, VersionConflict, etag_of
 
 T = TypeVar("T")
+
+
+def is_strong_etag(etag: str) -> bool:
+    return len(etag) > 2 and etag[0] == etag[-1] == '"' and not etag.startswith("W/")
 KEY = "github.com/!acme/x/@v/v1.0.0.zip"
 
 
@@ -39,7 +43,7 @@ def test_missing_objects_are_none(store: Store) -> None:
 def test_put_if_absent_then_read_whole_ranged_streamed(store: Store) -> None:
     async def main() -> None:
         info, written = await store.put_if_absent(KEY, b"hello world")
-        assert written and info.size == 11 and info.etag == etag_of(b"hello world")
+        assert written and info.size == 11 and is_strong_etag(info.etag)
         st = await store.stat(KEY)
         assert st is not None and (st.size, st.etag) == (11, info.etag)
         body = await store.open(KEY)
@@ -66,9 +70,9 @@ def test_first_writer_wins_from_bytes_and_from_files(store: Store, tmp_path: Pat
         tmp2 = tmp_path / "dl-2"
         tmp2.write_bytes(b"second!")
         info2, written2 = await store.put_if_absent(KEY, tmp2)
-        assert not written2 and info2.size == 5 and info2.etag == etag_of(b"first")
+        assert not written2 and info2.size == 5 and info2.etag == info.etag
         info3, written3 = await store.put_if_absent(KEY, b"third")
-        assert not written3 and info3.etag == etag_of(b"first")
+        assert not written3 and info3.etag == info.etag
         got = await store.get(KEY)
         assert got is not None and got[0] == b"first"
 
@@ -85,7 +89,7 @@ def test_first_writer_wins_under_concurrency(stores: tuple[Store, Store]) -> Non
         winners = [i for i, (_, w) in enumerate(results) if w]
         assert len(winners) == 1
         won = payloads[winners[0]]
-        assert {info.etag for info, _ in results} == {etag_of(won)}
+        assert len({info.etag for info, _ in results}) == 1
         got = await stores[1].get(KEY)
         assert got is not None and got[0] == won
 
@@ -98,6 +102,8 @@ def test_put_replaces_atomically(store: Store) -> None:
         info = await store.put("m/@v/list", b"v1.0.0\nv1.1.0\n")
         got = await store.get("m/@v/list")
         assert got is not None and got[0] == b"v1.0.0\nv1.1.0\n" and got[1].etag == info.etag
+        first = await store.put("m/@v/other", b"v1.0.0\n")
+        assert first.etag != info.etag  # other content, other ETag
 
     run(main())
 
@@ -175,7 +181,7 @@ def test_large_object_from_file(store: Store, tmp_path: Path) -> None:
 
     async def main() -> None:
         info, written = await store.put_if_absent(KEY, big)
-        assert written and info.size == 24 << 20 and info.etag == '"' + want[:40] + '"'
+        assert written and info.size == 24 << 20 and is_strong_etag(info.etag)
         body = await store.open(KEY)
         assert body is not None
         h = hashlib.sha256()
