@@ -50,6 +50,10 @@ class Settings:
     # Conditional writes (If-None-Match/If-Match); false for servers without them (racy fallback,
     # and the private checksum database then refuses appends).
     s3_conditional_writes: bool = True
+    # "local", or "redis://HOST:PORT/DB": single-flight across replicas (see "Running several replicas").
+    coordination: str = "local"
+    # Seconds a replica's fetch lease lives without renewal (it is renewed every third of it).
+    coordination_lease: float = 30.0
     # Local scratch space (downloads in progress, git mirrors), never shared between replicas;
     # empty: <data_dir>/.modvault.
     work_dir: str = ""
@@ -365,6 +369,12 @@ def validate(settings: Settings) -> None:
     from modvault.auth.settings import validate_auth
 
     validate_auth(settings)
+    if settings.coordination != "local" and not settings.coordination.startswith(
+            ("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"coordination: expected local or redis://HOST:PORT/DB, got "
+                          f"{settings.coordination.split('@')[-1]!r}")
+    if settings.coordination_lease < 1:
+        raise ConfigError("coordination_lease: must be at least 1 second")
     if settings.store not in STORE_KINDS:
         raise ConfigError(f"store: expected one of {'|'.join(STORE_KINDS)}, got {settings.store!r}")
     if settings.store == "s3" and not settings.s3_bucket:

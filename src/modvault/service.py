@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from modvault.artifact import Artifact, ArtifactRef, Kind
+from modvault.cache.coordination import FlightLock, LocalFlightLock
 from modvault.cache.memory import ByteLRU
 from modvault.cache.negative import NegativeCache
 from modvault.cache.singleflight import SingleFlight
@@ -114,7 +115,8 @@ class ModuleService:
                  checksums: Checksums | None = None, access: AccessRecorder | None = None,
                  supply: SupplyChain | None = None,
                  health: HealthRegistry | None = None, prober: Prober | None = None,
-                 gate: ModuleGate | None = None) -> None:
+                 gate: ModuleGate | None = None,
+                 flight_lock: FlightLock | None = None) -> None:
         self.settings = settings
         # Upstream health records (breakers, latency) and the task that probes them.
         self.health = health
@@ -123,6 +125,8 @@ class ModuleService:
         self.started = time.time()
         self.store = store
         self.work = work
+        # Single-flight across replicas (Redis) on top of the in-process one.
+        self.flight_lock: FlightLock = flight_lock or LocalFlightLock()
         self.chain = chain
         # Modules matching noproxy (or private) are fetched only from version control, never asked
         # of an upstream proxy (go.dev/ref/mod#private-modules).
@@ -222,10 +226,33 @@ class ModuleService:
         self._check_negative(key)
         if self.settings.offline:
             raise NotFound(f"{ref.module}@{ref.version}: not in cache (offline mode)")
-        art, shared = await self.flights.do(key, lambda: self._fetch_immutable(ref, key))
+        art, shared = await self.flights.do(key, lambda: self._fetch_coordinated(ref, key))
         if shared:
             metrics.SINGLEFLIGHT_WAITS.labels(ref.kind.value).inc()
         return art
+
+    async def _fetch_coordinated(self, ref: ArtifactRef, key: str) -> Artifact:
+        """One fetch across replicas: hold the lease and fetch, or wait (bounded) for the replica
+        that holds it and serve what it stored; take over when it gave up or died."""
+        deadline = time.monotonic() + self.settings.upstream_total_timeout
+        while True:
+            lease = await self.flight_lock.acquire(key)
+            if lease is not None:
+                break
+            await self.flight_lock.wait(key, max(0.0, deadline - time.monotonic()))
+            obj = await self.store.stat(key)
+            if obj is not None:
+                return await self._from_store(ref.kind, obj, immutable=True)
+            if time.monotonic() >= deadline:
+                raise Unavailable(f"{ref.module}@{ref.version}: another replica is still fetching it")
+        try:
+            if not isinstance(self.flight_lock, LocalFlightLock):
+                obj = await self.store.stat(key)  # stored by another replica since we looked
+                if obj is not None:
+                    return await self._from_store(ref.kind, obj, immutable=True)
+            return await self._fetch_immutable(ref, key)
+        finally:
+            await lease.release()
 
     async def _fetch_immutable(self, ref: ArtifactRef, key: str) -> Artifact:
         try:
@@ -552,11 +579,13 @@ class ModuleService:
             root = getattr(self.store, "root", None)
             if root is not None and not await asyncio.to_thread(os.access, root, os.R_OK | os.X_OK):
                 return False, "store not readable"
-            return True, "ready (offline)"
+            _, coordination = await self.flight_lock.probe()
+            return True, f"ready (offline); {coordination}"
         if not await self.store.writable():
             return False, "store not writable"
+        _, coordination = await self.flight_lock.probe()
         ok, why = await self.chain.probe()
-        return ok, ("ready: " if ok else "no upstream reachable: ") + why
+        return ok, ("ready: " if ok else "no upstream reachable: ") + why + f"; {coordination}"
 
     def start(self) -> None:
         """Start background work (health probes) on the running event loop; idempotent."""
@@ -577,3 +606,4 @@ class ModuleService:
         if self.checksums.private is not None:
             self.checksums.private.close()
         await self.store.aclose()
+        await self.flight_lock.aclose()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 
+from modvault.cache.coordination import FlightLock, LocalFlightLock
 from modvault.config import ConfigError, Settings, licence_list, parse_pairs, sumdb_settings
 from modvault.gate import ModuleGate
 from modvault.observability.health import on_transition
@@ -176,6 +177,15 @@ def build_store(settings: Settings) -> Store:
     return FileStore(settings.data_dir)
 
 
+def build_flight_lock(settings: Settings) -> FlightLock:
+    """Cross-replica single-flight: in-process, or Redis."""
+    if settings.coordination == "local":
+        return LocalFlightLock()
+    from modvault.cache.coordination.redis import RedisFlightLock
+
+    return RedisFlightLock(settings.coordination, ttl=settings.coordination_lease)
+
+
 def build_service(settings: Settings) -> ModuleService:
     store = build_store(settings)
     work = WorkDir(default_work_dir(settings.data_dir, settings.work_dir))
@@ -191,7 +201,8 @@ def build_service(settings: Settings) -> ModuleService:
     return ModuleService(settings, store, chain, work=work, policy=policy, direct_chain=direct_chain,
                          checksums=checksums, access=AccessJournal(settings.data_dir),
                          supply=build_supply(settings, store), gate=gate,
-                         health=health, prober=build_prober(settings, health, chain, checksums))
+                         health=health, prober=build_prober(settings, health, chain, checksums),
+                         flight_lock=build_flight_lock(settings))
 
 
 def build_ops(settings: Settings, service: ModuleService) -> OpsRuntime:
