@@ -111,21 +111,30 @@ def serve(settings: Settings) -> None:
 
 def _check_private_sumdb(settings: Settings) -> None:
     """A configured private database must exist before any worker starts."""
-    from modvault.sumdb.private import PrivateSumdb, PrivateSumdbError
+    from modvault.sumdb.private import PrivateSumdb, PrivateSumdbError, check_signing_keys
     from modvault.wiring import build_store, private_sumdb_name
 
     name = private_sumdb_name(settings)
     if not name:
         return
+
     async def check() -> None:
         store = build_store(settings)
         try:
-            await PrivateSumdb.open(Path(settings.data_dir), name, store).refresh()
+            db = PrivateSumdb.open(Path(settings.data_dir), name, store)
+            # The log is read here only from a local store: a network client (obstore's runtime
+            # threads) started in this process would not survive the fork into granian's workers.
+            # Each worker reads (and checks) the log from the bucket on first use.
+            if settings.store == "fs":
+                await db.refresh()
         finally:
             await store.aclose()
 
     try:
-        asyncio.run(check())
+        if settings.store == "s3":
+            check_signing_keys(Path(settings.data_dir), name)
+        else:
+            asyncio.run(check())
     except PrivateSumdbError as exc:
         raise ConfigError(f"private_sumdb: {exc} (create it with `modvault sumdb init {name}`)") from None
 

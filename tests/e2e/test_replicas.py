@@ -227,3 +227,100 @@ def test_fetching_replica_killed_then_redis_stopped(
         assert "modvault_coordination_fallbacks_total" in metrics
     finally:
         topo.stop()
+
+
+PRIVATE = "corp.example/lib"
+SUMDB = "sum.corp.example"
+
+
+def _private_versions(root: Path, count: int) -> list[str]:
+    """A static proxy of *count* versions of a private module, zips built as the go command does."""
+    d = root / PRIVATE / "@v"
+    d.mkdir(parents=True, exist_ok=True)
+    versions = [f"v1.{i}.0" for i in range(count)]
+    for v in versions:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr(f"{PRIVATE}@{v}/go.mod", f"module {PRIVATE}\n\ngo 1.21\n")
+            zf.writestr(f"{PRIVATE}@{v}/lib.go", f'package lib\n\nconst Version = "{v}"\n')
+        (d / f"{v}.zip").write_bytes(buf.getvalue())
+        (d / f"{v}.mod").write_text(f"module {PRIVATE}\n\ngo 1.21\n")
+        (d / f"{v}.info").write_text(f'{{"Version":"{v}","Time":"2024-01-01T00:00:00Z"}}')
+    (d / "list").write_text("".join(v + "\n" for v in versions))
+    return versions
+
+
+def test_private_sumdb_twenty_versions_through_replicas_one_killed(
+        tmp_path: Path, modvault: ModvaultFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    from modvault.storage.s3 import S3Store
+    from modvault.sumdb.private import PrivateSumdb, database_dir, init_database
+
+    versions = _private_versions(tmp_path / "private-proxy", 20)
+    srv = TestUpstreamServer(tmp_path / "private-proxy").start()
+    seaweed = SeaweedS3(tmp_path / "seaweed")
+    redis = RedisServer(tmp_path / "redis")
+    nginx: Nginx | None = None
+    try:
+        prefix = f"sumdb-{uuid.uuid4().hex[:8]}"
+        for k, v in seaweed.env(prefix).items():
+            if k.startswith("AWS_"):
+                monkeypatch.setenv(k, v)
+        bucket = S3Store(seaweed.bucket, prefix=prefix, endpoint=seaweed.endpoint, region=REGION)
+        dirs = [tmp_path / f"replica{i}" for i in range(3)]
+        vkey = init_database(dirs[0], SUMDB, bucket)
+        for d in dirs[1:]:  # every replica gets the signing key, as an operator would copy it
+            shutil.copytree(database_dir(dirs[0], SUMDB), database_dir(d, SUMDB))
+        env = {**seaweed.env(prefix), "MODVAULT_COORDINATION": redis.url,
+               "MODVAULT_PRIVATE_SUMDB": SUMDB, "MODVAULT_NOSUMDB": "corp.example"}
+        replicas = [modvault(srv.url, data_dir=d, env=env) for d in dirs]
+        nginx = Nginx(tmp_path / "nginx", [r.port for r in replicas])
+
+        # 20 versions recorded at once, each lookup sent straight to a different replica; one
+        # replica is killed while the appends run.
+        async def lookups() -> list[int]:
+            async with httpx.AsyncClient(timeout=120) as client:
+                async def one(i: int) -> int:
+                    target = replicas[i % 3]
+                    try:
+                        r = await client.get(f"{target.url}/sumdb/{SUMDB}/lookup/{PRIVATE}@{versions[i]}")
+                        return r.status_code
+                    except httpx.HTTPError:
+                        return -1
+
+                async def killer() -> None:
+                    await asyncio.sleep(0.3)
+                    replicas[2].kill9()
+
+                got = await asyncio.gather(*(one(i) for i in range(20)), killer())
+                return [g for g in got if g is not None]
+
+        statuses = asyncio.run(lookups())
+        assert all(s in (200, -1, 502) for s in statuses), statuses
+        assert statuses.count(200) >= 13  # every lookup on a surviving replica succeeded
+
+        # One consistent log: a fresh reader (as a restarted replica would) checks every record
+        # against the signed tree, and it holds each module version at most once.
+        db = PrivateSumdb.open(dirs[0], SUMDB, bucket)
+        asyncio.run(db.refresh())
+        recorded = [r.split(b" ")[1].decode() for r in db.records(0, db.size)]
+        assert len(recorded) == len(set(recorded)) and set(recorded) <= set(versions)
+
+        # The go command, through nginx, with GOSUMDB set to the key line: every version verifies
+        # (those the killed replica never recorded are recorded now, on a surviving one).
+        home = tmp_path / "gohome"
+        home.mkdir()
+        e = go_env(home, GOPROXY=nginx.url, GOSUMDB=vkey, GONOSUMDB="", GOPRIVATE="", GONOPROXY="")
+        proc = run_go(["mod", "download", "-json", *(f"{PRIVATE}@{v}" for v in versions)],
+                      cwd=home, env=e, check=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        docs = download_json(proc.stdout)
+        assert sorted(str(d["Version"]) for d in docs) == sorted(versions)
+        assert not [d for d in docs if d.get("Error")]
+        asyncio.run(db.refresh())
+        assert sorted(r.split(b" ")[1].decode() for r in db.records(0, db.size)) == sorted(versions)
+    finally:
+        if nginx is not None:
+            nginx.stop()
+        redis.stop()
+        seaweed.stop()
+        srv.stop()

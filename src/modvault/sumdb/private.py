@@ -93,6 +93,7 @@ __all__ = [
     "PrivateSumdb",
     "PrivateSumdbError",
     "add_signing_key",
+    "check_signing_keys",
     "database_dir",
     "init_database",
     "list_databases",
@@ -280,6 +281,15 @@ def _existing(root: Path, name: str) -> Path:
         raise PrivateSumdbError(f"no private checksum database {name} under {root} "
                                 f"(create it with: modvault sumdb init {name})")
     return directory
+
+
+def check_signing_keys(root: Path, name: str) -> None:
+    """The database *name* exists under *root* with at least one usable signing key (no store I/O)."""
+    try:
+        check_sumdb_name(name)
+    except ValueError as exc:
+        raise PrivateSumdbError(str(exc)) from None
+    _load_signers(_existing(root, name))
 
 
 def add_signing_key(root: Path, name: str, store: Store | None = None) -> str:
