@@ -28,11 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from modvault.errors import StorageError
-
 STREAM_CHUNK = 256 * 1024
-# The store failed or cannot be reached: our own dependency, so 503 rather than 502.
-StoreUnavailable = StorageError
 
 
 class VersionConflict(Exception):

@@ -18,7 +18,7 @@ Keys are the same GOPROXY URL space as the filesystem store, under ``s3_prefix``
   refuses (:attr:`atomic_cas` is False: it will not append rather than risk a fork).
 
 Credentials come from the usual ``AWS_*`` environment variables (or instance/web-identity
-credentials, as obstore finds them). Every failure to reach the store is StoreUnavailable (503).
+credentials, as obstore finds them). Every failure to reach the store is StorageError (503).
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ import obstore
 from obstore.exceptions import AlreadyExistsError, PreconditionError
 from obstore.store import S3Store as _ObS3Store
 
-from modvault.storage.base import STREAM_CHUNK, ObjectInfo, StoreUnavailable, VersionConflict, check_key
+from modvault.errors import StorageError
+from modvault.storage.base import STREAM_CHUNK, ObjectInfo, VersionConflict, check_key
 
 T = TypeVar("T")
 MULTIPART_MIN = 16 * 1024 * 1024
@@ -84,7 +85,7 @@ class S3Body:
                 for pos in range(0, len(data), chunk):
                     yield data[pos:pos + chunk]
         except Exception as exc:  # the store failed mid-body
-            raise StoreUnavailable(f"store: reading {self.info.key}: {_short(exc)}") from None
+            raise StorageError(f"store: reading {self.info.key}: {_short(exc)}") from None
 
 
 class S3Store:
@@ -115,7 +116,7 @@ class S3Store:
         except (FileNotFoundError, AlreadyExistsError, PreconditionError):
             raise
         except Exception as exc:
-            raise StoreUnavailable(f"store: s3 {self.bucket}: {key}: {_short(exc)}") from None
+            raise StorageError(f"store: s3 {self.bucket}: {key}: {_short(exc)}") from None
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -181,7 +182,7 @@ class S3Store:
     async def _must_stat(self, key: str) -> ObjectInfo:
         info = await self.stat(key)
         if info is None:
-            raise StoreUnavailable(f"store: s3 {self.bucket}: {key} vanished right after it was written")
+            raise StorageError(f"store: s3 {self.bucket}: {key} vanished right after it was written")
         return info
 
     async def put(self, key: str, data: bytes) -> ObjectInfo:

@@ -70,11 +70,11 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from urllib.parse import quote, unquote
 
-from modvault.errors import BadRequest, NotFound, SecurityError
+from modvault.errors import BadRequest, NotFound, SecurityError, StorageError
 from modvault.module.errors import ModuleError
 from modvault.module.path import check
 from modvault.observability import metrics
-from modvault.storage.base import Store, StoreUnavailable, VersionConflict
+from modvault.storage.base import Store, VersionConflict
 from modvault.sumdb import log as sumlog
 from modvault.sumdb import note as _note
 from modvault.sumdb import tlog
@@ -496,7 +496,7 @@ class PrivateSumdb:
             raise BadRequest(f"private checksum database {self.name}: cannot add {module}@{version}: {exc}") \
                 from None
         if not getattr(self.store, "atomic_cas", True):
-            raise StoreUnavailable(f"private checksum database {self.name}: the store has no atomic "
+            raise StorageError(f"private checksum database {self.name}: the store has no atomic "
                                    f"compare-and-swap (s3_conditional_writes = false): refusing to "
                                    f"append rather than risk a fork")
         async with self._lock:
