@@ -23,7 +23,7 @@ from typing import TextIO
 from urllib.parse import urlsplit
 
 from modvault.config import ConfigError, Settings, load_settings
-from modvault.storage.fs import FileStore
+from modvault.storage.base import Store
 
 __all__ = ["add_auth_commands", "run_auth_command"]
 
@@ -94,11 +94,14 @@ def run_auth_command(args: argparse.Namespace, out: TextIO = sys.stdout,
         return 1
 
 
-def _open(args: argparse.Namespace) -> tuple[Settings, FileStore, Path]:
+def _open(args: argparse.Namespace) -> tuple[Settings, Store, Path]:
+    """The store `modvault serve` would use (tokens and blocks live there, S3 included)."""
+    from modvault.wiring import build_store
+
     settings = _settings(args)
     data_dir = Path(settings.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    return settings, FileStore(data_dir), data_dir
+    return settings, build_store(settings), data_dir
 
 
 def _audit(settings: Settings, event: str, target: str, reason: str = "", **extra: object) -> None:
