@@ -163,6 +163,13 @@ def test_sbom_module_set_equals_go_list_m_all(graph_server: tuple[Any, ModvaultP
     assert seen_licences[f"{P}/a@v1.0.0=>{P}/fork v1.5.0"] == "NOASSERTION"
     assert LICENCES[f"{P}/fork"] == ""
 
+    # The dashboard marks stored versions the imported advisory affects.
+    page = httpx.get(f"{mv.url}/ui/module/{P}/c")
+    assert page.status_code == 200, page.text
+    rows = {r.split("</td>", 1)[0].rsplit(">", 1)[-1]: r for r in page.text.split("<tr>")[2:]}
+    assert "GO-2099-0001" in rows["v1.2.0"] and "GO-2099-0001" in rows["v1.1.0"]
+    assert "GO-2099-0001" not in rows["v1.3.0"]
+
     # module@version as the root: the build list of that module's own go.mod.
     doc = sbom_cli(mv.url, f"{P}/b@v1.0.0", "cyclonedx-json")
     assert cyclonedx_errors(doc) == []

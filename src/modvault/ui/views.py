@@ -178,6 +178,7 @@ class Dashboard:
         if not versions:
             raise NotFound(f"{module} is not in the store")
         root = Path(self.app.settings.data_dir)
+        supply = self.app.service.supply
         rows = []
         for r in reversed(versions):
             row: dict[str, Any] = {"version": r.version, "bytes": r.bytes, "sizes": r.sizes,
@@ -186,7 +187,10 @@ class Dashboard:
                                    else "",
                                    "mod_h1": self._sum(root / r.key("mod"), "mod") if "mod" in r.sizes
                                    else "",
-                                   "provenance": self._provenance(root, r)}
+                                   "provenance": self._provenance(root, r),
+                                   # imported OSV advisories affecting this version (supply/osv.py)
+                                   "advisories": supply.advisories.affecting(module, r.version)
+                                   if supply is not None else []}
             rows.append(row)
         return {"module": module, "versions": rows}
 
