@@ -91,6 +91,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--requests", type=int, default=20000)
     ap.add_argument("--batches", type=int, default=3)
+    ap.add_argument("--tree-src", metavar="DIR",
+                    help="measure this source tree instead of the installed one (PYTHONPATH)")
     ap.add_argument("--auth", action="store_true", help="this tree with auth on and a Bearer token")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="modvault-bench-") as tmp:
@@ -111,7 +113,8 @@ def main() -> int:
         for _ in range(args.rounds):
             base.append(run(str(Path(args.baseline_src).resolve()), data, args.requests,
                             args.batches, {}, {}))
-            this.append(run(None, data, args.requests, args.batches, extra, headers))
+            tree = str(Path(args.tree_src).resolve()) if args.tree_src else None
+            this.append(run(tree, data, args.requests, args.batches, extra, headers))
         b, t = min(base), min(this)
         print(f"baseline  {b:8.2f} us/request   (rounds: {', '.join(f'{x:.2f}' for x in base)})")
         print(f"this tree {t:8.2f} us/request   (rounds: {', '.join(f'{x:.2f}' for x in this)})")

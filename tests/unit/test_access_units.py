@@ -194,3 +194,13 @@ def test_mask_is_cheap_enough_for_log_batches() -> None:
     t = time.process_time()
     assert mask(line) == line
     assert time.process_time() - t < 5  # generous: only catastrophic backtracking would fail
+
+
+def test_cli_admin_actions_reach_the_audit_log(tmp_path: Path) -> None:
+    from modvault.ops.store_cli import audit
+
+    audit(tmp_path, "rm", module="example.com/m", version="v1.0.0")
+    lines = (tmp_path / ".modvault" / "audit" / "audit.log").read_text().splitlines()
+    doc = json.loads(lines[-1])
+    assert doc["event"] == "admin" and doc["action"] == "modvault rm"
+    assert doc["module"] == "example.com/m" and doc["identity"].startswith("cli:")

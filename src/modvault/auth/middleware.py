@@ -26,6 +26,9 @@ from modvault.server.request import Request
 from modvault.server.routes import METRICS, PUBLIC
 
 MAX_CREDENTIAL = 16 * 1024
+TOKEN_REMEMBER = 1.0
+JWT_REMEMBER = 30.0
+RECENT_MAX = 10_000
 
 
 def _audit(audit: AuditLog, req: Request, event: str, result: str, reason: str,
@@ -85,19 +88,36 @@ class AuthenticationMiddleware(Middleware):
         self.anonymous = Identity(ANONYMOUS_NAME, (anonymous_role,) if anonymous_role else (),
                                   "anonymous", anonymous=True)
         self.audit = audit
+        self.any_role_cidrs = any(r.allow_cidrs for r in policy.roles.values())
+        # Verified Authorization headers, remembered briefly (in memory only, never logged): a
+        # hot client does not pay for a hash or a signature check per request. Tokens are
+        # remembered for at most TOKEN_REMEMBER seconds and never past a change of the token
+        # record, so revocation still takes effect within seconds.
+        self._recent: dict[str, tuple[Identity, float, object]] = {}
 
     async def before(self, req: Request) -> None:
         header = req.headers.get("authorization")
         if header is None:
             identity = self.anonymous
         else:
-            try:
-                identity = await self._verify(credential_of(header))
-            except Unauthorized as exc:
-                _audit(self.audit, req, "authn.failure", "denied", exc.message,
-                       Identity("", (), "unknown"))
-                metrics.AUTH_DENIALS.labels("authentication").inc()
-                raise
+            now = time.monotonic()
+            hit = self._recent.get(header)
+            if hit is not None and hit[1] > now and hit[2] == self.tokens.version:
+                identity = hit[0]
+            else:
+                try:
+                    identity, ttl = await self._verify(credential_of(header))
+                except Unauthorized as exc:
+                    _audit(self.audit, req, "authn.failure", "denied", exc.message,
+                           Identity("", (), "unknown"))
+                    metrics.AUTH_DENIALS.labels("authentication").inc()
+                    raise
+                if len(self._recent) >= RECENT_MAX:
+                    self._recent.clear()
+                self._recent[header] = (identity, now + ttl, self.tokens.version)
+        if not self.any_role_cidrs:
+            req.identity = identity
+            return
         roles = tuple(r for r in identity.roles
                       if r in self.policy.roles and self.policy.roles[r].usable_from(req.client))
         if identity.roles and not roles and any(r in self.policy.roles for r in identity.roles):
@@ -110,16 +130,17 @@ class AuthenticationMiddleware(Middleware):
                                 identity.anonymous)
         req.identity = identity
 
-    async def _verify(self, token: str) -> Identity:
+    async def _verify(self, token: str) -> tuple[Identity, float]:
+        """The identity, and how long it may be remembered for this exact header."""
         if looks_like_jwt(token) and self.jwt is not None:
             try:
-                return await self.jwt.verify(token)
+                return await self.jwt.verify(token), JWT_REMEMBER
             except InvalidToken as exc:
                 raise Unauthorized(f"authentication failed: {exc}") from None
         identity = await self.tokens.verify(token)
         if identity is None:
             raise Unauthorized("authentication failed: unknown, revoked or expired token")
-        return identity
+        return identity, TOKEN_REMEMBER
 
 
 class AuthorizationMiddleware(Middleware):

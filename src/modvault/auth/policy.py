@@ -18,6 +18,7 @@ A role may also limit where it is usable from (``allow_cidrs``) and how fast (a 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass, field
@@ -130,6 +131,7 @@ class AccessPolicy:
         self.roles = roles
         self.private = private
         self.private_patterns = [p.strip() for p in private.split(",") if p.strip()]
+        self._allows = functools.lru_cache(maxsize=65536)(self._allows_uncached)
 
     def _expand(self, patterns: str) -> str:
         if PRIVATE_PLACEHOLDER not in patterns:
@@ -142,6 +144,10 @@ class AccessPolicy:
         return [self.roles[r] for r in identity.roles if r in self.roles]
 
     def allows(self, identity: Identity, permission: str, target: str) -> bool:
+        """Memoized: roles are fixed for the life of the process, identities are values."""
+        return self._allows(identity, permission, target)
+
+    def _allows_uncached(self, identity: Identity, permission: str, target: str) -> bool:
         if permission == "metrics":
             return any(r.metrics for r in self.roles_of(identity))
         granted = [self._expand(p) for r in self.roles_of(identity) for p in r.patterns(permission)]

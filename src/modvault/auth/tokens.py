@@ -27,6 +27,7 @@ TOKENS_KEY = ".modvault/auth/tokens.json"
 TOKEN_PREFIX = "mvt_"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,99}")
 RELOAD_INTERVAL = 1.0
+MISS_RELOAD_INTERVAL = 0.1
 
 
 class TokenError(ValueError):
@@ -124,9 +125,14 @@ class TokenBook:
         self._version: str | None = None
         self._checked = 0.0
 
-    async def _refresh(self) -> None:
+    @property
+    def version(self) -> object:
+        """Changes whenever the stored record does (as far as this process has seen)."""
+        return self._version
+
+    async def _refresh(self, interval: float = RELOAD_INTERVAL) -> None:
         now = time.monotonic()
-        if now - self._checked < RELOAD_INTERVAL:
+        if now - self._checked < interval:
             return
         self._checked = now
         obj = await self.store.stat(TOKENS_KEY)
@@ -142,6 +148,9 @@ class TokenBook:
         await self._refresh()
         digest = hash_token(token)
         rec = self._by_hash.get(digest)
+        if rec is None:  # perhaps created a moment ago: look again (a stat, at most 10 times/s)
+            await self._refresh(MISS_RELOAD_INTERVAL)
+            rec = self._by_hash.get(digest)
         # The lookup is keyed by a hash of the secret; the final comparison is constant-time.
         if rec is None or not hmac.compare_digest(rec.sha256, digest):
             hmac.compare_digest(digest, digest)  # same work on the failure path

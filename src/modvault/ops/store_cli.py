@@ -151,6 +151,11 @@ def audit(root: Path, action: str, **fields: object) -> None:
                        "user": user, "action": action, **fields}, sort_keys=True)
     with open(path, "a", encoding="utf-8") as fh:
         fh.write(line + "\n")
+    # Administrative actions belong in the audit log too (observability/audit.py).
+    from modvault.observability.audit import AuditLog, audit_path
+
+    AuditLog(audit_path(os.environ.get("MODVAULT_AUDIT_LOG", ""), str(root))).record(
+        "admin", result="ok", identity=f"cli:{user}", action=f"modvault {action}", extra=fields)
 
 
 def cmd_rm(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
