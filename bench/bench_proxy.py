@@ -195,6 +195,10 @@ def main() -> int:
     ap.add_argument("--baseline-src", metavar="DIR",
                     help="also run modvault from this source tree (PYTHONPATH) as 'baseline'")
     ap.add_argument("--small-only", action="store_true", help="measure only the small .info rows")
+    ap.add_argument("--tree-src", metavar="DIR",
+                    help="run 'modvault' from this source tree instead of the installed one")
+    ap.add_argument("--auth", action="store_true",
+                    help="also measure small .info with auth on and a Bearer token (modvault-auth)")
     args = ap.parse_args()
     for tool in ("nginx", "wrk", "h2load", "openssl"):
         if shutil.which(tool) is None:
@@ -209,9 +213,11 @@ def main() -> int:
         cert, key = make_cert(root)
         ngx, ngx_port, ngx_tls = start_nginx(root, data, cert, key)
         mv_port, mv_tls = free_port(), free_port()
-        mv = start_modvault(data, mv_port)
+        tree_env = {"PYTHONPATH": str(Path(args.tree_src).resolve())} if args.tree_src else {}
+        mv = start_modvault(data, mv_port, env=tree_env)
         mv_quiet_port = free_port()
-        mv_quiet = start_modvault(data, mv_quiet_port, env={"MODVAULT_ACCESS_LOG": "false"})
+        mv_quiet = start_modvault(data, mv_quiet_port,
+                                  env={**tree_env, "MODVAULT_ACCESS_LOG": "false"})
         mv_tls_proc = start_modvault(data, mv_tls, "--tls-cert", str(cert), "--tls-key", str(key),
                                      env={"MODVAULT_ACCESS_LOG": "false"})
         servers = [("nginx", ngx_port), ("modvault", mv_port), ("modvault-nolog", mv_quiet_port)]
@@ -225,6 +231,18 @@ def main() -> int:
             # Interleaved: baseline and this tree alternate within every round.
             servers = [("nginx", ngx_port), ("baseline", base_port), ("modvault", mv_port),
                        ("baseline-nolog", base_quiet_port), ("modvault-nolog", mv_quiet_port)]
+        auth_header = None
+        if args.auth:
+            auth_port = free_port()
+            token = subprocess.run([sys.executable, "-m", "modvault", "token", "create", "bench",
+                                    "--role", "reader", "--data-dir", str(data)], env=tree_env | {
+                                        k: v for k, v in os.environ.items()
+                                        if not k.startswith("MODVAULT_")},
+                                   capture_output=True, text=True, check=True).stdout.split()[-1]
+            extra_procs.append(start_modvault(data, auth_port, "--auth", "on",
+                                              env={**tree_env, "MODVAULT_ACCESS_LOG": "false"}))
+            auth_header = f"Authorization: Bearer {token}"
+            servers.append(("modvault-auth", auth_port))
         results: dict[str, dict[str, list[float]]] = {}
 
         def record(name: str, who: str, value: float) -> None:
@@ -235,10 +253,10 @@ def main() -> int:
             for _ in range(args.rounds):
                 for who, port in servers:
                     base = f"http://127.0.0.1:{port}"
-                    r = wrk(base + INFO, d)
+                    r = wrk(base + INFO, d, header=auth_header if who == "modvault-auth" else None)
                     record("small .info req/s", who, r["rps"])
                     record("small .info p99 ms", who, r["p99_ms"])
-                    if args.small_only:
+                    if args.small_only or who == "modvault-auth":
                         continue
                     record("5 MiB zip MB/s", who, wrk(base + ZIP5, d, conns=16)["mbps"])
                     record("64 KiB range req/s", who,
@@ -291,6 +309,10 @@ def main() -> int:
                 if "p99" in name:
                     on, off = 1 / on, 1 / off
                 print(f"{name:<24}{on:>12.3f}{off:>12.3f}")
+        if "modvault-auth" in results.get("small .info req/s", {}):
+            by = results["small .info req/s"]
+            print(f"auth on / auth off (no log), small .info req/s: "
+                  f"{max(by['modvault-auth']) / max(by['modvault-nolog']):.3f}")
         if args.small_only:
             return 0
         print(f"RSS while 64 clients download a 100 MiB zip: idle {idle / 2**20:.0f} MiB, "

@@ -374,3 +374,20 @@ def test_planted_secrets_appear_nowhere(tmp_path: Path) -> None:
     for where, text in outputs.items():
         for secret in planted:
             assert secret not in text, f"{secret[:12]}... leaked into the {where}"
+
+
+def test_metrics_setting_vanity_page_and_token_list(hosted: Hosted) -> None:
+    with hosted.client(hosted.tokens["dev"]) as c:
+        assert c.get("/metrics").status_code == 403  # metrics_auth: dev has no metrics flag
+        r = c.get(f"/{MODULE}/sub/pkg", params={"go-get": "1"})
+        assert r.status_code == 200
+        assert (f'<meta name="go-import" content="{MODULE} mod https://127.0.0.1:{hosted.mv.port}">'
+                in r.text)
+        assert c.get("/corp.example/unpublished", params={"go-get": "1"}).status_code == 404
+    with hosted.client(hosted.tokens["admin"]) as c:
+        assert c.get("/metrics").status_code == 200
+    with hosted.client() as c:  # anonymous: no role here, so not even the page's existence
+        assert c.get(f"/{MODULE}", params={"go-get": "1"}).status_code == 404
+    listing = mv_cli(hosted.data, "token", "list").stdout
+    assert "dev\trole=dev" in listing and "other\trole=reader\tmodules=other.example/*" in listing
+    assert not any(tok in listing for tok in hosted.tokens.values())
