@@ -204,3 +204,13 @@ def test_cli_admin_actions_reach_the_audit_log(tmp_path: Path) -> None:
     doc = json.loads(lines[-1])
     assert doc["event"] == "admin" and doc["action"] == "modvault rm"
     assert doc["module"] == "example.com/m" and doc["identity"].startswith("cli:")
+
+
+def test_masked_log_lines_stay_json() -> None:
+    from modvault.observability.audit import mask_json_line
+
+    line = json.dumps({"path": "/x/Authorization: Bearer mvt_abcdefghijklmnop/@v/list",
+                       "status": 401}) + "\n"
+    out = mask_json_line(line)
+    doc = json.loads(out)
+    assert doc["status"] == 401 and "mvt_abcdefghijklmnop" not in out

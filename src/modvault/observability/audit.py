@@ -34,6 +34,27 @@ def mask(text: str) -> str:
     return redact_text(_MODVAULT_TOKEN.sub("mvt_***", text))
 
 
+# Anything mask() might act on; lines without it are left as they are (most log lines).
+SUSPECT = re.compile(r"(?i)mvt_|eyj|://|authoriz|bearer|basic|token|digest|negotiate|pass|secret"
+                     r"|key|sig|auth")
+
+
+def mask_json_line(line: str) -> str:
+    """A JSON log line with every string value masked (the line stays valid JSON: masking the
+    serialized text could cut a value short)."""
+    try:
+        doc = json.loads(line)
+    except ValueError:
+        return mask(line.rstrip("\n")) + "\n"
+    if not isinstance(doc, dict):
+        return mask(line.rstrip("\n")) + "\n"
+    return json.dumps(mask_values(doc), separators=(",", ":")) + "\n"
+
+
+def mask_values(doc: dict[str, Any]) -> dict[str, Any]:
+    return {k: mask(v) if isinstance(v, str) else v for k, v in doc.items()}
+
+
 def audit_path(settings_path: str, data_dir: str) -> Path:
     return Path(settings_path) if settings_path else Path(data_dir) / DEFAULT_AUDIT_LOG
 
@@ -57,7 +78,7 @@ class AuditLog:
             doc["reason"] = reason
         doc.update(extra or {})
         doc.update(fields)
-        line = mask(json.dumps(doc, separators=(",", ":"), default=str)) + "\n"
+        line = json.dumps(mask_values(doc), separators=(",", ":"), default=str) + "\n"
         self._write(line.encode())
 
     def _write(self, data: bytes) -> None:

@@ -13,8 +13,7 @@ import sys
 import time
 from typing import Any
 
-from modvault.observability.audit import mask
-from modvault.sources.redact import redact_text
+from modvault.observability.audit import SUSPECT, mask, mask_json_line
 
 
 class JSONFormatter(logging.Formatter):
@@ -23,11 +22,11 @@ class JSONFormatter(logging.Formatter):
             "ts": round(record.created, 3),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": redact_text(record.getMessage()),
+            "msg": mask(record.getMessage()),
         }
         if record.exc_info:
-            doc["exc"] = redact_text(self.formatException(record.exc_info))
-        return mask(json.dumps(doc, separators=(",", ":")))
+            doc["exc"] = mask(self.formatException(record.exc_info))
+        return json.dumps(doc, separators=(",", ":"))
 
 
 def setup_logging(level: str) -> None:
@@ -88,8 +87,12 @@ class AccessLog:
         self._scheduled = False
         if not self._buf:
             return
-        # The last-resort credential mask runs once per batch, not per request.
-        data = mask("".join(self._buf)).encode()
+        # The last-resort credential mask: one scan per batch, not per request; only lines that
+        # hold something it might remove are masked (value by value, so they stay JSON).
+        text = "".join(self._buf)
+        if SUSPECT.search(text):
+            text = "".join(mask_json_line(x) if SUSPECT.search(x) else x for x in self._buf)
+        data = text.encode()
         self._buf.clear()
         self._size = 0
         with contextlib.suppress(OSError):
