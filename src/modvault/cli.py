@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import sys
 from pathlib import Path
@@ -13,7 +14,6 @@ from modvault.auth.cli import add_auth_commands, add_serve_flags, run_auth_comma
 from modvault.config import ConfigError, Settings, load_settings
 from modvault.ops.client_cli import add_client_commands
 from modvault.ops.store_cli import add_bundle_commands, add_store_commands, run_ops_command
-from modvault.sources.chain import redact_upstream_list
 from modvault.sources.redact import redact_text
 from modvault.sumdb.admin import add_sumdb_commands, run_sumdb_command
 from modvault.supply.commands import add_supply_commands, run_supply_command
@@ -72,19 +72,20 @@ def serve(settings: Settings) -> None:
     from granian import Granian
     from granian.constants import HTTPModes, Interfaces
 
+    from modvault import startup
+    from modvault.observability.logs import emit, granian_log_config
     from modvault.server.app import SETTINGS_ENV
 
-    try:
-        Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"data_dir: cannot create {settings.data_dir}: {exc.strerror}") from None
+    for name in startup.unknown_variables(os.environ, settings):
+        emit("warning", "modvault.config", f"{name} names no setting and is ignored "
+             f"(settings are listed in the README)")
+    settings = startup.absolute_paths(settings)
+    startup.check_data_dir(settings.data_dir)
+    listen_lock = startup.claim_listen_address(settings)
     _check_private_sumdb(settings)
     _check_attestation_key(settings)
     os.environ[SETTINGS_ENV] = settings.to_json()
-    scheme = "https" if settings.tls_cert else "http"
-    print(f"modvault {__version__} serving {scheme}://{settings.listen} "
-          f"data={settings.data_dir} upstream={redact_upstream_list(settings.upstream)}"
-          + (" (offline)" if settings.offline else ""), file=sys.stderr, flush=True)
+    line = startup.serving_line(settings, __version__)
     kwargs: dict[str, object] = {}
     if settings.tls_cert:
         kwargs["ssl_cert"] = Path(settings.tls_cert)
@@ -99,6 +100,9 @@ def serve(settings: Settings) -> None:
         workers=settings.workers,
         log_enabled=True,
         log_level=settings.log_level,  # type: ignore[arg-type]
+        log_dictconfig=granian_log_config(),  # one format: JSON lines, granian's included
+        # SIGTERM: in-flight answers get shutdown_timeout seconds, then workers are killed.
+        workers_kill_timeout=max(1, math.ceil(settings.shutdown_timeout)),
         log_access=False,
         websockets=False,
         # Not task_impl=rust: it gave ~17% more small-body req/s here, but with granian 2.8.7 a
@@ -106,7 +110,14 @@ def serve(settings: Settings) -> None:
         # is closed (GeneratorExit), which breaks fallbacks such as list-from-store.
         **kwargs,  # type: ignore[arg-type]
     )
-    server.serve()
+    # The serving line is printed once the port accepts connections, not before.
+    server.on_startup(lambda: startup.when_listening(settings.host, settings.port,
+                                                     lambda: emit("info", "modvault", line)))
+    try:
+        server.serve()
+    finally:
+        if listen_lock is not None:
+            listen_lock.release()
 
 
 def _check_private_sumdb(settings: Settings) -> None:
@@ -174,7 +185,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             serve(settings)
     except ConfigError as exc:
-        print(f"modvault: configuration error: {redact_text(str(exc))}", file=sys.stderr)
+        if args.command == "serve":  # serve speaks JSON lines only, this line included
+            from modvault.observability.logs import emit
+
+            emit("error", "modvault", f"cannot start: {redact_text(str(exc))}")
+        else:
+            print(f"modvault: configuration error: {redact_text(str(exc))}", file=sys.stderr)
         return 2
     return 0
 

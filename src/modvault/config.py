@@ -62,6 +62,10 @@ class Settings:
     tls_cert: str = ""
     tls_key: str = ""
     workers: int = 1
+    # Refuse to start on a port another process listens on, unless this asks for SO_REUSEPORT sharing.
+    allow_port_sharing: bool = False
+    # On SIGTERM: stop accepting, give in-flight answers this many seconds, then stop.
+    shutdown_timeout: float = 10.0
     # Mutable answers (list, @latest, query .info): fresh for this long, then revalidated.
     mutable_ttl: float = 300.0
     # Past mutable_ttl + this, a stale answer is revalidated before it is served (stale only on error).
@@ -294,6 +298,11 @@ def validate(settings: Settings) -> None:
     if settings.upstream_max_connections < 1:
         raise ConfigError("upstream_max_connections: must be at least 1, got "
                           f"{settings.upstream_max_connections}")
+    if settings.workers < 1:
+        raise ConfigError(f"workers: at least 1 worker process is needed, got {settings.workers} "
+                          f"(1 suits most sites; about one per CPU core for heavy traffic)")
+    if settings.shutdown_timeout <= 0:
+        raise ConfigError("shutdown_timeout: must be positive")
     for name in ("workers", "upstream_max_redirects", "memory_cache_bytes", "max_zip_bytes",
                  "max_mod_bytes", "max_info_bytes", "max_list_bytes", "memory_item_max_bytes"):
         if getattr(settings, name) < (1 if name == "workers" else 0):

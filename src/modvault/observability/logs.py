@@ -29,6 +29,29 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(doc, separators=(",", ":"))
 
 
+def emit(level: str, logger: str, msg: str) -> None:
+    """One JSON line on stderr whatever the configured level (start-up and shutdown lines)."""
+    record = logging.LogRecord(logger, getattr(logging, level.upper()), "", 0, msg, None, None)
+    sys.stderr.write(JSONFormatter().format(record) + "\n")
+    sys.stderr.flush()
+
+
+def granian_log_config() -> dict[str, Any]:
+    """granian's logging dictconfig: its own lines as JSON on stderr, like ours."""
+    handler = {"formatter": "json", "class": "logging.StreamHandler", "stream": "ext://sys.stderr"}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "modvault.observability.logs.JSONFormatter"}},
+        "handlers": {"console": handler, "access": dict(handler)},
+        "loggers": {
+            "_granian": {"handlers": ["console"], "level": "INFO", "propagate": False},
+            "granian.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
+            "modvault": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        },
+    }
+
+
 def setup_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JSONFormatter())

@@ -25,6 +25,7 @@ from modvault.ops.runtime import OpsRuntime
 from modvault.server import endpoints
 from modvault.server.clientaddr import ClientAddressResolver, parse_cidrs
 from modvault.server.compress import GzipCache
+from modvault.server.drain import Drain
 from modvault.server.middleware import AccessLogMiddleware, Middleware, defines
 from modvault.server.render import FileHandles, PrivateRenderer, Renderer
 from modvault.server.request import Request, error_headers
@@ -54,6 +55,7 @@ class App:
                               settings.audit_log_max_bytes, settings.audit_log_keep)
         # Recent upstream fetches and errors for the dashboard (modvault.ui).
         self.activity = RecentActivity()
+        self.drain = Drain(port=settings.port)  # graceful SIGTERM: finish in-flight requests, then exit
         files = FileHandles()
         short = f"public, max-age={max(0, int(settings.mutable_ttl))}"
         gzip_cache = GzipCache()  # one per process, shared by both cache policies
@@ -125,6 +127,17 @@ class App:
         self.ops.start(loop)
         loop.call_soon(service.start)  # health probes, once the loop runs
         self._refresher = loop.create_task(self._refresh_state())
+        self.drain.install(loop, self._aclose)
+
+    async def _aclose(self) -> None:
+        """The worker's clean-up when it stops after draining (see server/drain.py)."""
+        self.access_log.flush()
+        if self._refresher is not None:
+            self._refresher.cancel()
+        if self.ops is not None:
+            await self.ops.aclose()
+        if self._service is not None:
+            await self._service.aclose()
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.access_log.flush()
@@ -140,6 +153,7 @@ class App:
             return
         started = time.perf_counter()
         req = self.request_class(scope, proto)
+        self.drain.inflight += 1
         try:
             try:
                 route = req.route = self.routes.match(req.method, req.path)
@@ -150,9 +164,11 @@ class App:
             except ModvaultError as exc:
                 req.send_exception(exc)
         except Exception:  # last resort: a bug must still answer a one-line 500, not a trace
-            LOG.exception("unhandled error for %s", req.path[:200])
+            LOG.exception("unhandled error for %s (request %s)", req.path[:200], req.request_id)
             if req.status == 500 and req.size == 0:
                 proto.response_bytes(500, error_headers(), b"internal error\n")
+        finally:
+            self.drain.inflight -= 1
         for after in self._after:
             after(req, started)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 TEXT = "text/plain; charset=utf-8"
 Headers = list[tuple[str, str]]
 
+LOG = logging.getLogger("modvault.server")
 _ids = itertools.count(1)
 _ID_PREFIX = f"{os.getpid():x}-{os.urandom(3).hex()}-"
 
@@ -189,6 +191,13 @@ class Request:
         """A one-line text/plain error body (what the go command shows its user)."""
         body = (mask(message.replace("\n", " ")[:1000]) + "\n").encode()
         self.status, self.size = status, len(body)
+        if status >= 500:
+            # The reason of every 5xx reaches the log (the access line only has the status); the
+            # client gets the id to quote.
+            rid = self.request_id
+            LOG.warning("%s %s answered %d: %s (request %s)", self.method, self.path[:300], status,
+                        body.decode("utf-8", "replace").rstrip("\n"), rid)
+            extra = [*(extra or []), ("x-request-id", rid)]
         self.proto.response_bytes(status, error_headers() + (extra or []), body)
 
     def send_exception(self, exc: ModvaultError) -> None:
