@@ -140,6 +140,7 @@ def test_fastest_moves_away_and_back(upstream_a: TestUpstreamServer, mirror: Tes
     assert upstream_a.count_prefix("/github.com/") >= 1
     upstream_a.slow_everything(0.4)
     fetch_lists(4)  # A's measured latency rises: the mirror goes first
+    time.sleep(1)  # background revalidations already sent to A land before we count
     before = upstream_a.count_prefix("/github.com/")
     fetch_lists(6)
     assert upstream_a.count_prefix("/github.com/") == before  # traffic moved away
@@ -149,7 +150,8 @@ def test_fastest_moves_away_and_back(upstream_a: TestUpstreamServer, mirror: Tes
         fetch_lists(1)
         return upstream_a.count_prefix("/github.com/") > 0
 
-    assert wait_for(back, timeout=20)
+    assert wait_for(back, timeout=20), [
+        x for x in httpx.get(mv.url + "/metrics").text.splitlines() if "probes_total{" in x]
 
 
 def test_refused_artifact_is_remembered_then_rechecked(upstream_a: TestUpstreamServer,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -138,15 +139,21 @@ async def probe_once(client: httpx.AsyncClient, url: str, registry: HealthRegist
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    loop = asyncio.get_running_loop()
-    started = time.perf_counter()
-    try:
-        await loop.getaddrinfo(host, port)
-    except OSError as exc:
-        registry.failure(rec, f"cannot resolve {host}: {exc.strerror or exc}", answered=False)
-        metrics.UPSTREAM_PROBES.labels(rec.name, "error").inc()
-        return False, f"cannot resolve {host}"
-    metrics.UPSTREAM_PHASE.labels(rec.name, "dns").observe(time.perf_counter() - started)
+    if not _is_ip_literal(host):  # an address needs no resolving: no dns phase to measure
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        try:
+            # getaddrinfo runs in the default thread pool: bounded, so a busy pool delays the
+            # probe but can never stall probing for good.
+            async with asyncio.timeout(timeout):
+                await loop.getaddrinfo(host, port)
+        except TimeoutError:
+            return False, f"resolving {host} took longer than {timeout:g}s"
+        except OSError as exc:
+            registry.failure(rec, f"cannot resolve {host}: {exc.strerror or exc}", answered=False)
+            metrics.UPSTREAM_PROBES.labels(rec.name, "error").inc()
+            return False, f"cannot resolve {host}"
+        metrics.UPSTREAM_PHASE.labels(rec.name, "dns").observe(time.perf_counter() - started)
     try:
         async with tracked_get(client, url, registry, rec, timeout=timeout) as resp:
             status = resp.status_code
@@ -159,6 +166,14 @@ async def probe_once(client: httpx.AsyncClient, url: str, registry: HealthRegist
     ok = status not in FAILURE_STATUSES
     metrics.UPSTREAM_PROBES.labels(rec.name, "ok" if ok else "error").inc()
     return ok, f"answered {status}"
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 class Prober:
@@ -184,7 +199,12 @@ class Prober:
 
     async def probe(self, name: str) -> tuple[bool, str]:
         rec, url = self.targets[name]
-        return await probe_once(self.client, url, self.registry, rec)
+        try:
+            async with asyncio.timeout(3 * self.client.timeout.connect if self.client.timeout.connect
+                                       else 30.0):
+                return await probe_once(self.client, url, self.registry, rec)
+        except TimeoutError:
+            return False, "probe did not finish in time"
 
     async def round(self) -> None:
         due = [name for name, (rec, _) in self.targets.items() if self.due(rec)]
