@@ -228,11 +228,15 @@ def test_rtt_phases_against_https_upstream(upstream_a: TestUpstreamServer, modva
                                    "MODVAULT_UPSTREAM_PROBE_INTERVAL": "0.2"})
     assert httpx.get(outer.url + ARTS[0], timeout=30).status_code == 200
 
-    def probed() -> bool:
-        return value(scrape(outer.url), "modvault_upstream_phase_seconds_count", upstream=by_name,
-                     phase="dns") > 0
+    def probed() -> bool:  # a probe resolved the name and opened its own TLS connection
+        samples = scrape(outer.url)
+        return (value(samples, "modvault_upstream_phase_seconds_count", upstream=by_name,
+                      phase="dns") > 0
+                and value(samples, "modvault_upstream_phase_seconds_count", upstream=by_name,
+                          phase="tls") >= 2)
 
-    assert wait_for(probed)
+    assert wait_for(probed, timeout=40), [
+        x for x in httpx.get(outer.url + "/metrics").text.splitlines() if by_name in x]
     samples = scrape(outer.url)
     for phase in ("dns", "connect", "tls", "ttfb", "total"):
         count = value(samples, "modvault_upstream_phase_seconds_count", upstream=by_name,
