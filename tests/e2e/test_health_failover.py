@@ -225,8 +225,12 @@ def test_rtt_phases_against_https_upstream(upstream_a: TestUpstreamServer, modva
     # By name, so the probes have a name to resolve (the dns phase); the certificate covers it.
     by_name = inner.url.replace("127.0.0.1", "localhost")
     outer = modvault(by_name, env={**BASE, "MODVAULT_UPSTREAM_CA_FILE": str(cert),
-                                   "MODVAULT_UPSTREAM_PROBE_INTERVAL": "0.2"})
-    assert httpx.get(outer.url + ARTS[0], timeout=30).status_code == 200
+                                   "MODVAULT_UPSTREAM_PROBE_INTERVAL": "0.2",
+                                   "MODVAULT_UPSTREAM_READ_TIMEOUT": "30",
+                                   "MODVAULT_UPSTREAM_RETRIES": "2",
+                                   "MODVAULT_BREAKER_FAILURES": "5"})
+    r = httpx.get(outer.url + ARTS[0], timeout=60)
+    assert r.status_code == 200, r.text
 
     def probed() -> bool:  # a probe resolved the name and opened its own TLS connection
         samples = scrape(outer.url)
