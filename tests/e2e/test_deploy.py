@@ -66,8 +66,8 @@ def test_dashboard_and_alerts_name_only_real_metrics(corpus: Corpus, upstream_a:
     assert missing == [], f"referenced but not in /metrics: {missing}"
     dashboard = json.loads((DEPLOY / "grafana" / "modvault.json").read_text())
     titles = " ".join(p["title"].lower() for p in dashboard["panels"])
-    for topic in ("request rate", "latency", "hit ratio", "upstream", "errors", "store size",
-                  "single-flight", "security"):
+    for topic in ("request rate", "latency", "hit ratio", "upstream", "by phase", "breaker", "errors",
+                  "store size", "single-flight", "security"):
         assert topic in titles, topic
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))

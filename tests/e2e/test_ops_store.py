@@ -116,8 +116,10 @@ def test_ls_rm_gc_index_and_metrics(corpus: Corpus, upstream_a: TestUpstreamServ
     again = _download(tmp_path / "g2", mv.url, "github.com/acme/hello@v1.0.0")
     assert again["github.com/acme/hello@v1.0.0"]["Sum"] == got["github.com/acme/hello@v1.0.0"]["Sum"]
     assert upstream_a.count("/github.com/acme/hello/@v/v1.0.0.zip") == before + 1
-    audit = (mv.data_dir / ".modvault/ops/audit.jsonl").read_text().splitlines()
-    assert json.loads(audit[-1])["action"] == "rm"
+    audit = (mv.data_dir / ".modvault/audit/audit.log").read_text().splitlines()
+    entry = json.loads(audit[-1])
+    assert entry["event"] == "rm" and entry["target"] == "github.com/acme/hello@v1.0.0"
+    assert entry["identity"].startswith("cli:")
     missing = modvault_cli("rm", "github.com/acme/nothere", "--data-dir", data)
     assert missing.returncode == 1 and "not in the store" in missing.stderr
     bad = modvault_cli("rm", "not a module@v1", "--data-dir", data)

@@ -26,8 +26,6 @@ from modvault.ops.units import format_bytes, parse_duration, parse_size
 from modvault.policy import ModulePolicy
 from modvault.storage import keys
 
-AUDIT_LOG = ".modvault/ops/audit.jsonl"
-
 
 class OpsError(Exception):
     """A command failed; the message is one line for the operator."""
@@ -139,23 +137,19 @@ def _parse_target(text: str) -> tuple[str, str]:
     return module, version
 
 
-def audit(root: Path, action: str, **fields: object) -> None:
-    """One JSON line per administrative change, with who ran it (never a secret)."""
-    path = root / AUDIT_LOG
-    path.parent.mkdir(parents=True, exist_ok=True)
+def audit(settings: Settings, action: str, target: str, **fields: object) -> None:
+    """One line in the audit log (observability/audit.py) per administrative change, naming the
+    operating-system user who ran it (never a secret)."""
+    from modvault.observability.audit import AuditLog, audit_path
+
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
         user = str(os.getuid())
-    line = json.dumps({"time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                       "user": user, "action": action, **fields}, sort_keys=True)
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(line + "\n")
-    # Administrative actions belong in the audit log too (observability/audit.py).
-    from modvault.observability.audit import AuditLog, audit_path
-
-    AuditLog(audit_path(os.environ.get("MODVAULT_AUDIT_LOG", ""), str(root))).record(
-        "admin", result="ok", identity=f"cli:{user}", action=f"modvault {action}", extra=fields)
+    log = AuditLog(audit_path(settings.audit_log, settings.data_dir), settings.audit_log_max_bytes,
+                   settings.audit_log_keep)
+    log.record(action, result="ok", identity=f"cli:{user}", action=f"modvault {action}",
+               target=target, extra=fields)
 
 
 def cmd_rm(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -191,7 +185,8 @@ def cmd_rm(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             continue
     if not args.dry_run:
         AccessJournal(root).compact(forget=doomed)
-        audit(root, "rm", module=module, version=version or None, files=len(doomed), bytes=freed)
+        audit(settings, "rm", f"{module}@{version}" if version else module, files=len(doomed),
+              bytes=freed)
     result = {"Path": module, "Version": version or None, "DryRun": args.dry_run,
               "Versions": [r.version for r in records], "Files": len(doomed), "FreedBytes": freed}
     if args.json:
@@ -228,7 +223,7 @@ def cmd_gc(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         result = gc.GcResult(plan, dry_run=True)
     else:
         result = gc.execute_gc(root, plan)
-        audit(root, "gc", removed_versions=len(result.removed_versions),
+        audit(settings, "gc", "", removed_versions=len(result.removed_versions),
               removed_mirrors=len(result.removed_mirrors), freed_bytes=result.freed_bytes)
     doc = result.to_json()
     if args.json:
@@ -304,7 +299,7 @@ def cmd_export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     report = export_bundle(settings, targets, Path(args.output), transitive=not args.no_deps)
     if report.missing:
         raise OpsError("cannot export: " + "; ".join(report.missing[:10]))
-    audit(Path(settings.data_dir), "export", output=str(args.output), versions=len(report.versions))
+    audit(settings, "export", str(args.output), versions=len(report.versions))
     if args.json:
         json.dump(report.to_json(), out)
         out.write("\n")
@@ -330,8 +325,7 @@ def cmd_import(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         report = import_bundle(settings, source, require_sumdb=not args.no_sumdb_check)
     except BundleError as exc:
         raise OpsError(str(exc)) from None
-    audit(Path(settings.data_dir), "import", source=str(source), added=len(report.added),
-          refused=len(report.refused))
+    audit(settings, "import", str(source), added=len(report.added), refused=len(report.refused))
     if args.json:
         json.dump(report.to_json(), out)
         out.write("\n")
