@@ -134,3 +134,22 @@ def test_parse_time_rejects_zoneless() -> None:
     for bad in ("2019-04-10", "2019-04-10T19:08:52", "yesterday", ""):
         with pytest.raises(ValueError):
             parse_time(bad)
+
+
+def test_published_modules_are_never_collected_or_removed(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    put_version(tmp_path, "example.com/pub", "v1.0.0", zip_bytes=5000, mtime=NOW - 400 * DAY)
+    put_version(tmp_path, "example.com/cached", "v1.0.0", zip_bytes=5000, mtime=NOW - 400 * DAY)
+    (tmp_path / ".modvault/published").mkdir(parents=True)
+    (tmp_path / ".modvault/published/example.com/pub.json").parent.mkdir(parents=True)
+    (tmp_path / ".modvault/published/example.com/pub.json").write_text('{"versions": {}}')
+    recs = {r.module: r for r in scan_versions(tmp_path)}
+    assert recs["example.com/pub"].source == "published" and recs["example.com/pub"].private
+    plan = gc.plan_gc(tmp_path, max_bytes=0, unused_for=DAY, policy=ModulePolicy(), now=NOW)
+    assert [v.module for v in plan.versions] == ["example.com/cached"]
+    out = subprocess.run([sys.executable, "-m", "modvault", "rm", "example.com/pub",
+                          "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "published" in out.stderr
+    assert (tmp_path / "example.com/pub/@v/v1.0.0.zip").exists()

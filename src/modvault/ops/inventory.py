@@ -34,7 +34,8 @@ class VersionRecord:
     sizes: dict[str, int] = field(default_factory=dict)  # ext -> bytes
     stored: float = 0.0  # earliest mtime of its files: when it was first stored
     last_access: float = 0.0  # from the access journal; 0 when never recorded
-    private: bool = False
+    private: bool = False  # matches private/nosumdb, or was published here (never collected)
+    published: bool = False
     origin: str = ""  # VCS URL from the .info's Origin, when the source said
 
     @property
@@ -54,7 +55,7 @@ class VersionRecord:
 
     @property
     def source(self) -> str:
-        return "private" if self.private else "public"
+        return "published" if self.published else "private" if self.private else "public"
 
     def to_json(self) -> dict[str, object]:
         return {"Path": self.module, "Version": self.version, "Bytes": self.bytes,
@@ -111,7 +112,9 @@ def scan_versions(data_dir: str | os.PathLike[str], *, policy: ModulePolicy | No
 def _scan_vdir(module: str, emod: str, vdir: str, policy: ModulePolicy, access: dict[str, float],
                read_origin: bool) -> list[VersionRecord]:
     """The versions held in one module's ``@v`` directory, in semver order."""
-    private = policy.is_private(module) or policy.is_nosumdb(module)
+    # A published module (sources/published.py keeps its record there) has no other copy.
+    published = _is_published(vdir, emod)
+    private = published or policy.is_private(module) or policy.is_nosumdb(module)
     found: dict[str, VersionRecord] = {}
     try:
         entries = list(os.scandir(vdir))
@@ -128,7 +131,8 @@ def _scan_vdir(module: str, emod: str, vdir: str, policy: ModulePolicy, access: 
                 check(module, version)
             except ModuleError:
                 continue
-            rec = found[stem] = VersionRecord(module, version, emod, stem, private=private)
+            rec = found[stem] = VersionRecord(module, version, emod, stem, private=private,
+                                              published=published)
         try:
             st = entry.stat(follow_symlinks=False)
         except FileNotFoundError:
@@ -143,6 +147,14 @@ def _scan_vdir(module: str, emod: str, vdir: str, policy: ModulePolicy, access: 
     ordered = semver.sort_versions(v.version for v in found.values())
     by_version = {r.version: r for r in found.values()}
     return [by_version[v] for v in ordered]
+
+
+PUBLISHED_PREFIX = ".modvault/published/"  # as sources/published.record_key writes it
+
+
+def _is_published(vdir: str, emod: str) -> bool:
+    root = vdir[: -len(emod + "/@v")] if vdir.endswith(emod + "/@v") else ""
+    return bool(root) and os.path.isfile(os.path.join(root, PUBLISHED_PREFIX + emod + ".json"))
 
 
 def scan_module(data_dir: str | os.PathLike[str], module: str, *,

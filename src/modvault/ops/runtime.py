@@ -31,6 +31,8 @@ HOT_EVERY = 10.0
 # A hot answer is revalidated once this fraction of mutable_ttl has passed.
 HOT_AGE = 0.75
 HOT_PARALLEL = 4
+# The loop ticks each second: with a shorter mutable_ttl there is nothing to refresh ahead of.
+HOT_MIN_TTL = 4.0
 INDEX_FRESH = 2.0
 
 
@@ -147,7 +149,8 @@ class OpsRuntime:
 
     async def refresh_hot(self) -> int:
         """Revalidate the hottest mutable answers that will soon expire, within the budget."""
-        if self.service is None or self.settings.offline or self.settings.refresh_budget <= 0:
+        if (self.service is None or self.settings.offline or self.settings.refresh_budget <= 0
+                or self.settings.mutable_ttl < HOT_MIN_TTL):
             return 0
         from modvault.server.routing import parse_artifact_path
         from modvault.storage.keys import QUERY_PREFIX

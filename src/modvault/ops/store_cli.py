@@ -157,9 +157,10 @@ def cmd_rm(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     root = _existing_data_dir(settings)
     module, version = _parse_target(args.target)
     policy = policy_of(settings)
-    if policy.is_private(module) or policy.is_nosumdb(module):
-        raise OpsError(f"{module} is a private module: its stored copy may be the only one and its "
-                       "record is in the private checksum database; refusing to remove it")
+    if (policy.is_private(module) or policy.is_nosumdb(module)
+            or (root / ".modvault" / "published" / (escape_path(module) + ".json")).is_file()):
+        raise OpsError(f"{module} is a private or published module: its stored copy may be the only "
+                       "one and its record is in the private checksum database; refusing to remove it")
     emod = escape_path(module)
     records = [r for r in scan_versions(root, policy=policy) if r.module == module
                and (not version or r.version == version)]
