@@ -150,12 +150,12 @@ def test_rm_refuses_private_modules(tmp_path: Path) -> None:
     put_version(tmp_path, "corp.example/lib", "v1.0.0")
     out = modvault_cli("rm", "corp.example/lib@v1.0.0", "--data-dir", str(tmp_path),
                        env={"MODVAULT_PRIVATE": "corp.example"})
-    assert out.returncode == 1 and "private module" in out.stderr
+    assert out.returncode == 1 and "private or published module" in out.stderr
     assert (tmp_path / "corp.example/lib/@v/v1.0.0.zip").exists()
     cfg = tmp_path / "mv.toml"
     cfg.write_text(f'data_dir = "{tmp_path}"\nnosumdb = "corp.example"\n')
     out = modvault_cli("rm", "corp.example/lib", "--config", str(cfg))
-    assert out.returncode == 1 and "private module" in out.stderr
+    assert out.returncode == 1 and "private or published module" in out.stderr
     out = modvault_cli("ls", "--data-dir", str(tmp_path / "nope"))
     assert out.returncode == 1 and "does not exist" in out.stderr
 
