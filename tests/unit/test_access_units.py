@@ -197,13 +197,15 @@ def test_mask_is_cheap_enough_for_log_batches() -> None:
 
 
 def test_cli_admin_actions_reach_the_audit_log(tmp_path: Path) -> None:
+    from modvault.config import Settings
     from modvault.ops.store_cli import audit
 
-    audit(tmp_path, "rm", module="example.com/m", version="v1.0.0")
+    audit(Settings(data_dir=str(tmp_path)), "rm", "example.com/m@v1.0.0", files=3)
     lines = (tmp_path / ".modvault" / "audit" / "audit.log").read_text().splitlines()
     doc = json.loads(lines[-1])
-    assert doc["event"] == "admin" and doc["action"] == "modvault rm"
-    assert doc["module"] == "example.com/m" and doc["identity"].startswith("cli:")
+    assert doc["event"] == "rm" and doc["action"] == "modvault rm"
+    assert doc["target"] == "example.com/m@v1.0.0" and doc["files"] == 3
+    assert doc["identity"].startswith("cli:")
 
 
 def test_masked_log_lines_stay_json() -> None:
