@@ -187,6 +187,9 @@ def build_flight_lock(settings: Settings) -> FlightLock:
 
 
 def build_service(settings: Settings) -> ModuleService:
+    from modvault.observability.workers import WORKER_DEATHS
+
+    WORKER_DEATHS.data_dir = settings.data_dir  # this worker's /metrics reads the count
     store = build_store(settings)
     work = WorkDir(default_work_dir(settings.data_dir, settings.work_dir))
     client = make_client(upstream_limits(settings))
