@@ -112,6 +112,9 @@ def serve(settings: Settings) -> None:
         # again within 5.5 s of its respawn is a crash loop and granian stops the server.
         respawn_failed_workers=True,
         respawn_interval=1.0,
+        # Connection slots per worker; the idle ones are cut by server/connreaper.py.
+        backpressure=settings.max_connections,
+        backlog=max(1024, settings.max_connections),
         **kwargs,  # type: ignore[arg-type]
     )
     # The serving line is printed once the port accepts connections, not before.

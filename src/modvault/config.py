@@ -84,6 +84,12 @@ class Settings:
     upstream_retries: int = 2
     # Connections to upstreams at once (the pool); fetches beyond it queue for one.
     upstream_max_connections: int = 64
+    # Client connections: per worker at most max_connections (more wait in the listen queue); one
+    # that sends nothing is cut after client_first_byte_timeout, one idle between requests after
+    # client_idle_timeout (after 1 s while the worker is at 90% of max_connections).
+    max_connections: int = 1024
+    client_first_byte_timeout: float = 10.0
+    client_idle_timeout: float = 60.0
     upstream_max_redirects: int = 5
     # PEM file of extra CA certificates trusted for upstreams and checksum databases.
     upstream_ca_file: str = ""
@@ -295,6 +301,10 @@ def validate(settings: Settings) -> None:
         value = getattr(settings, name)
         if value and not os.path.isfile(value):
             raise ConfigError(f"{name}: no such file {value!r}")
+    if settings.max_connections < 1 or settings.client_first_byte_timeout <= 0 \
+            or settings.client_idle_timeout <= 0:
+        raise ConfigError("max_connections/client_first_byte_timeout/client_idle_timeout: must be "
+                          "positive")
     if settings.upstream_max_connections < 1:
         raise ConfigError("upstream_max_connections: must be at least 1, got "
                           f"{settings.upstream_max_connections}")

@@ -25,6 +25,7 @@ from modvault.ops.runtime import OpsRuntime
 from modvault.server import endpoints
 from modvault.server.clientaddr import ClientAddressResolver, parse_cidrs
 from modvault.server.compress import GzipCache
+from modvault.server.connreaper import ConnectionReaper
 from modvault.server.drain import Drain
 from modvault.server.middleware import AccessLogMiddleware, Middleware, defines
 from modvault.server.render import FileHandles, PrivateRenderer, Renderer
@@ -49,6 +50,7 @@ class App:
         self.settings = settings
         self._service: ModuleService | None = None
         self.ops: OpsRuntime | None = None
+        self.reaper: ConnectionReaper | None = None
         self.started = time.time()
         self.access_log = logs.AccessLog(settings.access_log)
         self.audit = AuditLog(audit_path(settings.audit_log, settings.data_dir),
@@ -127,6 +129,11 @@ class App:
         self.ops.start(loop)
         loop.call_soon(service.start)  # health probes, once the loop runs
         self._refresher = loop.create_task(self._refresh_state())
+        self.reaper = ConnectionReaper(
+            self.settings.port, first_byte_timeout=self.settings.client_first_byte_timeout,
+            idle_timeout=self.settings.client_idle_timeout,
+            max_connections=self.settings.max_connections)
+        self.reaper.start()
         self.drain.install(loop, self._aclose)
 
     async def _aclose(self) -> None:
@@ -134,6 +141,8 @@ class App:
         self.access_log.flush()
         if self._refresher is not None:
             self._refresher.cancel()
+        if self.reaper is not None:
+            self.reaper.stop()
         if self.ops is not None:
             await self.ops.aclose()
         if self._service is not None:
@@ -143,6 +152,8 @@ class App:
         self.access_log.flush()
         if self._refresher is not None:
             self._refresher.cancel()
+        if self.reaper is not None:
+            self.reaper.stop()
         if self._service is not None and not loop.is_closed() and not loop.is_running():
             if self.ops is not None:
                 loop.run_until_complete(self.ops.aclose())
@@ -154,6 +165,9 @@ class App:
         started = time.perf_counter()
         req = self.request_class(scope, proto)
         self.drain.inflight += 1
+        reaper, peer = self.reaper, scope.client
+        if reaper is not None:  # a connection with a request in flight is never cut as idle
+            reaper.enter(peer)
         try:
             try:
                 route = req.route = self.routes.match(req.method, req.path)
@@ -169,6 +183,8 @@ class App:
                 proto.response_bytes(500, error_headers(), b"internal error\n")
         finally:
             self.drain.inflight -= 1
+            if reaper is not None:
+                reaper.leave(peer)
         for after in self._after:
             after(req, started)
 
