@@ -6,6 +6,7 @@ entry its token).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -60,7 +61,8 @@ def test_logs_are_redacted() -> None:
         record.exc_info = sys.exc_info()
     line = JSONFormatter().format(record)
     assert SECRET not in line, line
-    assert "proxy.corp.example" in line and "RuntimeError" in line
+    doc = json.loads(line)  # still one valid JSON document, trace included
+    assert "proxy.corp.example" in doc["msg"] and "RuntimeError" in doc["exc"]
 
 
 @pytest.mark.parametrize("text", [
