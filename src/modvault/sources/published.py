@@ -57,7 +57,11 @@ async def read_record(store: Store, module: str) -> dict[str, dict[str, object]]
 
 
 async def is_published(store: Store, module: str) -> bool:
-    return await store.stat(record_key(module)) is not None
+    try:
+        key = record_key(module)
+    except ModuleError:  # not a valid module path (vanity lookups try every prefix): not published
+        return False
+    return await store.stat(key) is not None
 
 
 @dataclass(frozen=True, slots=True)
