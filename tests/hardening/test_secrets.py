@@ -6,6 +6,7 @@ entry its token).
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -13,10 +14,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from modvault.observability.logs import JSONFormatter
 from modvault.sources.redact import redact_text
+from tests.conftest import ModvaultFactory
+from tests.support.upstream_server import Behaviour, TestUpstreamServer
 
 SECRET = "hunter2-s3cret"
 DEFAULT_SUMDB = "sum.golang.org+033de0ae+Ac4zctda0e5eza+HJyk9SxEdh+s3Ux18htTTAD8OuAn8"
@@ -75,3 +79,30 @@ def test_logs_are_redacted() -> None:
 ])
 def test_redact_text(text: str) -> None:
     assert SECRET not in redact_text(text)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("echo", [
+    "upstream saw Authorization: Basic {b64}",
+    '{{"error":"denied","headers":{{"Authorization":"Basic {b64}"}}}}',
+    "bad credentials {user}:{password} for https://{user}:{password}@proxy",
+    "token Basic {b64} rejected",
+])
+def test_upstream_echo_of_our_credentials_is_redacted(
+        echo: str, upstream_a: TestUpstreamServer, modvault: ModvaultFactory) -> None:
+    """The first line of an upstream's error body is quoted to the client: an upstream that echoes
+    the request's Authorization header must not leak the configured credentials."""
+    user, password = "alice", SECRET
+    b64 = base64.b64encode(f"{user}:{password}".encode()).decode()
+    path = "/github.com/acme/hello/@v/v1.0.0.info"
+    body = echo.format(b64=b64, user=user, password=password).encode()
+    for status in (500, 403, 404):
+        upstream_a.behaviours[path] = Behaviour(status=status, body=body + b"\n")
+        url = upstream_a.url.replace("http://", f"http://{user}:{password}@")
+        mv = modvault(url, env={"MODVAULT_UPSTREAM_RETRIES": "0", "MODVAULT_NEGATIVE_TTL": "0",
+                                "MODVAULT_LOG_LEVEL": "debug"})
+        r = httpx.get(mv.url + path, timeout=30)
+        assert r.status_code >= 400
+        mv.stop()
+        for text in (r.text, mv.log_path.read_text(errors="replace")):
+            assert password not in text and b64 not in text, text

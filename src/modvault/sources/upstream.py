@@ -9,6 +9,7 @@ Anything that breaks a rule is InvalidContent (502) naming the upstream and the 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import re
@@ -189,6 +190,7 @@ class HTTPUpstream:
         self.base = url.rstrip("/")
         # Credentials in the URL are used but never shown.
         self.name = redact_url(self.base)
+        self._secrets = url_secrets(self.base)
         self.client = client
         self.limits = limits
         self.last_contact: float | None = None  # monotonic time of the last HTTP answer
@@ -238,8 +240,8 @@ class HTTPUpstream:
                 yield resp
                 return
             body = await read_bounded(resp, 4096, truncate=True)
-            reason = first_line(body, content_type=resp.headers.get("content-type", "")) \
-                or resp.reason_phrase or f"HTTP {resp.status_code}"
+            reason = scrub(first_line(body, content_type=resp.headers.get("content-type", "")),
+                           self._secrets) or resp.reason_phrase or f"HTTP {resp.status_code}"
             if resp.status_code == 404:
                 raise NotFound(f"{self.name}: {what}: not found: {reason}")
             if resp.status_code == 410:
@@ -387,6 +389,27 @@ class FileUpstream:
 
     async def aclose(self) -> None:
         return None
+
+
+def url_secrets(url: str) -> tuple[str, ...]:
+    """The credentials in an upstream URL as an echoing upstream could quote them back: the
+    password, ``user:password`` and its Basic (base64) form, raw and percent-decoded."""
+    parts = urlsplit(url)
+    out: set[str] = set()
+    for user, password in ((parts.username, parts.password),
+                           (unquote(parts.username or ""), unquote(parts.password or ""))):
+        if not password:
+            continue
+        pair = f"{user or ''}:{password}"
+        out.update({password, pair, base64.b64encode(pair.encode()).decode()})
+    return tuple(sorted((s for s in out if len(s) >= 4), key=len, reverse=True))
+
+
+def scrub(text: str, secrets: tuple[str, ...]) -> str:
+    """``text`` without the given configured secrets (longest first)."""
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
 
 
 class _LocalFile:
