@@ -261,3 +261,9 @@ def test_readyz_tells_the_truth(upstream_a: TestUpstreamServer, mirror: TestUpst
     mirror.reset()  # one healthy route is enough
     assert wait_for(lambda: status() == 200)
     assert mirror.url in httpx.get(mv.url + "/readyz", timeout=30).text
+    # The readiness alert (deploy/prometheus/alerts.yml) reads these counters.
+    text = httpx.get(mv.url + "/metrics").text
+    counts = {r: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+              for r in ("ready", "not_ready")
+              if line.startswith(f'modvault_readiness_checks_total{{result="{r}"}}')}
+    assert counts["ready"] >= 2 and counts["not_ready"] >= 2, counts

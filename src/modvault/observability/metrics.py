@@ -143,6 +143,12 @@ UPSTREAM_SKIPPED = Counter(
     "modvault_upstream_skipped_total",
     "Requests not sent to an upstream because its breaker was open or it was unreachable moments ago",
     ["upstream"], registry=REGISTRY)
+READINESS_CHECKS = Counter(
+    "modvault_readiness_checks_total",
+    "/readyz answers by result (ready, not_ready): an alert fires when every check in a window failed",
+    ["result"], registry=REGISTRY)
+for _result in ("ready", "not_ready"):
+    READINESS_CHECKS.labels(_result)  # both series exist from the start, so rules can compare them
 UPSTREAM_PROBES = Counter(
     "modvault_upstream_probes_total", "Active health probes by upstream and outcome (ok, error)",
     ["upstream", "outcome"], registry=REGISTRY)

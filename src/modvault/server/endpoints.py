@@ -99,6 +99,7 @@ class Handlers:
 
     async def readyz(self, req: Request) -> None:
         ok, why = await self.app.service.ready()
+        metrics.READINESS_CHECKS.labels("ready" if ok else "not_ready").inc()
         req.send_bytes(200 if ok else 503, [("content-type", TEXT), ("cache-control", "no-store")],
                        (why + "\n").encode())
 
