@@ -24,9 +24,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from modvault.config import Settings
 from modvault.ops.inventory import VersionRecord, scan_versions, totals
 from modvault.ops.journal import AccessJournal, read_access_times
 from modvault.policy import ModulePolicy
+from modvault.storage.workdir import default_work_dir
 
 VCS_GIT_DIR = ".modvault/vcs/git"
 STATS_FILE = ".modvault/gc/stats.json"
@@ -87,9 +89,17 @@ def _du(path: Path) -> tuple[int, float]:
     return total, newest
 
 
-def scan_mirrors(data_dir: Path) -> list[Mirror]:
-    """Direct mode's bare mirrors with their size and the last time git wrote to them."""
-    root = data_dir / VCS_GIT_DIR
+def mirrors_dir(settings: Settings) -> Path:
+    """Where direct mode keeps its bare mirrors: ``vcs/git`` in the work directory (``work_dir``,
+    by default ``<data_dir>/.modvault``), resolved as wiring.py resolves it for GitSource."""
+    return default_work_dir(settings.data_dir, settings.work_dir) / "vcs" / "git"
+
+
+def scan_mirrors(data_dir: Path, git_dir: Path | None = None) -> list[Mirror]:
+    """Direct mode's bare mirrors with their size and the last time git wrote to them.
+
+    ``git_dir`` is :func:`mirrors_dir` of the settings; without it, the default work directory."""
+    root = git_dir if git_dir is not None else data_dir / VCS_GIT_DIR
     out: list[Mirror] = []
     try:
         entries = list(os.scandir(root))
@@ -106,13 +116,13 @@ def scan_mirrors(data_dir: Path) -> list[Mirror]:
 def plan_gc(data_dir: Path, *, max_bytes: int | None, unused_for: float | None,
             policy: ModulePolicy, now: float | None = None,
             in_use: Callable[[str], bool] = lambda key: False,
-            access: dict[str, float] | None = None) -> GcPlan:
+            access: dict[str, float] | None = None, git_dir: Path | None = None) -> GcPlan:
     """Choose what to remove; nothing is touched. Blocking."""
     now = time.time() if now is None else now
     if access is None:
         access = read_access_times(data_dir)
     records = scan_versions(data_dir, policy=policy, access=access)
-    mirrors = scan_mirrors(data_dir)
+    mirrors = scan_mirrors(data_dir, git_dir)
     plan = GcPlan(store_bytes=totals(records, [(str(m.path), m.bytes, m.last_used) for m in mirrors])
                   .total_bytes)
     grace_line = now - GRACE_SECONDS

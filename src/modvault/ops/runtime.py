@@ -120,7 +120,7 @@ class OpsRuntime:
             records = scan_versions(self.data_dir, policy=self.policy)
             self.index.refresh(records)
             self.records = records
-            mirrors = gc.scan_mirrors(self.data_dir)
+            mirrors = gc.scan_mirrors(self.data_dir, gc.mirrors_dir(self.settings))
             return totals(records, [(str(m.path), m.bytes, m.last_used) for m in mirrors])
 
         async with self._scan_lock:  # one walk at a time; a walk's result is as old as its start
@@ -136,7 +136,8 @@ class OpsRuntime:
             access = read_access_times(self.data_dir)
             plan = gc.plan_gc(self.data_dir, max_bytes=self.gc_max_bytes,
                               unused_for=self.gc_unused_for, policy=self.policy,
-                              in_use=self._is_in_flight, access=access)
+                              in_use=self._is_in_flight, access=access,
+                              git_dir=gc.mirrors_dir(self.settings))
             return gc.execute_gc(self.data_dir, plan, in_use=self._is_in_flight)
 
         result = await asyncio.to_thread(collect)

@@ -219,7 +219,8 @@ def cmd_gc(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if max_bytes is None and unused_for is None:
         raise OpsError("give --max-bytes SIZE and/or --unused-for DURATION")
     started = time.monotonic()
-    plan = gc.plan_gc(root, max_bytes=max_bytes, unused_for=unused_for, policy=policy_of(settings))
+    plan = gc.plan_gc(root, max_bytes=max_bytes, unused_for=unused_for, policy=policy_of(settings),
+                      git_dir=gc.mirrors_dir(settings))
     if args.dry_run:
         result = gc.GcResult(plan, dry_run=True)
     else:
