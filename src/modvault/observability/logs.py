@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any
 
-from modvault.observability.audit import SUSPECT, mask, mask_json_line
+from modvault.observability.audit import mask, mask_json_line, suspect
 
 
 class JSONFormatter(logging.Formatter):
@@ -113,8 +113,8 @@ class AccessLog:
         # The last-resort credential mask: one scan per batch, not per request; only lines that
         # hold something it might remove are masked (value by value, so they stay JSON).
         text = "".join(self._buf)
-        if SUSPECT.search(text):
-            text = "".join(mask_json_line(x) if SUSPECT.search(x) else x for x in self._buf)
+        if suspect(text):
+            text = "".join(mask_json_line(x) if suspect(x) else x for x in self._buf)
         data = text.encode()
         self._buf.clear()
         self._size = 0
