@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.ops.depgraph import DepGraph, build_depgraph
 from tests.support.gitrepos import (
     GO,
     Repo,
@@ -20,7 +21,7 @@ from tests.support.gitrepos import (
     run_go,
 )
 from tests.support.modvault_proc import ModvaultProcess
-from tests.support.upstream_server import TestUpstreamServer
+from tests.support.upstream_server import TestUpstreamServer, serve_tree
 
 requires_go = pytest.mark.skipif(GO is None, reason="go toolchain not on PATH")
 
@@ -107,16 +108,25 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
 
 @pytest.fixture
 def upstream_a(corpus: Corpus) -> Iterator[TestUpstreamServer]:
-    srv = TestUpstreamServer(corpus.proxy_a).start()
-    yield srv
-    srv.stop()
+    yield from serve_tree(corpus.proxy_a)
 
 
 @pytest.fixture
 def upstream_b(corpus: Corpus) -> Iterator[TestUpstreamServer]:
-    srv = TestUpstreamServer(corpus.proxy_b).start()
-    yield srv
-    srv.stop()
+    yield from serve_tree(corpus.proxy_b)
+
+
+@pytest.fixture(scope="session")
+def depgraph(tmp_path_factory: pytest.TempPathFactory) -> DepGraph:
+    """The small requirement graph of tests/ops/depgraph.py, built once (tests only read it)."""
+    if GO is None:
+        pytest.skip("go toolchain not on PATH")
+    return build_depgraph(tmp_path_factory.mktemp("depgraph"))
+
+
+@pytest.fixture
+def dep_upstream(depgraph: DepGraph) -> Iterator[TestUpstreamServer]:
+    yield from serve_tree(depgraph.proxy)
 
 
 class ModvaultFactory:
@@ -153,3 +163,16 @@ def gohome(tmp_path: Path) -> Iterator[Path]:
     home.mkdir()
     yield home
     rmtree(home / "gopath")
+
+
+@pytest.fixture
+def gitenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An isolated git configuration whose insteadOf points github.com at local repositories
+    (``<tmp_path>/repos``, where tests.support.gitrepos.Repo puts them); tmp_path is returned."""
+    cfg = tmp_path / "gitconfig"
+    repos = tmp_path / "repos"
+    cfg.write_text('[protocol "file"]\n\tallow = always\n'
+                   f'[url "{repos / "github.com"}/"]\n\tinsteadOf = https://github.com/\n')
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(cfg))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    return tmp_path

@@ -8,7 +8,6 @@ import io
 import json
 import tarfile
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,8 +16,8 @@ from modvault.module.dirhash import hash_zip
 from tests.conftest import ModvaultFactory
 from tests.e2e.test_ops_store import modvault_cli
 from tests.e2e.test_sumdb_e2e import init_db
-from tests.ops.depgraph import DepGraph, build_depgraph
-from tests.support.gitrepos import GO, go_env, run_go
+from tests.ops.depgraph import DepGraph
+from tests.support.gitrepos import go_env, run_go
 from tests.support.upstream_server import TestUpstreamServer
 
 pytestmark = pytest.mark.e2e
@@ -26,20 +25,6 @@ pytestmark = pytest.mark.e2e
 NAME = "sum.acme.test"
 GRAPH = ["github.com/acme/app@v1.0.0", "github.com/acme/base@v1.0.0", "github.com/acme/base@v1.1.0",
          "github.com/acme/lib@v1.0.0"]
-
-
-@pytest.fixture(scope="module")
-def depgraph(tmp_path_factory: pytest.TempPathFactory) -> DepGraph:
-    if GO is None:
-        pytest.skip("go toolchain not on PATH")
-    return build_depgraph(tmp_path_factory.mktemp("depgraph"))
-
-
-@pytest.fixture
-def dep_upstream(depgraph: DepGraph) -> Iterator[TestUpstreamServer]:
-    srv = TestUpstreamServer(depgraph.proxy).start()
-    yield srv
-    srv.stop()
 
 
 def _rewrite(bundle: Path, out: Path, edit: dict[str, bytes | None]) -> None:

@@ -4,35 +4,20 @@ every artifact is fetched once, a second run finds everything cached, failures e
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ModvaultFactory
 from tests.e2e.test_ops_store import modvault_cli
-from tests.ops.depgraph import DepGraph, build_depgraph
-from tests.support.gitrepos import GO, download_json, go_env, run_go
+from tests.ops.depgraph import DepGraph
+from tests.support.gitrepos import download_json, go_env, run_go
 from tests.support.upstream_server import TestUpstreamServer
 
 pytestmark = pytest.mark.e2e
 
 GRAPH = ["github.com/acme/app@v1.0.0", "github.com/acme/base@v1.0.0", "github.com/acme/base@v1.1.0",
          "github.com/acme/lib@v1.0.0"]
-
-
-@pytest.fixture(scope="module")
-def depgraph(tmp_path_factory: pytest.TempPathFactory) -> DepGraph:
-    if GO is None:
-        pytest.skip("go toolchain not on PATH")
-    return build_depgraph(tmp_path_factory.mktemp("depgraph"))
-
-
-@pytest.fixture
-def dep_upstream(depgraph: DepGraph) -> Iterator[TestUpstreamServer]:
-    srv = TestUpstreamServer(depgraph.proxy).start()
-    yield srv
-    srv.stop()
 
 
 def test_prewarm_resolves_graph_then_go_builds_offline(depgraph: DepGraph,

@@ -12,20 +12,12 @@ import httpx
 import pytest
 
 from tests.conftest import ModvaultFactory
-from tests.ops.depgraph import DepGraph, build_depgraph
-from tests.support.gitrepos import GO
-from tests.support.upstream_server import TestUpstreamServer
+from tests.ops.depgraph import DepGraph
+from tests.support.upstream_server import TestUpstreamServer, serve_tree
 
 pytestmark = pytest.mark.e2e
 
 LIST = "/github.com/acme/base/@v/list"
-
-
-@pytest.fixture(scope="module")
-def depgraph(tmp_path_factory: pytest.TempPathFactory) -> DepGraph:
-    if GO is None:
-        pytest.skip("go toolchain not on PATH")
-    return build_depgraph(tmp_path_factory.mktemp("depgraph"))
 
 
 @pytest.fixture
@@ -39,9 +31,7 @@ def tree(depgraph: DepGraph, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def upstream(tree: Path) -> Iterator[TestUpstreamServer]:
-    srv = TestUpstreamServer(tree).start()
-    yield srv
-    srv.stop()
+    yield from serve_tree(tree)
 
 
 def test_push_refresh_lists_a_new_tag_at_once(tree: Path, upstream: TestUpstreamServer,

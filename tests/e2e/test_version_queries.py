@@ -97,6 +97,19 @@ def _same(got: dict[str, object], want: dict[str, object]) -> None:
     assert bool(got.get("Error")) == bool(want.get("Error")), (got, want)
 
 
+def _download_both(tmp_path: Path, proxy: str, tree: Path
+                   ) -> tuple[dict[str, dict[str, object]], dict[str, dict[str, object]]]:
+    """QUERIES through ``proxy`` and through ``file://tree`` (the reference), asserted alike;
+    returns (ours, files)."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "f").mkdir()
+    ours = _download(tmp_path / "a", proxy, QUERIES)
+    files = _download(tmp_path / "f", f"file://{tree}", QUERIES)
+    for q in QUERIES:
+        _same(ours[q], files[q])
+    return ours, files
+
+
 def _go_get(world: World, home: Path, proxy: str, *targets: str) -> tuple[int, str, str]:
     """`go get targets` in a new module: (exit status, go.mod, stderr)."""
     rmtree(home / "gopath")
@@ -122,12 +135,7 @@ def test_proxy_mode_matches_file_proxy(world: World, modvault: ModvaultFactory,
     upstream = TestUpstreamServer(world.tree).start()
     try:
         mv = modvault(upstream.url)
-        (tmp_path / "a").mkdir()
-        (tmp_path / "f").mkdir()
-        ours = _download(tmp_path / "a", mv.url, QUERIES)
-        files = _download(tmp_path / "f", f"file://{world.tree}", QUERIES)
-        for q in QUERIES:
-            _same(ours[q], files[q])
+        ours, files = _download_both(tmp_path, mv.url, world.tree)
         assert ours[f"{BREAKER}@v2.0.0"]["Version"] == "v2.0.0+incompatible"
         _same(ours[f"{BREAKER}@v2.0.0"], world.direct[f"{BREAKER}@v2.0.0"])
         assert ours[f"{PINNED}@v2.0.0"]["Version"] == world.pseudo
@@ -167,12 +175,8 @@ def test_plain_tree_without_query_answers_fails_like_file_proxy(
     upstream = TestUpstreamServer(plain).start()
     try:
         mv = modvault(upstream.url)
-        (tmp_path / "a").mkdir()
-        (tmp_path / "f").mkdir()
-        ours = _download(tmp_path / "a", mv.url, QUERIES)
-        files = _download(tmp_path / "f", f"file://{plain}", QUERIES)
+        ours, _ = _download_both(tmp_path, mv.url, plain)
         for q in QUERIES:
-            _same(ours[q], files[q])
             assert ours[q].get("Error")
         assert upstream.count(f"/{BREAKER}/@v/v2.0.0.info") == 1
     finally:

@@ -6,25 +6,12 @@ import asyncio
 import time
 from pathlib import Path
 
-import pytest
-
 from modvault.config import Settings
 from modvault.module.dirhash import hash_zip
 from modvault.ops import gc
 from modvault.policy import ModulePolicy
 from modvault.sources.vcs import GitSource
 from tests.support.gitrepos import Repo
-
-
-@pytest.fixture
-def gitenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    cfg = tmp_path / "gitconfig"
-    repos = tmp_path / "repos"
-    cfg.write_text('[protocol "file"]\n\tallow = always\n'
-                   f'[url "{repos / "github.com"}/"]\n\tinsteadOf = https://github.com/\n')
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(cfg))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    return tmp_path
 
 
 def test_removed_mirror_is_cloned_again(gitenv: Path) -> None:

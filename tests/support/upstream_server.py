@@ -7,7 +7,7 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -159,3 +159,10 @@ class TestUpstreamServer(ThreadingHTTPServer):
             self.requests.clear()
             self.behaviours.clear()
             self.prefix_behaviours.clear()
+
+
+def serve_tree(root: Path) -> Iterator[TestUpstreamServer]:
+    """The body of an upstream fixture: a running server over ``root``, stopped at teardown."""
+    srv = TestUpstreamServer(root).start()
+    yield srv
+    srv.stop()

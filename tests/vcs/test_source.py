@@ -32,18 +32,6 @@ T = TypeVar("T")
 TOKEN = "glpat-VerySecretToken-42"
 
 
-@pytest.fixture
-def gitenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An isolated git configuration whose insteadOf points github.com at local repositories."""
-    cfg = tmp_path / "gitconfig"
-    repos = tmp_path / "repos"
-    cfg.write_text('[protocol "file"]\n\tallow = always\n'
-                   f'[url "{repos / "github.com"}/"]\n\tinsteadOf = https://github.com/\n')
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(cfg))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    return tmp_path
-
-
 def run(fn: Callable[[GitSource], Awaitable[T]], src_factory: Callable[[], GitSource]) -> T:
     async def main() -> T:
         src = src_factory()
