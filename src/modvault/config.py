@@ -285,6 +285,17 @@ def load_settings(
     return settings
 
 
+# Numeric settings with a lower bound: (names, least allowed value, the rule an error states).
+_RANGE_CHECKS: tuple[tuple[tuple[str, ...], int, str], ...] = (
+    (("upstream_max_connections", "breaker_failures", "breaker_spike_samples"), 1, "must be at least 1"),
+    (("upstream_max_redirects", "memory_cache_bytes", "max_zip_bytes", "max_mod_bytes", "max_info_bytes",
+      "max_list_bytes", "memory_item_max_bytes", "mutable_ttl", "mutable_max_stale", "negative_ttl",
+      "upstream_connect_timeout", "upstream_read_timeout", "upstream_total_timeout",
+      "upstream_probe_interval", "upstream_probe_idle", "breaker_backoff", "unreachable_memory",
+      "refusal_ttl", "breaker_spike_min"), 0, "must not be negative"),
+)
+
+
 def validate(settings: Settings) -> None:
     """Reject values that cannot work, naming the setting."""
     from modvault.sources.chain import parse_upstream_list
@@ -305,32 +316,17 @@ def validate(settings: Settings) -> None:
             or settings.client_idle_timeout <= 0:
         raise ConfigError("max_connections/client_first_byte_timeout/client_idle_timeout: must be "
                           "positive")
-    if settings.upstream_max_connections < 1:
-        raise ConfigError("upstream_max_connections: must be at least 1, got "
-                          f"{settings.upstream_max_connections}")
     if settings.workers < 1:
         raise ConfigError(f"workers: at least 1 worker process is needed, got {settings.workers} "
                           f"(1 suits most sites; about one per CPU core for heavy traffic)")
     if settings.shutdown_timeout <= 0:
         raise ConfigError("shutdown_timeout: must be positive")
-    for name in ("workers", "upstream_max_redirects", "memory_cache_bytes", "max_zip_bytes",
-                 "max_mod_bytes", "max_info_bytes", "max_list_bytes", "memory_item_max_bytes"):
-        if getattr(settings, name) < (1 if name == "workers" else 0):
-            raise ConfigError(f"{name}: must not be negative, got {getattr(settings, name)}")
-    for name in ("mutable_ttl", "mutable_max_stale", "negative_ttl", "upstream_connect_timeout",
-                 "upstream_read_timeout",
-                 "upstream_total_timeout"):
-        if getattr(settings, name) < 0:
-            raise ConfigError(f"{name}: must not be negative, got {getattr(settings, name)}")
+    for bounded, least, rule in _RANGE_CHECKS:
+        for name in bounded:
+            if getattr(settings, name) < least:
+                raise ConfigError(f"{name}: {rule}, got {getattr(settings, name)}")
     if settings.upstream_strategy not in ("order", "fastest"):
         raise ConfigError(f"upstream_strategy: expected order|fastest, got {settings.upstream_strategy!r}")
-    for name in ("upstream_probe_interval", "upstream_probe_idle", "breaker_backoff",
-                 "unreachable_memory", "refusal_ttl", "breaker_spike_min"):
-        if getattr(settings, name) < 0:
-            raise ConfigError(f"{name}: must not be negative, got {getattr(settings, name)}")
-    for name in ("breaker_failures", "breaker_spike_samples"):
-        if getattr(settings, name) < 1:
-            raise ConfigError(f"{name}: must be at least 1, got {getattr(settings, name)}")
     if settings.breaker_spike_factor <= 1:
         raise ConfigError("breaker_spike_factor: must be above 1")
     if settings.upstream_retries < 0:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from modvault.config import DEFAULT_UPSTREAM, ConfigError, load_settings
+from modvault.config import DEFAULT_UPSTREAM, ConfigError, Settings, load_settings
 from modvault.sources.chain import parse_upstream_list
 
 
@@ -79,3 +79,23 @@ def test_upstream_list_syntax() -> None:
     for bad in ("https://a|", ",direct", "gopher://x", "https://"):
         with pytest.raises(ValueError):
             parse_upstream_list(bad)
+
+
+NOT_NEGATIVE = ["upstream_max_redirects", "memory_cache_bytes", "max_zip_bytes", "max_mod_bytes",
+                "max_info_bytes", "max_list_bytes", "memory_item_max_bytes", "mutable_ttl",
+                "mutable_max_stale", "negative_ttl", "upstream_connect_timeout", "upstream_read_timeout",
+                "upstream_total_timeout", "upstream_probe_interval", "upstream_probe_idle",
+                "breaker_backoff", "unreachable_memory", "refusal_ttl", "breaker_spike_min"]
+AT_LEAST_ONE = ["upstream_max_connections", "breaker_failures", "breaker_spike_samples"]
+
+
+@pytest.mark.parametrize(("name", "bad", "rule"), [
+    *((n, "-1", "must not be negative") for n in NOT_NEGATIVE),
+    *((n, "0", "must be at least 1") for n in AT_LEAST_ONE),
+])
+def test_range_checks_name_the_setting_and_value(name: str, bad: str, rule: str) -> None:
+    kind = type(getattr(Settings(), name))
+    with pytest.raises(ConfigError) as exc:
+        load_settings(environ={f"MODVAULT_{name.upper()}": bad})
+    assert str(exc.value) == f"{name}: {rule}, got {kind(bad)}"
+    load_settings(environ={f"MODVAULT_{name.upper()}": "0" if bad == "-1" else "1"})  # the bound is fine
