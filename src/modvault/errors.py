@@ -85,5 +85,12 @@ class StorageError(ModvaultError):
     status = 503
 
 
+class CoordinationError(ModvaultError):
+    """A step that is only safe with coordination (the private log's one writer) cannot get it
+    because Redis is unreachable: refused with 503 rather than done unsafely."""
+
+    status = 503
+
+
 class SecurityError(Unavailable):
     """Content contradicts the checksum database. The message starts with SECURITY ERROR."""

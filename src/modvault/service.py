@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Protocol
 
 from modvault.artifact import Artifact, ArtifactRef, Kind
-from modvault.cache.coordination import FlightLock, LocalFlightLock
+from modvault.cache.coordination import LocalFlightLock
+from modvault.cache.coordination.state import Change, Coordination
 from modvault.cache.memory import ByteLRU
 from modvault.cache.negative import NegativeCache
 from modvault.cache.singleflight import SingleFlight
@@ -73,6 +74,21 @@ async def _off_loop_if_big(fn: Callable[[bytes], str], data: bytes) -> str:
 
 
 _SORT_CHUNK = 8192
+# Not-found answers other replicas may serve on our behalf, by class name.
+_SHARED_NEGATIVE: dict[str, type[ModvaultError]] = {"NotFound": NotFound, "Gone": Gone}
+
+
+def _change_keys(change: Change) -> list[str]:
+    """The cache keys a change makes wrong: the version's artifacts, the module's list/@latest."""
+    try:
+        emod = escape_path(change.module)
+        out = [keys.list_key(emod), keys.latest_key(emod)]
+        if change.version:
+            ever = escape_version(change.version)
+            out += [keys.artifact_key(emod, ever, ext) for ext in ("info", "mod", "zip")]
+    except ModuleError:
+        return []
+    return out
 
 
 def format_list(versions: list[str]) -> bytes:
@@ -116,7 +132,7 @@ class ModuleService:
                  supply: SupplyChain | None = None,
                  health: HealthRegistry | None = None, prober: Prober | None = None,
                  gate: ModuleGate | None = None,
-                 flight_lock: FlightLock | None = None) -> None:
+                 coordination: Coordination | None = None) -> None:
         self.settings = settings
         # Upstream health records (breakers, latency) and the task that probes them.
         self.health = health
@@ -125,8 +141,12 @@ class ModuleService:
         self.started = time.time()
         self.store = store
         self.work = work
-        # Single-flight across replicas (Redis) on top of the in-process one.
-        self.flight_lock: FlightLock = flight_lock or LocalFlightLock()
+        # What this process shares with its siblings and other replicas (cache/coordination/):
+        # single-flight across replicas on top of the in-process one, not-found answers, who
+        # revalidates a stale list, news of published/blocked/removed versions.
+        self.coordination = coordination or Coordination()
+        self.flight_lock = self.coordination.flight
+        self._changes = self.coordination.changes
         self.chain = chain
         # Modules matching noproxy (or private) are fetched only from version control, never asked
         # of an upstream proxy (go.dev/ref/mod#private-modules).
@@ -152,6 +172,9 @@ class ModuleService:
     # -- entry point -------------------------------------------------------------------------
 
     async def get(self, ref: ArtifactRef) -> Artifact:
+        changes = self._changes
+        if changes is not None and changes.changed():  # a sibling worker published/blocked/removed
+            self.forget(None)
         if self.gate.active:  # blocks or allow/deny lists exist (modvault.gate)
             return await self._gated(ref)
         return await self._dispatch(ref)
@@ -195,16 +218,40 @@ class ModuleService:
 
     async def note_published(self, module: str, version: str) -> None:
         """A version was just published: forget not-found answers about it and rebuild ``list``
-        now, so it appears at once."""
-        emod, ever = escape_path(module), escape_version(version)
-        for ext in ("info", "mod", "zip"):
-            self.negative.pop(keys.artifact_key(emod, ever, ext))
-        for key in (keys.list_key(emod), keys.latest_key(emod)):
-            self.negative.pop(key)
-            self.memory.pop(key)
+        now, so it appears at once, here and (told through coordination) everywhere else."""
+        change = Change("publish", module, version)
+        self.forget(change)
+        if self.coordination.negative is not None:
+            await self.coordination.negative.delete(_change_keys(change))
+        emod = escape_path(module)
         ref = ArtifactRef(module, emod, Kind.LIST)
         key = keys.list_key(emod)
         await self._fetch_mutable(ref, key, lambda: self._fetch_list(ref, key))
+        if self._changes is not None:
+            await self._changes.announce(change)
+
+    async def announce(self, change: Change) -> None:
+        """A change made here (block, unblock, removal): apply it, then tell the others."""
+        self.forget(change)
+        if self.coordination.negative is not None:
+            await self.coordination.negative.delete(_change_keys(change))
+        if self._changes is not None:
+            await self._changes.announce(change)
+
+    def forget(self, change: Change | None) -> None:
+        """Drop what a change makes wrong from this process's caches (None: everything), and
+        make the next request reread the blocks. Synchronous, so no request slips in between."""
+        if change is None:
+            self.memory.clear()
+            self.negative.clear()
+            self._zip_artifacts.clear()
+        else:
+            for key in _change_keys(change):
+                self.memory.pop(key)
+                self.negative.pop(key)
+        if self.gate.store is not None:
+            self.gate.loaded = False
+            self.gate.active = True
 
     # -- immutable artifacts -----------------------------------------------------------------
 
@@ -224,6 +271,8 @@ class ModuleService:
             return await self._from_store(ref.kind, obj, immutable=True)
         metrics.cache_lookup("store", "miss")
         self._check_negative(key)
+        if self.coordination.negative is not None:
+            await self._check_shared_negative(key)
         if self.settings.offline:
             raise NotFound(f"{ref.module}@{ref.version}: not in cache (offline mode)")
         art, shared = await self.flights.do(key, lambda: self._fetch_coordinated(ref, key))
@@ -265,7 +314,7 @@ class ModuleService:
                 data, source = await chain.mod(ref.module, ref.version)
                 await self._vouch(ref, mod_h1=await _off_loop_if_big(hash_gomod, data))
         except (NotFound, Gone) as exc:
-            self._remember_negative(key, exc)
+            await self._remember_negative(key, exc)
             raise
         except (InvalidContent, SecurityError, Forbidden) as exc:  # Forbidden: supply policy
             if isinstance(exc, InvalidContent):
@@ -430,8 +479,21 @@ class ModuleService:
             metrics.REFUSALS.labels("hit").inc()
             raise
 
-    def _remember_negative(self, key: str, exc: ModvaultError) -> None:
+    async def _check_shared_negative(self, key: str) -> None:
+        """Another replica's not-found answer for *key*, if it is still fresh (Redis)."""
+        assert self.coordination.negative is not None
+        got = await self.coordination.negative.get(key)
+        if got is not None:
+            cls = _SHARED_NEGATIVE.get(got[0])
+            if cls is not None:
+                metrics.cache_lookup("negative", "hit")
+                raise cls(got[1])
+
+    async def _remember_negative(self, key: str, exc: ModvaultError) -> None:
         self.negative.remember(key, exc)
+        if self.coordination.negative is not None and type(exc).__name__ in _SHARED_NEGATIVE:
+            await self.coordination.negative.put(key, type(exc).__name__, exc.message,
+                                                 self.settings.negative_ttl)
 
     def _remember_refusal(self, key: str, exc: ModvaultError) -> None:
         """A refused artifact is not fetched again on every request; after refusal_ttl it is
@@ -458,9 +520,20 @@ class ModuleService:
             if self.settings.offline or age < self.settings.mutable_ttl:
                 metrics.cache_lookup(tier, "hit")
                 return cached
+            if tier == "memory":  # a sibling worker or another replica may have refreshed it
+                obj = await self.store.stat(key)
+                if obj is not None and (obj.etag, obj.mtime) != (cached.etag, cached.mtime):
+                    cached = await self._from_store(ref.kind, obj, immutable=False)
+                    tier = "store"
+                    age = time.time() - cached.mtime
+                    if age < self.settings.mutable_ttl:
+                        metrics.cache_lookup(tier, "hit")
+                        return cached
             metrics.cache_lookup(tier, "stale")
             if age < self.settings.mutable_ttl + self.settings.mutable_max_stale:
-                self._refresh_in_background(key, fetch)
+                # One replica revalidates; the others serve stale until its answer is stored.
+                if await self.coordination.freshness.claim(key, self.settings.mutable_ttl):
+                    self._refresh_in_background(key, fetch)
                 return cached
             try:  # too old to serve without trying: revalidate now, stale only if that fails
                 return await self._fetch_mutable(ref, key, fetch)
@@ -468,6 +541,8 @@ class ModuleService:
                 return cached
         metrics.cache_lookup("store", "miss")
         self._check_negative(key)
+        if self.coordination.negative is not None:
+            await self._check_shared_negative(key)
         if self.settings.offline:
             if ref.kind is Kind.LIST:
                 return await self._list_from_store(ref)
@@ -486,7 +561,7 @@ class ModuleService:
         try:
             art, shared = await self.flights.do(key, fetch)
         except (NotFound, Gone) as exc:
-            self._remember_negative(key, exc)
+            await self._remember_negative(key, exc)
             raise
         if shared:
             metrics.SINGLEFLIGHT_WAITS.labels(ref.kind.value).inc()
@@ -588,9 +663,12 @@ class ModuleService:
         return ok, ("ready: " if ok else "no upstream reachable: ") + why + f"; {coordination}"
 
     def start(self) -> None:
-        """Start background work (health probes) on the running event loop; idempotent."""
+        """Start background work (health probes, news from other replicas) on the running event
+        loop; idempotent."""
         if self.prober is not None and self._probing is None:
             self._probing = asyncio.get_running_loop().create_task(self.prober.run())
+        if self._changes is not None:
+            self._changes.start(self.forget)
 
     async def aclose(self) -> None:
         for task in list(self._refreshing):
@@ -606,4 +684,4 @@ class ModuleService:
         if self.checksums.private is not None:
             self.checksums.private.close()
         await self.store.aclose()
-        await self.flight_lock.aclose()
+        await self.coordination.aclose()

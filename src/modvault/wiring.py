@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from modvault.cache.coordination import FlightLock, LocalFlightLock
+from modvault.cache.coordination.state import Coordination, LocalChanges, local_coordination
 from modvault.config import ConfigError, Settings, licence_list, parse_pairs, sumdb_settings
 from modvault.gate import ModuleGate
 from modvault.observability.health import on_transition
@@ -177,13 +177,24 @@ def build_store(settings: Settings) -> Store:
     return FileStore(settings.data_dir)
 
 
-def build_flight_lock(settings: Settings) -> FlightLock:
-    """Cross-replica single-flight: in-process, or Redis."""
+def build_coordination(settings: Settings) -> Coordination:
+    """What replicas share: nothing beyond this machine's workers (local), or Redis."""
     if settings.coordination == "local":
-        return LocalFlightLock()
-    from modvault.cache.coordination.redis import RedisFlightLock
+        return local_coordination(settings.data_dir)
+    from modvault.cache.coordination.redis import RedisFlightLock, RedisLink
+    from modvault.cache.coordination.redis_state import (
+        RedisChanges,
+        RedisFreshness,
+        RedisNegative,
+        RedisRateLimiter,
+        RedisWriterLease,
+    )
 
-    return RedisFlightLock(settings.coordination, ttl=settings.coordination_lease)
+    link = RedisLink(settings.coordination)
+    return Coordination(
+        flight=RedisFlightLock(settings.coordination, ttl=settings.coordination_lease, link=link),
+        negative=RedisNegative(link), freshness=RedisFreshness(link), rates=RedisRateLimiter(link),
+        changes=RedisChanges(link, LocalChanges(settings.data_dir)), writer=RedisWriterLease(link))
 
 
 def build_service(settings: Settings) -> ModuleService:
@@ -200,12 +211,15 @@ def build_service(settings: Settings) -> ModuleService:
     direct_chain = Chain([(published, False), (direct, False)])
     policy = ModulePolicy(settings.private, settings.noproxy, settings.nosumdb)
     checksums = build_checksums(settings, store, client, policy, health)
+    coordination = build_coordination(settings)
+    if checksums.private is not None:
+        checksums.private.writer = coordination.writer
     gate = ModuleGate(store, allow=settings.allow_modules, deny=settings.deny_modules)
     return ModuleService(settings, store, chain, work=work, policy=policy, direct_chain=direct_chain,
                          checksums=checksums, access=AccessJournal(settings.data_dir),
                          supply=build_supply(settings, store), gate=gate,
                          health=health, prober=build_prober(settings, health, chain, checksums),
-                         flight_lock=build_flight_lock(settings))
+                         coordination=coordination)
 
 
 def build_ops(settings: Settings, service: ModuleService) -> OpsRuntime:

@@ -21,6 +21,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from modvault.cache.coordination.state import Change
 from modvault.errors import BadRequest, Forbidden, ModvaultError, NotFound
 from modvault.gate import GateError, block_version_async, read_blocks_async, unblock_version_async
 from modvault.observability import metrics
@@ -141,6 +142,7 @@ class ModulesApi:
         except ModvaultError as exc:
             self._audit(req, "block", "failed", exc.message)
             raise
+        await self.app.service.announce(Change("block", module, version))  # every replica, now
         await self.app.service.gate.refresh()
         self._audit(req, "block", "ok", b.reason)
         req.send_json(200, {"module": module, "version": version, "reason": b.reason,
@@ -158,6 +160,7 @@ class ModulesApi:
         except ModvaultError as exc:
             self._audit(req, "unblock", "failed", exc.message)
             raise
+        await self.app.service.announce(Change("unblock", module, version))
         await self.app.service.gate.refresh()
         self._audit(req, "unblock", "ok")
         req.send_json(200, {"module": module, "version": version, "blocked": False})

@@ -14,6 +14,7 @@ from modvault.auth.middleware import (
 from modvault.auth.policy import AccessPolicy, parse_roles
 from modvault.auth.settings import key_files
 from modvault.auth.tokens import TokenBook
+from modvault.cache.coordination.state import RateLimiter
 from modvault.config import Settings
 from modvault.observability.audit import AuditLog
 from modvault.server.clientaddr import parse_cidrs
@@ -40,7 +41,8 @@ def build_jwt(settings: Settings) -> JwtVerifier | None:
 
 
 def build_access_middleware(settings: Settings, store: Store, audit: AuditLog,
-                            policy: AccessPolicy | None = None) -> list[Middleware]:
+                            policy: AccessPolicy | None = None,
+                            rates: RateLimiter | None = None) -> list[Middleware]:
     """In order: client allowlist, authentication, authorization, rate limit (what is switched on)."""
     out: list[Middleware] = []
     allow = parse_cidrs(settings.allow_cidrs, "allow_cidrs")
@@ -52,5 +54,5 @@ def build_access_middleware(settings: Settings, store: Store, audit: AuditLog,
                                             settings.anonymous_role, audit))
         out.append(AuthorizationMiddleware(policy, audit, settings.metrics_auth))
         if any(r.rate > 0 for r in policy.roles.values()):
-            out.append(RateLimitMiddleware(policy, audit))
+            out.append(RateLimitMiddleware(policy, audit, rates))
     return out

@@ -178,6 +178,8 @@ def _split_target(target: str) -> tuple[str, str]:
 
 
 def _block(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from modvault.cache.coordination.announce import announce_sync
+    from modvault.cache.coordination.state import Change
     from modvault.gate import block_version
 
     module, version = _split_target(args.target)
@@ -185,17 +187,21 @@ def _block(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     user = os.environ.get("USER") or str(os.getuid())
     b = block_version(store, data_dir, module, version, args.reason,
                       f"cli:{user}")
+    announce_sync(settings, Change("block", module, version))
     _audit(settings, "block", f"{module}@{version}", b.reason)
     print(f"blocked {module}@{version}: {b.reason}", file=out)
     return 0
 
 
 def _unblock(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from modvault.cache.coordination.announce import announce_sync
+    from modvault.cache.coordination.state import Change
     from modvault.gate import unblock_version
 
     module, version = _split_target(args.target)
     settings, store, data_dir = _open(args)
     unblock_version(store, data_dir, module, version)
+    announce_sync(settings, Change("unblock", module, version))
     _audit(settings, "unblock", f"{module}@{version}")
     print(f"unblocked {module}@{version}", file=out)
     return 0

@@ -17,6 +17,7 @@ from modvault.auth.identity import ANONYMOUS_NAME, Identity
 from modvault.auth.jwt import InvalidToken, JwtVerifier, looks_like_jwt
 from modvault.auth.policy import ALL_PRIVATE, AccessPolicy
 from modvault.auth.tokens import TokenBook
+from modvault.cache.coordination.state import RateLimiter
 from modvault.errors import Forbidden, TooManyRequests, Unauthorized
 from modvault.observability import metrics
 from modvault.observability.audit import AuditLog
@@ -197,10 +198,13 @@ class TokenBuckets:
 
 
 class RateLimitMiddleware(Middleware):
-    def __init__(self, policy: AccessPolicy, audit: AuditLog) -> None:
+    def __init__(self, policy: AccessPolicy, audit: AuditLog,
+                 shared: RateLimiter | None = None) -> None:
         self.policy = policy
         self.audit = audit
         self.buckets = TokenBuckets()
+        # Buckets shared by every replica (Redis coordination); None: this process's own.
+        self.shared = shared
 
     async def before(self, req: Request) -> None:
         identity = req.identity
@@ -210,7 +214,10 @@ class RateLimitMiddleware(Middleware):
         if rate <= 0:
             return
         key = f"anon:{req.client}" if identity.anonymous else f"{identity.method}:{identity.name}"
-        wait = self.buckets.take(key, rate, burst, time.monotonic())
+        if self.shared is not None:
+            wait = await self.shared.take(key, rate, burst)
+        else:
+            wait = self.buckets.take(key, rate, burst, time.monotonic())
         if wait > 0:
             _audit(self.audit, req, "ratelimit.hit", "denied", f"over {rate:g} requests/s")
             metrics.AUTH_DENIALS.labels("rate_limit").inc()

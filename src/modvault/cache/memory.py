@@ -41,6 +41,10 @@ class ByteLRU(Generic[V]):
         if old is not None:
             self.size -= old[1]
 
+    def clear(self) -> None:
+        self._items.clear()
+        self.size = 0
+
     def __len__(self) -> int:
         return len(self._items)
 

@@ -54,6 +54,10 @@ class NegativeCache:
         if item is not None:
             self.size -= item[3]
 
+    def clear(self) -> None:
+        self._items.clear()
+        self.size = 0
+
     def _prune(self, now: float) -> None:
         """Drop expired entries from the old end, then the oldest until within the byte bound."""
         while self._items:

@@ -186,6 +186,10 @@ def cmd_rm(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             continue
     if not args.dry_run:
         AccessJournal(root).compact(forget=doomed)
+        from modvault.cache.coordination.announce import announce_sync
+        from modvault.cache.coordination.state import Change
+
+        announce_sync(settings, Change("remove", module, version))
         audit(settings, "rm", f"{module}@{version}" if version else module, files=len(doomed),
               bytes=freed)
     result = {"Path": module, "Version": version or None, "DryRun": args.dry_run,

@@ -96,7 +96,7 @@ class App:
         if self.settings.auth == "on":
             self.access_policy = build_policy(self.settings)
         return [*build_access_middleware(self.settings, self.service.store, self.audit,
-                                         self.access_policy),
+                                         self.access_policy, self.service.coordination.rates),
                 AccessLogMiddleware(self.access_log), self.activity]
 
     def base_url(self, req: Request) -> str:

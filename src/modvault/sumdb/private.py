@@ -53,7 +53,9 @@ compare-and-swap of ``head`` from the tree of size N to the tree of size N+1. Wh
 first: the record at position N is immutable from the moment it is written, so every writer that
 computes tree N+1 computes the same tree, and the head can only move by CAS from the exact tree it
 extends. Neither a crash, nor two processes, nor two replicas can fork the log; no file lock and no
-lease is needed for correctness (a lease only saves wasted attempts). Each process keeps the log in
+lease is needed for correctness. With Redis coordination a writer lease (``self.writer``) still makes
+one replica at a time append (no wasted attempts, and no appends at all while Redis is unreachable:
+CoordinationError, 503). Each process keeps the log in
 memory (records and stored hashes, ~300 bytes a record) and catches up from the store when the
 head moved; catching up recomputes the tree hash, so damage is found before anything is served.
 """
@@ -70,6 +72,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from urllib.parse import quote, unquote
 
+from modvault.cache.coordination.state import LocalWriterLease, WriterLease
 from modvault.errors import BadRequest, NotFound, SecurityError, StorageError
 from modvault.module.errors import ModuleError
 from modvault.module.path import check
@@ -348,6 +351,8 @@ class PrivateSumdb:
         self.directory = directory
         self.store = store
         self._lock = asyncio.Lock()
+        # Across replicas: a lease saying who appends (wiring sets Redis's; CAS keeps it safe).
+        self.writer: WriterLease = LocalWriterLease()
         self._signers: list[_note.Ed25519Signer] = []
         self._keys_stat: tuple[int, ...] = ()
         self._records: list[bytes] = []
@@ -500,25 +505,33 @@ class PrivateSumdb:
                                    f"compare-and-swap (s3_conditional_writes = false): refusing to "
                                    f"append rather than risk a fork")
         async with self._lock:
-            while True:
-                await self.refresh()
-                existing = self.lookup_id(module, version)
-                if existing is not None:
-                    return self._same_or_conflict(existing, module, version, text)
-                n = self._tree.N
-                _, written = await self.store.put_if_absent(_record_key_of(self.name, n), text)
-                entry = text
-                if not written:  # another writer's record, or one a crash left: commit it first
-                    got = await self.store.get(_record_key_of(self.name, n))
-                    if got is None:
-                        continue
-                    entry = got[0]
-                if not await self._commit(n, entry):
-                    continue  # the head moved: start again from it
-                if entry == text:
-                    metrics.SUMDB_PRIVATE_RECORDS.labels(self.name).inc()
-                    LOG.info("private sumdb %s: record %d %s@%s", self.name, n, module, version)
-                    return n
+            await self.refresh()
+            existing = self.lookup_id(module, version)
+            if existing is not None:  # already recorded: no writer needed
+                return self._same_or_conflict(existing, module, version, text)
+            async with self.writer.hold(self.name):  # one writer across replicas (Redis lease)
+                return await self._append(module, version, text)
+
+    async def _append(self, module: str, version: str, text: bytes) -> int:
+        while True:
+            await self.refresh()
+            existing = self.lookup_id(module, version)
+            if existing is not None:
+                return self._same_or_conflict(existing, module, version, text)
+            n = self._tree.N
+            _, written = await self.store.put_if_absent(_record_key_of(self.name, n), text)
+            entry = text
+            if not written:  # another writer's record, or one a crash left: commit it first
+                got = await self.store.get(_record_key_of(self.name, n))
+                if got is None:
+                    continue
+                entry = got[0]
+            if not await self._commit(n, entry):
+                continue  # the head moved: start again from it
+            if entry == text:
+                metrics.SUMDB_PRIVATE_RECORDS.labels(self.name).inc()
+                LOG.info("private sumdb %s: record %d %s@%s", self.name, n, module, version)
+                return n
 
     async def _commit(self, n: int, entry: bytes) -> bool:
         """Move the head from the tree of size *n* (ours) to size n+1 with *entry*; False when

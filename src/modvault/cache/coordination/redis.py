@@ -75,14 +75,50 @@ class _RedisLease:
             self._owner.failed("release")  # the lease expires by itself
 
 
+def connect(url: str) -> Any:
+    """One asyncio client per process (a pool inside), with short timeouts: Redis is an accelerator."""
+    return aioredis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+
+
+class RedisLink:
+    """The client and the "Redis is down" state shared by every Redis-backed piece of a process."""
+
+    def __init__(self, url: str, *, prefix: str = "mv:") -> None:
+        self.url = url
+        self.prefix = prefix
+        self.redis: Any = connect(url)
+        self._down_until = 0.0
+
+    def failed(self, operation: str, exc: BaseException | None = None) -> None:
+        FALLBACKS.labels(operation).inc()
+        if time.monotonic() >= self._down_until:
+            LOG.warning("coordination: Redis unreachable (%s in %s); falling back to per-process "
+                        "behaviour", type(exc).__name__ if exc else "error", operation)
+        self._down_until = time.monotonic() + RETRY_AFTER
+
+    def usable(self, operation: str) -> bool:
+        """False (and counted as a fallback) while Redis is believed down."""
+        if time.monotonic() >= self._down_until:
+            return True
+        FALLBACKS.labels(operation).inc()
+        return False
+
+    def up(self) -> None:
+        self._down_until = 0.0
+
+    async def aclose(self) -> None:
+        with contextlib.suppress(RedisError, OSError):
+            await self.redis.aclose()
+
+
 class RedisFlightLock:
-    def __init__(self, url: str, *, ttl: float = 30.0, prefix: str = "mv:") -> None:
+    def __init__(self, url: str, *, ttl: float = 30.0, prefix: str = "mv:",
+                 link: RedisLink | None = None) -> None:
+        self.link = link or RedisLink(url, prefix=prefix)
         self.url = url
         self.ttl = ttl
         self.prefix = prefix
-        self.redis: Any = aioredis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
-        self._down_until = 0.0
-        self._last_error = ""
+        self.redis: Any = self.link.redis
 
     def lock_key(self, key: str) -> str:
         return f"{self.prefix}flight:{key}"
@@ -91,19 +127,10 @@ class RedisFlightLock:
         return f"{self.prefix}done:{key}"
 
     def failed(self, operation: str, exc: BaseException | None = None) -> None:
-        FALLBACKS.labels(operation).inc()
-        if time.monotonic() >= self._down_until:
-            LOG.warning("coordination: Redis unreachable (%s); falling back to per-process behaviour",
-                        type(exc).__name__ if exc else operation)
-        self._down_until = time.monotonic() + RETRY_AFTER
-        self._last_error = operation
-
-    def _usable(self) -> bool:
-        return time.monotonic() >= self._down_until
+        self.link.failed(operation, exc)
 
     async def acquire(self, key: str) -> Lease | None:
-        if not self._usable():
-            FALLBACKS.labels("acquire").inc()
+        if not self.link.usable("acquire"):
             return _LocalLease(key)
         token = uuid.uuid4().hex
         try:
@@ -142,9 +169,8 @@ class RedisFlightLock:
         except (RedisError, OSError) as exc:
             self.failed("probe", exc)
             return False, "coordination: redis unreachable, per-process fallback (degraded)"
-        self._down_until = 0.0
+        self.link.up()
         return True, "coordination: redis"
 
     async def aclose(self) -> None:
-        with contextlib.suppress(RedisError, OSError):
-            await self.redis.aclose()
+        await self.link.aclose()

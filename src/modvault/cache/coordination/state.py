@@ -1,0 +1,179 @@
+"""Shared state between processes and replicas: the small interfaces and their local implementations.
+
+Besides single-flight (base.py), replicas share: not-found answers (``SharedNegative``), who refreshes
+a mutable answer (``Freshness``), rate-limit buckets (``RateLimiter``), news that a version was
+published, blocked or removed (``Changes``), and the one writer of the private checksum log
+(``WriterLease``). ``local`` coordination keeps today's per-process behaviour (and speed); the Redis
+implementations (redis_state.py) degrade to these when Redis cannot be reached.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import mmap
+import os
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from modvault.cache.coordination.base import FlightLock, LocalFlightLock
+
+LOG = logging.getLogger("modvault.coordination")
+
+# Under the data directory: an 8-byte token rewritten on every change (workers of one group map it).
+CHANGES_FILE = ".modvault/state/changes"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A version was published, blocked, unblocked or removed: what a replica must forget."""
+
+    event: str  # publish | block | unblock | remove
+    module: str
+    version: str = ""
+
+    def encode(self) -> bytes:
+        return json.dumps({"e": self.event, "m": self.module, "v": self.version}).encode()
+
+    @classmethod
+    def decode(cls, data: bytes) -> Change | None:
+        try:
+            doc = json.loads(data)
+            return cls(str(doc["e"]), str(doc["m"]), str(doc.get("v", "")))
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
+# What a process does with news of a change: None means "something changed, forget everything".
+ChangeHandler = Callable[[Change | None], None]
+
+
+class SharedNegative(Protocol):
+    async def get(self, key: str) -> tuple[str, str] | None:
+        """(error class name, message) remembered for *key* by any replica, or None."""
+        ...
+
+    async def put(self, key: str, kind: str, message: str, ttl: float) -> None: ...
+
+    async def delete(self, keys: list[str]) -> None: ...
+
+
+class Freshness(Protocol):
+    async def claim(self, key: str, ttl: float) -> bool:
+        """True when this process should revalidate *key* now; False when another replica did or
+        is doing it within *ttl* (its result lands in the shared store)."""
+        ...
+
+
+class RateLimiter(Protocol):
+    async def take(self, key: str, rate: float, burst: float) -> float:
+        """0 when a request may pass now, else the seconds until it may."""
+        ...
+
+
+class Changes(Protocol):
+    def changed(self) -> bool:
+        """Cheap (no I/O): did a sibling process announce a change since the last call?"""
+        ...
+
+    async def announce(self, change: Change) -> None: ...
+
+    def start(self, handler: ChangeHandler) -> None:
+        """Deliver other replicas' changes to *handler* (on the running loop)."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class WriterLease(Protocol):
+    def hold(self, name: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """Be the one writer of *name* while inside; raises Unavailable when that cannot be known."""
+        ...
+
+
+class LocalFreshness:
+    async def claim(self, key: str, ttl: float) -> bool:
+        return True
+
+
+class LocalWriterLease:
+    """One replica: the store's compare-and-swap on the log head is all there is (and is enough)."""
+
+    @contextlib.asynccontextmanager
+    async def hold(self, name: str) -> AsyncIterator[None]:
+        yield
+
+
+class LocalChanges:
+    """Workers of one process group: a token in a small memory-mapped file under the data directory.
+
+    ``announce`` writes 8 random bytes; every worker compares the mapped bytes with the last it saw
+    (a slice of shared memory, no system call) before answering, and forgets its memory tier when
+    they differ. Without a usable file (read-only data directory) changes stay per process."""
+
+    def __init__(self, data_dir: str | Path) -> None:
+        self.path = Path(data_dir) / CHANGES_FILE
+        self._map: mmap.mmap | None = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                if os.fstat(fd).st_size < 8:
+                    os.ftruncate(fd, 8)
+                self._map = mmap.mmap(fd, 8)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            LOG.warning("changes stay per process (cannot map %s: %s)", self.path, exc)
+        self._seen = self._map[:8] if self._map is not None else b""
+
+    def changed(self) -> bool:
+        m = self._map
+        if m is None:
+            return False
+        now = m[:8]
+        if now == self._seen:
+            return False
+        self._seen = now
+        return True
+
+    def bump(self) -> None:
+        if self._map is not None:
+            self._map[:8] = os.urandom(8)
+            self._seen = self._map[:8]
+
+    async def announce(self, change: Change) -> None:
+        self.bump()
+
+    def start(self, handler: ChangeHandler) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        if self._map is not None:
+            with contextlib.suppress(BufferError, ValueError):
+                self._map.close()
+            self._map = None
+
+
+@dataclass
+class Coordination:
+    """Everything a replica shares with the others; wiring.py builds it from ``coordination``."""
+
+    flight: FlightLock = field(default_factory=LocalFlightLock)
+    negative: SharedNegative | None = None  # None: the per-process negative cache only
+    freshness: Freshness = field(default_factory=LocalFreshness)
+    rates: RateLimiter | None = None  # None: per-process token buckets
+    changes: Changes | None = None
+    writer: WriterLease = field(default_factory=LocalWriterLease)
+
+    async def aclose(self) -> None:
+        if self.changes is not None:
+            await self.changes.aclose()
+        await self.flight.aclose()
+
+
+def local_coordination(data_dir: str | Path) -> Coordination:
+    return Coordination(changes=LocalChanges(data_dir))
