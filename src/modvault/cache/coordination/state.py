@@ -117,6 +117,7 @@ class LocalChanges:
     def __init__(self, data_dir: str | Path) -> None:
         self.path = Path(data_dir) / CHANGES_FILE
         self._map: mmap.mmap | None = None
+        self._word: memoryview | None = None  # the token as one unsigned 64-bit integer
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -124,26 +125,24 @@ class LocalChanges:
                 if os.fstat(fd).st_size < 8:
                     os.ftruncate(fd, 8)
                 self._map = mmap.mmap(fd, 8)
+                self._word = memoryview(self._map).cast("Q")
             finally:
                 os.close(fd)
         except OSError as exc:
             LOG.warning("changes stay per process (cannot map %s: %s)", self.path, exc)
-        self._seen = self._map[:8] if self._map is not None else b""
+        self._seen = self._word[0] if self._word is not None else 0
 
     def changed(self) -> bool:
-        m = self._map
-        if m is None:
+        w = self._word
+        if w is None or w[0] == self._seen:
             return False
-        now = m[:8]
-        if now == self._seen:
-            return False
-        self._seen = now
+        self._seen = w[0]
         return True
 
     def bump(self) -> None:
-        if self._map is not None:
-            self._map[:8] = os.urandom(8)
-            self._seen = self._map[:8]
+        if self._word is not None:
+            self._word[0] = int.from_bytes(os.urandom(8), "little")
+            self._seen = self._word[0]
 
     async def announce(self, change: Change) -> None:
         self.bump()
@@ -152,6 +151,9 @@ class LocalChanges:
         return None
 
     async def aclose(self) -> None:
+        if self._word is not None:
+            self._word.release()
+            self._word = None
         if self._map is not None:
             with contextlib.suppress(BufferError, ValueError):
                 self._map.close()
