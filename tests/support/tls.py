@@ -12,7 +12,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 
-def make_cert(directory: Path) -> tuple[Path, Path]:
+def make_cert(directory: Path, *, with_ip: bool = True) -> tuple[Path, Path]:
+    """``with_ip=False``: valid for the name ``localhost`` only (a client must verify by name)."""
+    names: list[x509.GeneralName] = [x509.DNSName("localhost")]
+    if with_ip:
+        names.insert(0, x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "modvault test")])
     now = datetime.datetime.now(datetime.UTC)
@@ -24,9 +28,7 @@ def make_cert(directory: Path) -> tuple[Path, Path]:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(hours=1))
         .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([
-            x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
-            critical=False)
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )

@@ -4,6 +4,12 @@ Round-trip phases come from httpcore's ``trace`` request extension (connection.c
 connection.start_tls, http11/http2 send_request_headers and receive_response_headers events). httpcore
 resolves names inside connect_tcp, so on request traffic the ``connect`` phase includes DNS; probes
 time ``getaddrinfo`` on its own first and report it as the ``dns`` phase.
+
+Probes never wait for the default thread pool: asyncio's ``getaddrinfo`` (and httpx's, through anyio)
+runs there, behind every queued file operation, so under load a probe of an upstream named by host
+name used to wait for the whole queue (seconds) and report a healthy upstream as slow or failed.
+Probes resolve names in a small pool of their own and connect to the address they got, sending the
+name as ``Host`` and as the TLS server name, so the certificate is still checked against the name.
 """
 
 from __future__ import annotations
@@ -12,11 +18,13 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -83,8 +91,9 @@ async def tracked_get(client: httpx.AsyncClient, url: str, registry: HealthRegis
         return
     trace = PhaseTrace()
     answered = False
+    extensions = {**kwargs.pop("extensions", {}), "trace": trace}
     try:
-        async with client.stream("GET", url, extensions={"trace": trace}, **kwargs) as resp:
+        async with client.stream("GET", url, extensions=extensions, **kwargs) as resp:
             answered = True
             phases = trace.phases()
             if resp.status_code in FAILURE_STATUSES:
@@ -133,36 +142,84 @@ def make_probe_client(verify: Any, timeout: float) -> httpx.AsyncClient:
                              headers={"User-Agent": "modvault-probe"})
 
 
+_RESOLVER: ThreadPoolExecutor | None = None
+RESOLVER_THREADS = 2
+
+
+def resolver_pool() -> ThreadPoolExecutor:
+    """The probes' own threads for ``getaddrinfo`` (never the default pool that serves file I/O)."""
+    global _RESOLVER
+    if _RESOLVER is None:
+        _RESOLVER = ThreadPoolExecutor(RESOLVER_THREADS, thread_name_prefix="modvault-probe-dns")
+    return _RESOLVER
+
+
+async def resolve(host: str, port: int) -> list[str]:
+    """The addresses of ``host`` (stream sockets), in getaddrinfo's order, without duplicates."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.run_in_executor(resolver_pool(), socket.getaddrinfo, host, port, 0,
+                                       socket.SOCK_STREAM)
+    out: list[str] = []
+    for *_, sockaddr in infos:
+        addr = str(sockaddr[0])
+        if addr not in out:
+            out.append(addr)
+    return out
+
+
+def _at_address(parts: tuple[str, str, str, str, str], addr: str, port: int | None) -> str:
+    scheme, _, path, query, fragment = parts
+    host = f"[{addr}]" if ":" in addr else addr
+    return urlunsplit((scheme, host if port is None else f"{host}:{port}", path, query, fragment))
+
+
 async def probe_once(client: httpx.AsyncClient, url: str, registry: HealthRegistry,
                      rec: HealthRecord, timeout: float = 5.0) -> tuple[bool, str]:
-    """One cheap GET: DNS timed on its own, then the request with its phases; feeds ``rec``."""
+    """One cheap GET: DNS timed on its own (in the probes' own threads), then the request to the
+    address it gave, with its phases; feeds ``rec``."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
+    targets: list[tuple[str, dict[str, Any]]] = [(url, {})]
     if not _is_ip_literal(host):  # an address needs no resolving: no dns phase to measure
-        loop = asyncio.get_running_loop()
         started = time.perf_counter()
         try:
-            # getaddrinfo runs in the default thread pool: bounded, so a busy pool delays the
-            # probe but can never stall probing for good.
             async with asyncio.timeout(timeout):
-                await loop.getaddrinfo(host, port)
+                addrs = await resolve(host, port)
         except TimeoutError:
+            registry.failure(rec, f"resolving {host} took longer than {timeout:g}s",
+                             answered=False)
+            metrics.UPSTREAM_PROBES.labels(rec.name, "error").inc()
             return False, f"resolving {host} took longer than {timeout:g}s"
         except OSError as exc:
             registry.failure(rec, f"cannot resolve {host}: {exc.strerror or exc}", answered=False)
             metrics.UPSTREAM_PROBES.labels(rec.name, "error").inc()
             return False, f"cannot resolve {host}"
         metrics.UPSTREAM_PHASE.labels(rec.name, "dns").observe(time.perf_counter() - started)
-    try:
-        async with tracked_get(client, url, registry, rec, timeout=timeout) as resp:
-            status = resp.status_code
-            with contextlib.suppress(httpx.HTTPError):
-                async for _ in resp.aiter_bytes():
-                    break
-    except (httpx.HTTPError, OSError) as exc:
-        metrics.UPSTREAM_PROBES.labels(rec.name, "error").inc()
-        return False, describe(exc)
+        # Connect to the address (no second lookup in the default pool); the name goes in Host
+        # and as the TLS server name, so virtual hosts and certificate checks see the name.
+        netloc = parts.netloc.rpartition("@")[2]
+        split = (parts.scheme, parts.netloc, parts.path, parts.query, parts.fragment)
+        targets = [(_at_address(split, addr, parts.port),
+                    {"headers": {"Host": netloc}, "extensions": {"sni_hostname": host}})
+                   for addr in addrs[:3]]
+    for i, (target, extra) in enumerate(targets):
+        try:
+            async with tracked_get(client, target, registry, rec, timeout=timeout,
+                                   **extra) as resp:
+                status = resp.status_code
+                with contextlib.suppress(httpx.HTTPError):
+                    async for _ in resp.aiter_bytes():
+                        break
+        except httpx.ConnectError as exc:
+            if i + 1 < len(targets):
+                continue  # the next address of the name (an IPv6 one may be unroutable here)
+            metrics.UPSTREAM_PROBES.labels(rec.name, "error").inc()
+            return False, describe(exc)
+        except (httpx.HTTPError, OSError) as exc:
+            metrics.UPSTREAM_PROBES.labels(rec.name, "error").inc()
+            return False, describe(exc)
+        break
     ok = status not in FAILURE_STATUSES
     metrics.UPSTREAM_PROBES.labels(rec.name, "ok" if ok else "error").inc()
     return ok, f"answered {status}"
@@ -176,9 +233,15 @@ def _is_ip_literal(host: str) -> bool:
     return True
 
 
+Check = Callable[[], Awaitable[tuple[bool, str]]]
+
+
 class Prober:
     """Every ``interval`` seconds, probe each peer used within ``idle`` seconds, and let an open
-    breaker's half-open trial happen even when no request comes to try it."""
+    breaker's half-open trial happen even when no request comes to try it.
+
+    An HTTP peer is probed with a GET of a URL (:meth:`add`); any other peer (a git host) with a
+    check of its own that feeds its record (:meth:`add_check`)."""
 
     def __init__(self, registry: HealthRegistry, client: httpx.AsyncClient, *, interval: float,
                  idle: float) -> None:
@@ -186,10 +249,21 @@ class Prober:
         self.client = client
         self.interval = interval
         self.idle = idle
-        self.targets: dict[str, tuple[HealthRecord, str]] = {}
+        self.targets: dict[str, tuple[HealthRecord, Check]] = {}
 
     def add(self, rec: HealthRecord, url: str) -> None:
-        self.targets[rec.name] = (rec, url)
+        async def check() -> tuple[bool, str]:
+            return await probe_once(self.client, url, self.registry, rec)
+
+        self.targets[rec.name] = (rec, check)
+
+    def add_check(self, rec: HealthRecord, check: Check) -> None:
+        self.targets[rec.name] = (rec, check)
+
+    @property
+    def deadline(self) -> float:
+        connect = self.client.timeout.connect
+        return 3 * connect if connect else 30.0
 
     def due(self, rec: HealthRecord) -> bool:
         now = self.registry.clock()
@@ -198,16 +272,15 @@ class Prober:
         return self.registry.allow(rec, use=False)
 
     async def probe(self, name: str) -> tuple[bool, str]:
-        rec, url = self.targets[name]
+        _, check = self.targets[name]
         try:
-            async with asyncio.timeout(3 * self.client.timeout.connect if self.client.timeout.connect
-                                       else 30.0):
-                return await probe_once(self.client, url, self.registry, rec)
+            async with asyncio.timeout(self.deadline):
+                return await check()
         except TimeoutError:
             return False, "probe did not finish in time"
 
     async def round(self) -> None:
-        due = [name for name, (rec, _) in self.targets.items() if self.due(rec)]
+        due = [name for name, (rec, _) in list(self.targets.items()) if self.due(rec)]
         if due:
             await asyncio.gather(*(self.probe(name) for name in due), return_exceptions=True)
 
