@@ -88,8 +88,9 @@ def build_chain(settings: Settings, client: httpx.AsyncClient, direct: Source,
 
 
 def build_prober(settings: Settings, health: HealthRegistry, chain: Chain,
-                 checksums: Checksums) -> Prober | None:
-    """Probes for every HTTP upstream and proxied checksum database (none when the interval is 0)."""
+                 checksums: Checksums, git: GitSource | None = None) -> Prober | None:
+    """Probes for every HTTP upstream, proxied checksum database and git host in use (none when
+    the interval is 0)."""
     if settings.upstream_probe_interval <= 0 or settings.offline:
         return None
     client = make_probe_client(tls_context(settings.upstream_ca_file),
@@ -104,6 +105,8 @@ def build_prober(settings: Settings, health: HealthRegistry, chain: Chain,
             fetcher = checksums.proxy.fetcher(name)
             if fetcher.record is not None:
                 prober.add(fetcher.record, fetcher.config.url + "/latest")
+    if git is not None and git.hosts is not None:
+        git.hosts.on_new = prober.add_check  # git hosts become known as they are first used
     return prober
 
 
@@ -148,12 +151,13 @@ def build_checksums(settings: Settings, store: Store, client: httpx.AsyncClient,
     return Checksums(proxy, verifier, private)
 
 
-def build_git_source(settings: Settings, work: WorkDir) -> GitSource:
+def build_git_source(settings: Settings, work: WorkDir,
+                     health: HealthRegistry | None = None) -> GitSource:
     creds = {}
     for host, cred in parse_pairs(settings.vcs_credentials, "vcs_credentials").items():
         user, _, token = cred.partition(":")
         creds[host] = HostCredential(user, token)
-    return GitSource(
+    source = GitSource(
         work.vcs,
         max_git_procs=settings.vcs_max_procs,
         git_timeout=settings.vcs_timeout,
@@ -162,7 +166,12 @@ def build_git_source(settings: Settings, work: WorkDir) -> GitSource:
         credentials=creds or None,
         insecure=settings.insecure,
         upstream_limits=upstream_limits(settings),
+        health=health,
     )
+    if source.hosts is not None:
+        source.hosts_idle = settings.upstream_probe_idle
+        source.hosts.probe_timeout = max(1.0, min(10.0, settings.vcs_timeout))
+    return source
 
 
 def build_store(settings: Settings) -> Store:
@@ -204,8 +213,9 @@ def build_service(settings: Settings) -> ModuleService:
     store = build_store(settings)
     work = WorkDir(default_work_dir(settings.data_dir, settings.work_dir))
     client = make_client(upstream_limits(settings))
-    direct: Source = build_git_source(settings, work)
     health = build_health(settings)
+    git = build_git_source(settings, work, health)
+    direct: Source = git
     published = PublishedSource(store)
     chain = build_chain(settings, client, direct, health, published)
     direct_chain = Chain([(published, False), (direct, False)])
@@ -218,7 +228,7 @@ def build_service(settings: Settings) -> ModuleService:
     return ModuleService(settings, store, chain, work=work, policy=policy, direct_chain=direct_chain,
                          checksums=checksums, access=AccessJournal(settings.data_dir),
                          supply=build_supply(settings, store), gate=gate,
-                         health=health, prober=build_prober(settings, health, chain, checksums),
+                         health=health, prober=build_prober(settings, health, chain, checksums, git),
                          coordination=coordination)
 
 

@@ -130,7 +130,8 @@ PHASE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5
 UPSTREAM_PHASE = Histogram(
     "modvault_upstream_phase_seconds",
     "Round-trip time to upstreams by phase: dns (probes), connect (TCP; includes name resolution on "
-    "request traffic), tls (handshake), ttfb (request sent to response headers), total",
+    "request traffic), tls (handshake), ttfb (request sent to response headers), total; git hosts: "
+    "total (ls-remote), fetch (a mirror's fetch)",
     ["upstream", "phase"], registry=REGISTRY, buckets=PHASE_BUCKETS)
 BREAKER_STATE = Gauge(
     "modvault_upstream_breaker_state",

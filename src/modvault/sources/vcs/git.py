@@ -43,8 +43,11 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from modvault.sources.vcs.hosts import GitHosts
 
 __all__ = [
     "GitError",
@@ -230,12 +233,15 @@ class GitRunner:
     async def run(self, args: Sequence[str], *, git_dir: Path | None = None,
                   cwd: Path | None = None, stdin: bytes | None = None,
                   stdout_path: Path | None = None, limit: int = _DEFAULT_STDOUT_LIMIT,
-                  timeout: float | None = None, check: bool = True) -> GitResult:
+                  timeout: float | None = None, check: bool = True,
+                  bounded: bool = True) -> GitResult:
         """Run ``git -c core.hooksPath=/dev/null <args>``; raise :class:`GitError` on failure.
 
         ``stdout_path`` sends the output straight to a file (for archives), whose size is watched
         against ``limit``; otherwise the output is collected in memory up to ``limit`` bytes.
         With ``check=False`` a non-zero exit status is returned rather than raised.
+        ``bounded=False`` skips the process limit (health probes, which have a limit of their own
+        and must not wait behind long clones).
         """
         timeout = self.timeout if timeout is None else timeout
         command = self.redact(" ".join(_short_args(args)))
@@ -243,7 +249,7 @@ class GitRunner:
         if git_dir is not None:
             env = dict(env, GIT_DIR=str(git_dir))
         argv = [self.git, "-c", "core.hooksPath=/dev/null", *args]
-        async with self._sem:
+        async with self._sem if bounded else contextlib.nullcontext():
             out_file = open(stdout_path, "wb") if stdout_path is not None else None  # noqa: SIM115
             try:
                 proc = await asyncio.create_subprocess_exec(
@@ -403,8 +409,9 @@ class GitMirror:
     """A bare mirror of one remote repository, shared by every module it holds."""
 
     def __init__(self, runner: GitRunner, cache_dir: Path, url: str, *,
-                 refs_ttl: float = 5.0) -> None:
+                 refs_ttl: float = 5.0, hosts: GitHosts | None = None) -> None:
         self.runner = runner
+        self.hosts = hosts  # the host's health record sees every command that talks to it
         self.url = url
         self.key = hashlib.sha256(url.encode()).hexdigest()[:40]
         self.root = cache_dir
@@ -439,8 +446,13 @@ class GitMirror:
 
     async def _ls_remote(self) -> RemoteRefs:
         git_dir = self.dir if (self.dir / "objects").is_dir() else await self._probe_dir()
-        res = await self.runner.run(["ls-remote", "-q", "--end-of-options", self.url],
-                                    git_dir=git_dir)
+        args = ["ls-remote", "-q", "--end-of-options", self.url]
+        if self.hosts is None:
+            res = await self.runner.run(args, git_dir=git_dir)
+        else:
+            res = await self.hosts.call(self.url, "ls-remote",
+                                        lambda: self.runner.run(args, git_dir=git_dir),
+                                        latency=True, phase="total")
         refs = RemoteRefs.parse(res.stdout.decode("utf-8", "replace"))
         self._refs, self._refs_at = refs, time.monotonic()
         return refs
@@ -474,9 +486,14 @@ class GitMirror:
             if "HEAD" in remote.raw:
                 specs.append("+HEAD:refs/modvault/HEAD")
             started = time.monotonic()
-            await self.runner.run(
-                ["-c", "protocol.version=2", "fetch", "-q", "-f", "--prune", "--no-tags",
-                 "--no-write-fetch-head", "--end-of-options", "origin", *specs], git_dir=self.dir)
+            args = ["-c", "protocol.version=2", "fetch", "-q", "-f", "--prune", "--no-tags",
+                    "--no-write-fetch-head", "--end-of-options", "origin", *specs]
+            if self.hosts is None:
+                await self.runner.run(args, git_dir=self.dir)
+            else:
+                await self.hosts.call(self.url, "fetch",
+                                      lambda: self.runner.run(args, git_dir=self.dir),
+                                      latency=False, phase="fetch")
             self.fetches += 1
             self._synced_digest = remote.digest
             LOG.info("%s %s (%d refs) in %.2fs", "cloned" if created else "fetched",

@@ -77,6 +77,8 @@ from modvault.module.pseudo import (
 )
 from modvault.module.zipbuild import FileEntry, FileKind, entries_from_archive, select_files, write_zip
 from modvault.module.zipcheck import MAX_GO_MOD, MAX_LICENSE, MAX_ZIP_FILE, ZipReader
+from modvault.sources.health import HealthRegistry
+from modvault.sources.tracking import CircuitOpen
 from modvault.sources.upstream import HTTPUpstream, UpstreamLimits, make_client
 from modvault.sources.vcs.git import (
     Blob,
@@ -90,6 +92,7 @@ from modvault.sources.vcs.git import (
     load_netrc,
     probe_repo,
 )
+from modvault.sources.vcs.hosts import GitHosts, HostSkipped
 from modvault.sources.vcs.repo_root import (
     HTTPGet,
     RepoRoot,
@@ -930,7 +933,7 @@ class GitSource:
                  credentials: Mapping[str, HostCredential] | None = None,
                  http_get: HTTPGet | None = None, insecure: str = "",
                  refs_ttl: float = 5.0, upstream_limits: UpstreamLimits | None = None,
-                 git: str = "git") -> None:
+                 git: str = "git", health: HealthRegistry | None = None) -> None:
         self.cache_dir = Path(cache_dir)
         creds: dict[str, HostCredential] = {}
         if netrc is not None:
@@ -948,6 +951,9 @@ class GitSource:
         self._proxies: dict[str, HTTPUpstream] = {}
         self._files = _Files()
         self._git_version: str | None = None
+        # One health record and breaker per git host (None: no breakers, as in tools and tests).
+        self.hosts = GitHosts(health, self.runner, self.git_dir) if health is not None else None
+        self.hosts_idle = 600.0  # readiness looks at the hosts used within this many seconds
 
     # --- plumbing ----------------------------------------------------------------------------
 
@@ -1014,7 +1020,8 @@ class GitSource:
     def mirror_for(self, url: str) -> GitMirror:
         state = self._repos.get(url)
         if state is None:
-            state = _RepoState(GitMirror(self.runner, self.git_dir, url, refs_ttl=self.refs_ttl))
+            state = _RepoState(GitMirror(self.runner, self.git_dir, url, refs_ttl=self.refs_ttl,
+                                         hosts=self.hosts))
             self._repos[url] = state
         return state.mirror
 
@@ -1055,6 +1062,8 @@ class GitSource:
 
     def _git_failure(self, what: str, mirror: GitMirror, e: GitError) -> ModvaultError:
         host = mirror.host
+        if isinstance(e, HostSkipped):
+            return CircuitOpen(f"{what}: {e.message}")
         if isinstance(e, GitTimeout):
             return UpstreamTimeout(f"{what}: {host}: {e.message}")
         text = e.stderr.lower()
@@ -1194,8 +1203,9 @@ class GitSource:
             raise
 
     async def probe(self) -> tuple[bool, str]:
+        """For /readyz: git runs, and some git host used lately answers (see GitHosts)."""
         if self._git_version is not None:
-            return True, self._git_version
+            return await self._hosts_ready()
         if shutil.which(self.runner.git) is None:
             return False, f"{self.runner.git} not found on PATH"
         try:
@@ -1207,7 +1217,15 @@ class GitSource:
             self.git_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             return False, f"cache directory not writable: {e.strerror}"
-        return True, self._git_version
+        return await self._hosts_ready()
+
+    async def _hosts_ready(self) -> tuple[bool, str]:
+        """git works; and its hosts? (issue 10: ready only when git works AND its hosts answer)"""
+        assert self._git_version is not None
+        if self.hosts is None:
+            return True, self._git_version
+        ok, why = await self.hosts.readiness(self.hosts_idle)
+        return ok, f"{self._git_version}; {why}"
 
     async def aclose(self) -> None:
         if self._client is not None:
