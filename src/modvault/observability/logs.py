@@ -70,6 +70,8 @@ class AccessLog:
     The logging module costs more per record than the whole cached-.info request path, so access
     lines bypass it: lines are formatted with an f-string (json.dumps only for unusual paths) and
     written in batches, at most ``flush_interval`` seconds late, or sooner when the buffer fills.
+    Lines whose fixed parts were checked once (:meth:`fixed_parts`, the prebuilt hot path) skip the
+    last-resort credential scan; every other line is scanned at flush time.
     """
 
     def __init__(self, enabled: bool, fd: int = 2, flush_interval: float = 0.1,
@@ -79,6 +81,7 @@ class AccessLog:
         self.flush_interval = flush_interval
         self.max_buffer = max_buffer
         self._buf: list[str] = []
+        self._unchecked: list[int] = []  # indexes in _buf of lines not yet scanned for secrets
         self._size = 0
         self._scheduled = False
 
@@ -86,13 +89,32 @@ class AccessLog:
                  upstream: str, http: str = "1.1") -> None:
         if not self.enabled:
             return
-        duration = (time.perf_counter() - started) * 1000
+        middle, tail = self.fixed_parts(method, path, status, size, tier, upstream)
+        self.line(http, middle, tail, started, checked=False)
+
+    @staticmethod
+    def fixed_parts(method: str, path: str, status: int, size: int, tier: str,
+                    upstream: str) -> tuple[str, str]:
+        """The parts of a line that do not change between two identical requests: what follows
+        the HTTP version up to the duration, and what follows the duration."""
         jpath = f'"{path}"' if _SAFE_PATH.fullmatch(path) else json.dumps(path)
         jmethod = f'"{method}"' if method.isalpha() else json.dumps(method)
         jupstream = json.dumps(upstream) if upstream else '""'
-        line = (f'{{"ts":{time.time():.3f},"level":"info","logger":"modvault.access",'
-                f'"http":"{http}","method":{jmethod},"path":{jpath},"status":{status},"bytes":{size},'
-                f'"duration_ms":{duration:.3f},"cache":"{tier}","upstream":{jupstream}}}\n')
+        return (f'","method":{jmethod},"path":{jpath},"status":{status},"bytes":{size},'
+                f'"duration_ms":', f',"cache":"{tier}","upstream":{jupstream}}}\n')
+
+    @staticmethod
+    def safe(middle: str, tail: str) -> bool:
+        """Whether fixed parts need no credential scan (callers check once, then pass checked)."""
+        return not suspect(middle + tail)
+
+    def line(self, http: str, middle: str, tail: str, started: float, checked: bool) -> None:
+        """Append one line from its fixed parts and the request's timing; ``checked`` says the
+        fixed parts passed :meth:`safe` (the other fields are numbers and the HTTP version)."""
+        if not checked:
+            self._unchecked.append(len(self._buf))
+        line = (f'{{"ts":{time.time():.3f},"level":"info","logger":"modvault.access","http":"'
+                f'{http}{middle}{(time.perf_counter() - started) * 1000:.3f}{tail}')
         self._buf.append(line)
         self._size += len(line)
         if self._size >= self.max_buffer:
@@ -110,13 +132,17 @@ class AccessLog:
         self._scheduled = False
         if not self._buf:
             return
-        # The last-resort credential mask: one scan per batch, not per request; only lines that
-        # hold something it might remove are masked (value by value, so they stay JSON).
-        text = "".join(self._buf)
-        if suspect(text):
-            text = "".join(mask_json_line(x) if suspect(x) else x for x in self._buf)
-        data = text.encode()
-        self._buf.clear()
+        # The last-resort credential mask: one scan per batch over the lines not checked before,
+        # not per request; only lines that hold something it might remove are masked (value by
+        # value, so they stay JSON).
+        buf, unchecked = self._buf, self._unchecked
+        if unchecked and suspect("".join([buf[i] for i in unchecked])):
+            for i in unchecked:
+                if suspect(buf[i]):
+                    buf[i] = mask_json_line(buf[i])
+        data = "".join(buf).encode()
+        buf.clear()
+        unchecked.clear()
         self._size = 0
         with contextlib.suppress(OSError):
             while data:

@@ -76,7 +76,11 @@ REQUEST_LATENCY = HotHistogram("modvault_request_duration_seconds",
 BYTES_SERVED = HotCounter("modvault_bytes_served", "Response body bytes by artifact kind", ["kind"])
 CACHE_LOOKUPS = HotCounter("modvault_cache_lookups",
                            "Cache lookups by tier and result (hit, miss, stale)", ["tier", "result"])
-REGISTRY.register(_HotCollector([REQUESTS, REQUEST_LATENCY, BYTES_SERVED, CACHE_LOOKUPS]))
+PREBUILT_ANSWERS = HotCounter("modvault_prebuilt_answers",
+                              "Requests answered from prebuilt responses (server/hotpath.py), by kind",
+                              ["kind"])
+REGISTRY.register(_HotCollector([REQUESTS, REQUEST_LATENCY, BYTES_SERVED, CACHE_LOOKUPS,
+                                 PREBUILT_ANSWERS]))
 
 
 def cache_lookup(tier: str, result: str) -> None:

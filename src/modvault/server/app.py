@@ -27,6 +27,7 @@ from modvault.server.clientaddr import ClientAddressResolver, parse_cidrs
 from modvault.server.compress import GzipCache
 from modvault.server.connreaper import ConnectionReaper
 from modvault.server.drain import Drain
+from modvault.server.hotpath import HotPath
 from modvault.server.middleware import AccessLogMiddleware, Middleware, defines
 from modvault.server.render import FileHandles, PrivateRenderer, Renderer
 from modvault.server.request import Request, error_headers
@@ -75,6 +76,9 @@ class App:
         self._refresher: asyncio.Task[None] | None = None
         self._before: list[Callable[[Request], Awaitable[None]]] = []
         self._after: list[Callable[[Request, float], None]] = []
+        # Prebuilt answers for cached artifacts (server/hotpath.py); None while some middleware
+        # must see every request first (authentication, client allowlist).
+        self.hot: HotPath | None = None
 
     @property
     def service(self) -> ModuleService:
@@ -88,6 +92,9 @@ class App:
         endpoints.register(self, self.routes)
         self._before = [m.before for m in self.middleware if defines(m, "before")]
         self._after = [m.after for m in self.middleware if defines(m, "after")]
+        if not self._before:
+            self.hot = HotPath(self.renderer, service.memory, service.gate, service.access,
+                               self.access_log)
 
     def build_middleware(self) -> list[Middleware]:
         """The ordered list: client address, authentication, authorization, rate limit, access log."""
@@ -161,6 +168,9 @@ class App:
 
     async def __rsgi__(self, scope: Any, proto: Any) -> None:
         if scope.proto != "http":
+            return
+        hot = self.hot
+        if hot is not None and hot.serve(scope, proto):
             return
         started = time.perf_counter()
         req = self.request_class(scope, proto)

@@ -19,6 +19,7 @@ from modvault.module.errors import ModuleError
 from modvault.module.path import unescape_path
 from modvault.observability import metrics, status
 from modvault.ops.http import NDJSON, index_body, refresh_body
+from modvault.server.ranges import accepts_gzip
 from modvault.server.request import TEXT, Request
 from modvault.server.routes import METRICS, PUBLIC, PUBLISH, READ, Route, RouteTable
 from modvault.server.routing import parse_artifact_path
@@ -93,6 +94,10 @@ class Handlers:
         req.tier, req.upstream = art.tier, art.upstream
         renderer = app.renderer if req.identity is None else app.renderer_for(req)
         await renderer._render(req, req.proto, art, req)
+        if app.hot is not None and req.identity is None and req.method == "GET" \
+                and req.status in (200, 206):
+            app.hot.learn(req.path, ref, art, "accept-encoding" in req.headers
+                          and accepts_gzip(req.headers.get("accept-encoding")))
 
     async def healthz(self, req: Request) -> None:
         req.send_bytes(200, [("content-type", TEXT), ("cache-control", "no-store")], b"ok\n")

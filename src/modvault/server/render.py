@@ -87,9 +87,7 @@ class Renderer:
                 return
 
         if gz is not None:
-            headers = [("content-type", art.media_type), ("content-encoding", "gzip"),
-                       ("etag", gz_etag), ("content-length", str(len(gz))), *base]
-            self._send_body(proto, out, 200, headers, gz, head)
+            self._send_body(proto, out, 200, self.gzip_headers(art, gz, base), gz, head)
             return
         headers = self._plain_headers(art)
         if art.body is not None:
@@ -119,6 +117,15 @@ class Renderer:
         if art.kind is not Kind.ZIP:
             headers.append(("vary", "Accept-Encoding"))
         return headers
+
+    def gzip_headers(self, art: Artifact, gz: bytes, base: Headers | None = None) -> Headers:
+        """A 200 of the gzip encoding of a small body (its own strong ETag)."""
+        return [("content-type", art.media_type), ("content-encoding", "gzip"),
+                ("etag", art.etag[:-1] + '-gzip"'), ("content-length", str(len(gz))),
+                *(base if base is not None else self._base_headers(art))]
+
+    def plain_headers(self, art: Artifact) -> Headers:
+        return self._plain_headers(art)
 
     def _plain_headers(self, art: Artifact) -> Headers:
         """A plain 200 of the identity encoding; built once and kept on the artifact."""

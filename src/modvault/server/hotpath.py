@@ -1,0 +1,243 @@
+"""Prebuilt answers for the hottest requests: a plain GET (or a single Range) of a cached artifact.
+
+The profile of a cached ``.info`` under load (py-spy, perf) put about half of the worker's CPU in
+Python, most of it in walking the general path once per request: the request object, connection
+bookkeeping, the route table, path parsing, the service's tier lookups, the renderer's header checks,
+the middleware list. For an artifact that was just answered the answer is known in full, so the app
+asks this table first: path -> status line, headers and body (or file) built once.
+
+What is kept is exactly what the general path sends (the same headers, ETag, Cache-Status), and what
+the general path records is recorded here too (metrics, access-log line, access-journal touch for
+gc and prewarm). An entry is used only while it is still true:
+
+- small bodies (``.info``, ``.mod``) while the memory tier still holds the same Artifact object (an
+  eviction or invalidation of the memory tier drops the entry too); the lookup also keeps the memory
+  tier's recency right;
+- zips while their file is still the same inode (one ``stat``, as the general path does: ``rm`` and
+  gc take effect at once).
+
+The app consults the table only when no middleware runs before handlers (auth off, no client
+allowlist) and no block/allow/deny list is active; anything else (HEAD, conditional requests, If-Range,
+multipart ranges, unlearned encodings) takes the general path, which learns entries as it answers.
+Bounded in entries and in body bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from modvault.artifact import Artifact, ArtifactRef, Kind
+from modvault.observability import metrics
+from modvault.server import ranges
+from modvault.server.compress import INLINE_BYTES
+from modvault.server.render import PREAD_MAX, Renderer
+from modvault.storage import keys
+
+if TYPE_CHECKING:
+    from modvault.cache.memory import ByteLRU
+    from modvault.observability.logs import AccessLog
+    from modvault.service import AccessRecorder
+
+Headers = list[tuple[str, str]]
+
+MAX_ENTRIES = 4096
+MAX_BODY_BYTES = 4 << 20  # small bodies are shared with the memory tier; this bounds the rest
+MAX_SMALL_BODY = INLINE_BYTES  # gzip encodings of these are kept on the Artifact
+_MEMO = 1024  # Accept-Encoding values and Range headers remembered
+
+
+@dataclass(slots=True)
+class HotEntry:
+    key: str  # the store key: memory tier and access journal
+    art: Artifact
+    kind: str  # metrics label
+    headers: Headers  # a plain 200
+    size: int
+    body: bytes | None = None  # small bodies
+    path: str | None = None  # zips on local disk
+    ino: int = 0
+    gzip: tuple[Headers, bytes] | None = None  # the answer to gzip-accepting clients, once learned
+    # (status, bytes) -> the fixed parts of its access-log line
+    log: dict[tuple[int, int], tuple[str, str, bool]] = field(default_factory=dict)
+    base: Headers = field(default_factory=list)  # headers of every answer (for 206)
+
+
+class HotPath:
+    """Path -> prebuilt answer; see the module docstring for when an entry is used."""
+
+    def __init__(self, renderer: Renderer, memory: ByteLRU[Artifact], gate: Any,
+                 journal: AccessRecorder | None, access_log: AccessLog,
+                 max_entries: int = MAX_ENTRIES, max_body_bytes: int = MAX_BODY_BYTES) -> None:
+        self.renderer = renderer
+        self.memory = memory
+        self.gate = gate
+        self.journal = journal
+        self.access_log = access_log
+        self.max_entries = max_entries
+        self.max_body_bytes = max_body_bytes
+        self.entries: dict[str, HotEntry] = {}
+        self.body_bytes = 0
+        self._gzip_ok: dict[str, bool] = {}
+        self._spans: dict[tuple[str, int], ranges.ByteRange | None] = {}
+
+    # -- answering --------------------------------------------------------------------------
+
+    def serve(self, scope: Any, proto: Any) -> bool:
+        """Answer the request if a prebuilt answer fits it; False leaves it to the general path."""
+        entry = self.entries.get(scope.path)
+        if entry is None or scope.method != "GET" or self.gate.active:
+            return False
+        started = time.perf_counter()
+        h = scope.headers
+        if "if-none-match" in h or "if-modified-since" in h:
+            return False
+        if entry.body is not None:
+            if "range" in h:
+                return False
+            if self.memory.get(entry.key) is not entry.art:  # evicted or replaced: forget it
+                self.drop(scope.path)
+                return False
+            accept = h.get("accept-encoding")
+            if accept is not None and self._accepts_gzip(accept):
+                if entry.gzip is None:
+                    return False  # learned by the general path on this request
+                headers, body = entry.gzip
+            else:
+                headers, body = entry.headers, entry.body
+            proto.response_bytes(200, headers, body)
+            self._record(entry, scope, 200, len(body), started)
+            return True
+        path = entry.path
+        assert path is not None
+        try:
+            if os.stat(path).st_ino != entry.ino:
+                raise FileNotFoundError(path)
+        except OSError:  # removed (rm, gc) or replaced: the general path decides
+            self.drop(scope.path)
+            return False
+        rng = h.get("range")
+        if rng is None:
+            proto.response_file(200, entry.headers, path)
+            self._record(entry, scope, 200, entry.size, started)
+            return True
+        if "if-range" in h:
+            return False
+        span = self._span(rng, entry.size)
+        if span is None:  # several ranges, none, or unsatisfiable: the general path
+            return False
+        headers = [("content-type", "application/zip"), ("etag", entry.art.etag),
+                   ("content-range", span.content_range(entry.size)),
+                   ("content-length", str(span.length)), *entry.base]
+        if span.length <= PREAD_MAX:
+            proto.response_bytes(206, headers,
+                                 self.renderer.files.pread(path, span.start, span.length))
+        else:
+            proto.response_file_range(206, headers, path, span.start, span.end)
+        self._record(entry, scope, 206, span.length, started)
+        return True
+
+    def _record(self, entry: HotEntry, scope: Any, status: int, size: int, started: float) -> None:
+        """What the general path records: access journal, metrics, access log."""
+        if self.journal is not None:
+            self.journal.touch(entry.key)
+        kind = entry.kind
+        if entry.body is not None:
+            metrics.CACHE_LOOKUPS.inc(("memory", "hit"))
+        else:
+            metrics.CACHE_LOOKUPS.inc(("store", "hit"))
+        metrics.REQUESTS.inc((kind, "200" if status == 200 else str(status)))
+        metrics.REQUEST_LATENCY.observe((kind,), time.perf_counter() - started)
+        metrics.BYTES_SERVED.inc((kind,), size)
+        metrics.PREBUILT_ANSWERS.inc((kind,))
+        log = self.access_log
+        if log.enabled:
+            parts = entry.log.get((status, size))
+            if parts is None:
+                middle, tail = log.fixed_parts("GET", scope.path, status, size, entry.art.tier, "")
+                parts = (middle, tail, log.safe(middle, tail))
+                if len(entry.log) < 8:
+                    entry.log[(status, size)] = parts
+            log.line(str(scope.http_version), parts[0], parts[1], started, parts[2])
+
+    def _accepts_gzip(self, value: str) -> bool:
+        ok = self._gzip_ok.get(value)
+        if ok is None:
+            ok = ranges.accepts_gzip(value)
+            if len(self._gzip_ok) >= _MEMO:
+                self._gzip_ok.clear()
+            self._gzip_ok[value] = ok
+        return ok
+
+    def _span(self, header: str, size: int) -> ranges.ByteRange | None:
+        memo = (header, size)
+        if memo in self._spans:
+            return self._spans[memo]
+        try:
+            spans = ranges.parse_range(header, size)
+        except ranges.Unsatisfiable:
+            spans = None
+        span = spans[0] if spans is not None and len(spans) == 1 else None
+        if len(self._spans) >= _MEMO:
+            self._spans.clear()
+        self._spans[memo] = span
+        return span
+
+    # -- learning ---------------------------------------------------------------------------
+
+    def learn(self, path: str, ref: ArtifactRef, art: Artifact, gzip_asked: bool = False) -> None:
+        """Remember the answer the general path just gave for ``path`` (an anonymous GET).
+
+        Only immutable artifacts: small bodies once they come from the memory tier, zips that
+        have a local file. When the client accepted gzip, the gzip answer is prebuilt too (the
+        renderer's rule: gzip only when it is smaller)."""
+        if not art.immutable or not ref.canonical:
+            return
+        entry = self.entries.get(path)
+        if entry is not None and entry.art is art:
+            if gzip_asked and entry.gzip is None and entry.body is not None:
+                entry.gzip = self._gzip_answer(art, entry.headers)
+            return
+        key = keys.artifact_key(ref.escaped_module, ref.escaped_version, ref.kind.value)
+        if art.kind is Kind.ZIP:
+            if art.path is None or art.tier != "store":
+                return
+            try:
+                ino = os.stat(art.path).st_ino
+            except OSError:
+                return
+            entry = HotEntry(key, art, art.kind.value, self.renderer.plain_headers(art), art.size,
+                             path=art.path, ino=ino, base=self.renderer._base_headers(art))
+        else:
+            if art.body is None or art.tier != "memory" or art.size > MAX_SMALL_BODY:
+                return
+            entry = HotEntry(key, art, art.kind.value, self.renderer.plain_headers(art), art.size,
+                             body=art.body)
+            if gzip_asked:
+                entry.gzip = self._gzip_answer(art, entry.headers)
+        self.drop(path)
+        while self.entries and (len(self.entries) >= self.max_entries
+                                or self.body_bytes + entry.size * (entry.body is not None)
+                                > self.max_body_bytes):
+            self.drop(next(iter(self.entries)))  # oldest first
+        self.entries[path] = entry
+        if entry.body is not None:
+            self.body_bytes += entry.size
+
+    def _gzip_answer(self, art: Artifact, plain: Headers) -> tuple[Headers, bytes]:
+        gz = art.gzipped()
+        assert art.body is not None and gz is not None
+        if len(gz) >= art.size:  # tiny bodies: gzip would only add bytes
+            return plain, art.body
+        return self.renderer.gzip_headers(art, gz), gz
+
+    def drop(self, path: str) -> None:
+        entry = self.entries.pop(path, None)
+        if entry is not None and entry.body is not None:
+            self.body_bytes -= entry.size
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self.body_bytes = 0

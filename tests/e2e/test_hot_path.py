@@ -1,0 +1,158 @@
+"""Prebuilt answers (server/hotpath.py) over a real socket: the same bytes and headers as the general
+path, recorded the same way, and never used once they stop being true (memory eviction, a removed
+file, a block, authentication)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ModvaultFactory
+from tests.support.upstream_server import Behaviour, TestUpstreamServer
+
+pytestmark = pytest.mark.e2e
+
+MOD = "github.com/acme/hello"
+INFO = f"/{MOD}/@v/v1.0.0.info"
+MODF = f"/{MOD}/@v/v1.0.0.mod"
+ZIP = f"/{MOD}/@v/v1.0.0.zip"
+BIG_MOD = f"/{MOD}/@v/v1.1.0.mod"
+BIG_MOD_BODY = b"module github.com/acme/hello\n\ngo 1.21\n" + b"// padding comment line\n" * 200
+VOLATILE = {"date", "server"}
+
+
+def metric(url: str, name: str, **labels: str) -> float:
+    """One sample of /metrics (labels in any order); 0 when it is not there yet."""
+    want = {f'{k}="{v}"' for k, v in labels.items()}
+    for line in httpx.get(url + "/metrics").text.splitlines():
+        sample, _, value = line.rpartition(" ")
+        metric_name, _, rest = sample.partition("{")
+        if metric_name == name and set(filter(None, rest.rstrip("}").split(","))) == want:
+            return float(value)
+    return 0.0
+
+
+def raw_items(r: httpx.Response) -> list[tuple[str, str]]:
+    return [(k.decode().lower(), v.decode()) for k, v in r.headers.raw
+            if k.decode().lower() not in VOLATILE]
+
+
+def test_prebuilt_answers_are_the_general_paths_answers(upstream_a: TestUpstreamServer,
+                                                        modvault: ModvaultFactory) -> None:
+    upstream_a.behaviours[BIG_MOD] = Behaviour(body=BIG_MOD_BODY)
+    mv = modvault(upstream_a.url)
+    cases: list[tuple[str, dict[str, str]]] = [
+        (INFO, {}), (MODF, {}), (ZIP, {}),
+        (INFO, {"Accept-Encoding": "gzip"}),  # gzip would be larger: the plain answer
+        (BIG_MOD, {"Accept-Encoding": "gzip"}),  # gzip is smaller: the gzip answer
+        (ZIP, {"Range": "bytes=100-1099"}), (ZIP, {"Range": "bytes=-10"}),
+    ]
+    with httpx.Client(base_url=mv.url, headers={"Accept-Encoding": "identity"}) as c:
+        for path, headers in cases:
+            first = c.get(path, headers=headers)  # from upstream, or the store
+            assert first.status_code in (200, 206), (path, first.text)
+            general = c.get(path, headers=headers)  # the general path answers, and learns
+            before = metric(mv.url, "modvault_prebuilt_answers_total", kind=path.rsplit(".", 1)[1])
+            hot = [c.get(path, headers=headers) for _ in range(3)]
+            after = metric(mv.url, "modvault_prebuilt_answers_total", kind=path.rsplit(".", 1)[1])
+            assert after - before == 3, (path, headers, before, after)
+            for r in hot:
+                assert (r.status_code, raw_items(r), r.content) == \
+                       (general.status_code, raw_items(general), general.content), (path, headers)
+            assert ("cache-status", "modvault; hit") in raw_items(hot[0])
+        full = c.get(ZIP).content
+        assert c.get(ZIP, headers={"Range": "bytes=100-1099"}).content == full[100:1100]
+        assert c.get(BIG_MOD, headers={"Accept-Encoding": "gzip"}).headers["content-encoding"] \
+            == "gzip"
+        # Conditional requests and HEAD still get their own answers.
+        etag = c.get(INFO).headers["etag"]
+        assert c.get(INFO, headers={"If-None-Match": etag}).status_code == 304
+        assert c.head(ZIP).content == b"" and c.head(ZIP).headers["content-length"] == str(len(full))
+        assert c.get(ZIP, headers={"Range": f"bytes={len(full)}-"}).status_code == 416
+        r = c.get(ZIP, headers={"Range": "bytes=0-0,5-5"})
+        assert r.status_code == 206 and r.headers["content-type"].startswith("multipart/byteranges")
+    # Every prebuilt answer is counted and logged like any other.
+    total = metric(mv.url, "modvault_requests_total", kind="info", status="200")
+    assert total >= 10
+    time.sleep(0.5)  # the access log is flushed within 0.1 s
+    lines = [json.loads(x) for x in mv.output().splitlines()
+             if '"modvault.access"' in x and f'"path":"{INFO}"' in x and '"status":200' in x]
+    assert len(lines) == total, (len(lines), total)
+    assert {ln["cache"] for ln in lines[2:]} == {"memory"}
+
+
+def test_prebuilt_answers_follow_the_memory_tier(upstream_a: TestUpstreamServer,
+                                                 modvault: ModvaultFactory) -> None:
+    # Room for about one .info in memory: asking another one evicts the first, whose prebuilt
+    # answer must then be dropped (the general path looks in memory again, and misses).
+    mv = modvault(upstream_a.url, env={"MODVAULT_MEMORY_CACHE_BYTES": "450"})
+    other = f"/{MOD}/@v/v1.1.0.info"
+    with httpx.Client(base_url=mv.url) as c:
+        for _ in range(4):
+            assert c.get(INFO).status_code == 200
+        assert metric(mv.url, "modvault_prebuilt_answers_total", kind="info") >= 1
+        for _ in range(2):
+            assert c.get(other).status_code == 200
+        misses = metric(mv.url, "modvault_cache_lookups_total", tier="memory", result="miss")
+        assert c.get(INFO).status_code == 200
+        assert metric(mv.url, "modvault_cache_lookups_total", tier="memory", result="miss") \
+            == misses + 1
+
+
+def test_removed_zip_is_fetched_again_not_served_from_a_prebuilt_answer(
+        upstream_a: TestUpstreamServer, modvault: ModvaultFactory) -> None:
+    mv = modvault(upstream_a.url)
+    with httpx.Client(base_url=mv.url) as c:
+        for _ in range(4):
+            assert c.get(ZIP).headers["cache-status"] in ("modvault; hit",
+                                                          "modvault; fwd=miss; stored")
+        assert metric(mv.url, "modvault_prebuilt_answers_total", kind="zip") >= 1
+        stored = mv.data_dir / MOD / "@v" / "v1.0.0.zip"
+        body = stored.read_bytes()
+        os.unlink(stored)
+        r = c.get(ZIP)
+        assert r.status_code == 200 and r.content == body
+        assert r.headers["cache-status"] == "modvault; fwd=miss; stored"
+
+
+def test_block_overrides_prebuilt_answers(upstream_a: TestUpstreamServer,
+                                          modvault: ModvaultFactory) -> None:
+    mv = modvault(upstream_a.url)
+    with httpx.Client(base_url=mv.url) as c:
+        for _ in range(4):
+            assert c.get(INFO).status_code == 200 and c.get(ZIP).status_code == 200
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MODVAULT_")}
+        subprocess.run([sys.executable, "-m", "modvault", "block", f"{MOD}@v1.0.0", "--reason",
+                        "CVE-2099-0002", "--data-dir", str(mv.data_dir)], check=True, env=env,
+                       capture_output=True, timeout=120)
+        deadline = time.monotonic() + 15
+        while c.get(INFO).status_code != 403:
+            assert time.monotonic() < deadline, "block not seen within 15 s"
+            time.sleep(0.2)
+        for path in (INFO, ZIP):
+            r = c.get(path)
+            assert r.status_code == 403 and "CVE-2099-0002" in r.text, path
+
+
+def test_authenticated_answers_are_never_prebuilt_public_ones(tmp_path: Path,
+                                                              upstream_a: TestUpstreamServer,
+                                                              modvault: ModvaultFactory) -> None:
+    data = tmp_path / "authdata"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODVAULT_")}
+    token = subprocess.run([sys.executable, "-m", "modvault", "token", "create", "reader1",
+                            "--role", "reader", "--data-dir", str(data)], check=True, env=env,
+                           capture_output=True, text=True, timeout=120).stdout.split()[-1]
+    mv = modvault(upstream_a.url, "--auth", "on", data_dir=data)
+    with httpx.Client(base_url=mv.url, headers={"Authorization": f"Bearer {token}"}) as c:
+        for _ in range(4):
+            r = c.get(INFO)
+            assert r.status_code == 200 and r.headers["cache-control"].startswith("private")
+        # Not a public answer learned from them: anonymous clients are still refused.
+        assert httpx.get(mv.url + INFO).status_code == 401
