@@ -93,8 +93,7 @@ class App:
         self._before = [m.before for m in self.middleware if defines(m, "before")]
         self._after = [m.after for m in self.middleware if defines(m, "after")]
         if not self._before:
-            self.hot = HotPath(self.renderer, service.memory, service.gate, service.access,
-                               self.access_log)
+            self.hot = HotPath(self.renderer, service, self.access_log)
 
     def build_middleware(self) -> list[Middleware]:
         """The ordered list: client address, authentication, authorization, rate limit, access log."""

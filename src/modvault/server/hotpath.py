@@ -14,7 +14,9 @@ gc and prewarm). An entry is used only while it is still true:
   eviction or invalidation of the memory tier drops the entry too); the lookup also keeps the memory
   tier's recency right;
 - zips while their file is still the same inode (one ``stat``, as the general path does: ``rm`` and
-  gc take effect at once).
+  gc take effect at once);
+- and news from sibling workers or replicas (published, blocked, removed) is handled first, the way
+  the service does (``forget``), before any entry is used.
 
 The app consults the table only when no middleware runs before handlers (auth off, no client
 allowlist) and no block/allow/deny list is active; anything else (HEAD, conditional requests, If-Range,
@@ -37,9 +39,8 @@ from modvault.server.render import PREAD_MAX, Renderer
 from modvault.storage import keys
 
 if TYPE_CHECKING:
-    from modvault.cache.memory import ByteLRU
     from modvault.observability.logs import AccessLog
-    from modvault.service import AccessRecorder
+    from modvault.service import ModuleService
 
 Headers = list[tuple[str, str]]
 
@@ -68,13 +69,14 @@ class HotEntry:
 class HotPath:
     """Path -> prebuilt answer; see the module docstring for when an entry is used."""
 
-    def __init__(self, renderer: Renderer, memory: ByteLRU[Artifact], gate: Any,
-                 journal: AccessRecorder | None, access_log: AccessLog,
+    def __init__(self, renderer: Renderer, service: ModuleService, access_log: AccessLog,
                  max_entries: int = MAX_ENTRIES, max_body_bytes: int = MAX_BODY_BYTES) -> None:
         self.renderer = renderer
-        self.memory = memory
-        self.gate = gate
-        self.journal = journal
+        self.service = service
+        self.memory = service.memory
+        self.gate = service.gate
+        self.journal = service.access
+        self.changes = service.coordination.changes
         self.access_log = access_log
         self.max_entries = max_entries
         self.max_body_bytes = max_body_bytes
@@ -89,6 +91,12 @@ class HotPath:
         """Answer the request if a prebuilt answer fits it; False leaves it to the general path."""
         entry = self.entries.get(scope.path)
         if entry is None or scope.method != "GET" or self.gate.active:
+            return False
+        changes = self.changes
+        if changes is not None and changes.changed():
+            # A sibling worker published, blocked or removed something: what the service would
+            # do first (drop its caches, reread blocks), then the general path answers.
+            self.service.forget(None)
             return False
         started = time.perf_counter()
         h = scope.headers
