@@ -50,6 +50,9 @@ class Settings:
     # Conditional writes (If-None-Match/If-Match); false for servers without them (racy fallback,
     # and the private checksum database then refuses appends).
     s3_conditional_writes: bool = True
+    # Answer zip requests with a redirect to a presigned URL valid this many seconds (S3 store only).
+    redirect_zips: bool = False
+    redirect_zips_expiry: int = 300
     # "local", or "redis://HOST:PORT/DB": single-flight across replicas (see "Running several replicas").
     coordination: str = "local"
     # Seconds a replica's fetch lease lives without renewal (it is renewed every third of it).
@@ -392,6 +395,11 @@ def validate(settings: Settings) -> None:
         raise ConfigError("coordination_lease: must be at least 1 second")
     if settings.store not in STORE_KINDS:
         raise ConfigError(f"store: expected one of {'|'.join(STORE_KINDS)}, got {settings.store!r}")
+    if settings.redirect_zips and settings.store != "s3":
+        raise ConfigError("redirect_zips: needs store = \"s3\" (only an object store can presign URLs)")
+    if not 10 <= settings.redirect_zips_expiry <= 7 * 24 * 3600:
+        raise ConfigError(f"redirect_zips_expiry: expected 10 to 604800 seconds, got "
+                          f"{settings.redirect_zips_expiry}")
     if settings.store == "s3" and not settings.s3_bucket:
         raise ConfigError("s3_bucket: required with store = \"s3\"")
     if settings.s3_endpoint and not settings.s3_endpoint.startswith(("http://", "https://")):

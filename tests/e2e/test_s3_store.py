@@ -74,3 +74,29 @@ def test_object_store_down_is_503_and_recovers(upstream_a: TestUpstreamServer, m
         assert c.get("/readyz").status_code == 200
         r = c.get(ZIP)
         assert r.status_code == 200 and r.content[:2] == b"PK"
+
+
+def test_redirect_zips_sends_the_go_command_to_the_bucket(
+        corpus: Corpus, upstream_a: TestUpstreamServer, modvault: ModvaultFactory,
+        seaweed_own: SeaweedS3, tmp_path: Path) -> None:
+    env = {**seaweed_own.env(prefix=f"redir-{uuid.uuid4().hex[:8]}"),
+           "MODVAULT_REDIRECT_ZIPS": "true", "MODVAULT_REDIRECT_ZIPS_EXPIRY": "120"}
+    mv = modvault(upstream_a.url, env=env)
+    doc = _download(tmp_path / "go1", mv.url, f"{MOD}@v1.0.0")  # cold: fetched, stored, redirected
+    assert doc["Sum"] == corpus.reference[f"{MOD}@v1.0.0"]["Sum"]
+    doc2 = _download(tmp_path / "go2", mv.url, f"{MOD}@v1.0.0")  # warm: redirected
+    assert doc2["Sum"] == doc["Sum"]
+    want = Path(str(doc["Zip"])).read_bytes()
+    with httpx.Client(base_url=mv.url, timeout=30) as c:
+        r = c.get(ZIP)
+        assert r.status_code == 302 and r.headers["cache-control"] == "no-store"
+        location = r.headers["location"]
+        assert location.startswith(seaweed_own.endpoint + "/") and "X-Amz-Expires=120" in location
+        assert httpx.get(location, timeout=30).content == want  # the bucket sends the bytes
+        # Ranges, HEAD and .info/.mod are still answered by modvault itself.
+        assert c.get(ZIP, headers={"range": "bytes=0-9"}).content == want[:10]
+        assert c.head(ZIP).status_code == 200
+        assert c.get(f"/{MOD}/@v/v1.0.0.mod").status_code == 200
+        assert "modvault_zip_redirects_total 3.0" in c.get("/metrics").text
+    # Two go downloads plus the one above were redirected; the upstream was asked once.
+    assert upstream_a.count(ZIP) == 1

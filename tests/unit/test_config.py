@@ -49,6 +49,9 @@ def test_precedence(tmp_path: Path) -> None:
         ({"MODVAULT_WORKERS": "0"}, "workers"),
         ({"MODVAULT_TLS_CERT": "/nonexistent.pem"}, "tls_cert"),
         ({"MODVAULT_LOG_LEVEL": "loud"}, "log_level"),
+        ({"MODVAULT_REDIRECT_ZIPS": "true"}, "redirect_zips"),  # needs store = "s3"
+        ({"MODVAULT_STORE": "s3", "MODVAULT_S3_BUCKET": "b", "MODVAULT_REDIRECT_ZIPS_EXPIRY": "1"},
+         "redirect_zips_expiry"),
     ],
 )
 def test_bad_values_name_the_setting(environ: dict[str, str], setting: str) -> None:

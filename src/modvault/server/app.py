@@ -32,6 +32,7 @@ from modvault.server.middleware import AccessLogMiddleware, Middleware, defines
 from modvault.server.render import FileHandles, PrivateRenderer, Renderer
 from modvault.server.request import Request, error_headers
 from modvault.server.routes import RouteTable
+from modvault.server.zipredirect import ZipRedirect, build_zip_redirect
 from modvault.service import ModuleService
 from modvault.ui.activity import RecentActivity
 from modvault.wiring import build_ops, build_service
@@ -73,6 +74,7 @@ class App:
         self.routes = RouteTable()
         self.middleware: list[Middleware] = []
         self.access_policy: AccessPolicy | None = None  # set when auth is on
+        self.zip_redirect: ZipRedirect | None = None  # redirect_zips (server/zipredirect.py)
         self._refresher: asyncio.Task[None] | None = None
         self._before: list[Callable[[Request], Awaitable[None]]] = []
         self._after: list[Callable[[Request, float], None]] = []
@@ -88,6 +90,8 @@ class App:
     def setup(self, service: ModuleService) -> None:
         """Wire the service, the routes and the middleware (once per worker)."""
         self._service = service
+        self.zip_redirect = build_zip_redirect(self.settings.redirect_zips,
+                                               self.settings.redirect_zips_expiry, service.store)
         self.middleware = self.build_middleware()
         endpoints.register(self, self.routes)
         self._before = [m.before for m in self.middleware if defines(m, "before")]

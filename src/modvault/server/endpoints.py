@@ -92,6 +92,9 @@ class Handlers:
         app = self.app
         art = await app.service.get(ref)
         req.tier, req.upstream = art.tier, art.upstream
+        if art.blob is not None and app.zip_redirect is not None \
+                and await app.zip_redirect.answer(req, art):
+            return
         renderer = app.renderer if req.identity is None else app.renderer_for(req)
         await renderer._render(req, req.proto, art, req)
         if app.hot is not None and req.identity is None and req.method == "GET" \
