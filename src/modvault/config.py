@@ -47,6 +47,8 @@ class Settings:
     s3_prefix: str = ""
     s3_endpoint: str = ""
     s3_region: str = ""
+    # AWS profile (shared credentials/config files) for the bucket's credentials; empty: AWS_PROFILE.
+    s3_profile: str = ""
     # Conditional writes (If-None-Match/If-Match); false for servers without them (racy fallback,
     # and the private checksum database then refuses appends).
     s3_conditional_writes: bool = True

@@ -64,6 +64,10 @@ LOG = logging.getLogger("modvault.service")
 # every entry declares at least 200 bytes, so in entries too).
 NEGATIVE_CACHE_BYTES = 8 * 1024 * 1024
 ZIP_ARTIFACTS_BYTES = 16 * 1024 * 1024
+# Stores without local files (S3): what a stored zip's HEAD said, reused this long, so a zip hit
+# is one ranged GET instead of HEAD + GET. Stored zips never change; removals are announced
+# (forget) and this bounds what an out-of-band deletion can leave behind.
+REMOTE_STAT_TTL = 60.0
 
 
 async def _off_loop_if_big(fn: Callable[[bytes], str], data: bytes) -> str:
@@ -162,6 +166,8 @@ class ModuleService:
         self.refusals = NegativeCache(settings.refusal_ttl, NEGATIVE_CACHE_BYTES)
         # Headers/ETag of stored zips, keyed by (key, size, mtime): a hot zip costs a stat, not a hash.
         self._zip_artifacts: ByteLRU[Artifact] = ByteLRU(ZIP_ARTIFACTS_BYTES)
+        self._remote_stats: ByteLRU[tuple[float, ObjectInfo]] | None = \
+            ByteLRU(ZIP_ARTIFACTS_BYTES) if getattr(store, "remote", False) else None
         self._refreshing: set[asyncio.Task[None]] = set()
         # Last use of stored versions, for gc (ops/journal.py): a dict write per request.
         self.access = access
@@ -245,10 +251,14 @@ class ModuleService:
             self.memory.clear()
             self.negative.clear()
             self._zip_artifacts.clear()
+            if self._remote_stats is not None:
+                self._remote_stats.clear()
         else:
             for key in _change_keys(change):
                 self.memory.pop(key)
                 self.negative.pop(key)
+                if self._remote_stats is not None:
+                    self._remote_stats.pop(key)
         if self.gate.store is not None:
             self.gate.loaded = False
             self.gate.active = True
@@ -265,7 +275,8 @@ class ModuleService:
                 metrics.cache_lookup("memory", "hit")
                 return hit
             metrics.cache_lookup("memory", "miss")
-        obj = await self.store.stat(key)
+        obj = await self.store.stat(key) if self._remote_stats is None or ref.kind is not Kind.ZIP \
+            else await self._stat_remote_zip(key)
         if obj is not None:
             metrics.cache_lookup("store", "hit")
             return await self._from_store(ref.kind, obj, immutable=True)
@@ -279,6 +290,17 @@ class ModuleService:
         if shared:
             metrics.SINGLEFLIGHT_WAITS.labels(ref.kind.value).inc()
         return art
+
+    async def _stat_remote_zip(self, key: str) -> ObjectInfo | None:
+        assert self._remote_stats is not None
+        now = time.monotonic()
+        hit = self._remote_stats.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        obj = await self.store.stat(key)
+        if obj is not None:
+            self._remote_stats.put(key, (now + REMOTE_STAT_TTL, obj), 2 * len(key) + 300)
+        return obj
 
     async def _fetch_coordinated(self, ref: ArtifactRef, key: str) -> Artifact:
         """One fetch across replicas: hold the lease and fetch, or wait (bounded) for the replica

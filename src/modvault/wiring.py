@@ -182,7 +182,8 @@ def build_store(settings: Settings) -> Store:
         from modvault.storage.s3 import S3Store
 
         return S3Store(settings.s3_bucket, prefix=settings.s3_prefix, endpoint=settings.s3_endpoint,
-                       region=settings.s3_region, conditional_writes=settings.s3_conditional_writes)
+                       region=settings.s3_region, conditional_writes=settings.s3_conditional_writes,
+                       profile=settings.s3_profile)
     return FileStore(settings.data_dir)
 
 

@@ -17,8 +17,9 @@ Keys are the same GOPROXY URL space as the filesystem store, under ``s3_prefix``
   tolerates for immutable artifacts (both hold verified content) and the private checksum database
   refuses (:attr:`atomic_cas` is False: it will not append rather than risk a fork).
 
-Credentials come from the usual ``AWS_*`` environment variables (or instance/web-identity
-credentials, as obstore finds them). Every failure to reach the store is StorageError (503).
+Credentials come from the usual ``AWS_*`` environment variables, an AWS profile (``s3_profile`` or
+``AWS_PROFILE``, see aws_profile.py), or instance/web-identity credentials, as obstore finds them.
+Every failure to reach the store is StorageError (503).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from obstore.exceptions import AlreadyExistsError, PreconditionError
 from obstore.store import S3Store as _ObS3Store
 
 from modvault.errors import StorageError
+from modvault.storage.aws_profile import ProfileError, profile_credentials
 from modvault.storage.base import STREAM_CHUNK, ObjectInfo, VersionConflict, check_key
 
 T = TypeVar("T")
@@ -68,17 +70,24 @@ class S3Body:
         lo, hi = self._range(start, end)
         if lo >= hi:
             return b""
-        result = await self._store._call(self.info.key, obstore.get_async(
-            self._store.client, self.info.key, options={"range": (lo, hi), "if_match": self.info.etag}))
+        result = await self._get_pinned(lo, hi)
         return bytes(await self._store._call(self.info.key, result.bytes_async()))
+
+    async def _get_pinned(self, lo: int, hi: int) -> Any:
+        try:
+            return await self._store._call(self.info.key, obstore.get_async(
+                self._store.client, self.info.key,
+                options={"range": (lo, hi), "if_match": self.info.etag}))
+        except (FileNotFoundError, PreconditionError):
+            raise StorageError(f"store: {self.info.key} was removed or replaced since it was "
+                               "looked up; retry") from None
 
     async def stream(self, start: int = 0, end: int | None = None,
                      chunk: int = STREAM_CHUNK) -> AsyncIterator[bytes]:
         lo, hi = self._range(start, end)
         if lo >= hi:
             return
-        result = await self._store._call(self.info.key, obstore.get_async(
-            self._store.client, self.info.key, options={"range": (lo, hi), "if_match": self.info.etag}))
+        result = await self._get_pinned(lo, hi)
         try:
             async for block in result.stream(min_chunk_size=min(chunk, hi - lo)):
                 data = bytes(block)
@@ -89,9 +98,18 @@ class S3Body:
 
 
 class S3Store:
+    # No local files: every stat is a request (the service keeps zip stats briefly, see service.py).
+    remote = True
+
     def __init__(self, bucket: str, *, prefix: str = "", endpoint: str = "", region: str = "",
-                 conditional_writes: bool = True) -> None:
+                 conditional_writes: bool = True, profile: str = "") -> None:
         config: dict[str, Any] = {"copy_if_not_exists": "multipart"}
+        try:
+            provider, profile_region = profile_credentials(profile)
+        except ProfileError as exc:
+            raise StorageError(f"store: s3 {bucket}: {exc}") from None
+        region = region or (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+                            or profile_region)
         if endpoint:
             config["endpoint"] = endpoint
         if region:
@@ -105,7 +123,8 @@ class S3Store:
         retry = {"max_retries": 2, "retry_timeout": timedelta(seconds=10)}
         self.client = _ObS3Store(bucket, prefix=self.prefix or None, config=config,  # type: ignore[arg-type]
                                  client_options=client_options,  # type: ignore[arg-type]
-                                 retry_config=retry)  # type: ignore[arg-type]
+                                 retry_config=retry,  # type: ignore[arg-type]
+                                 credential_provider=provider)  # type: ignore[arg-type]
         self.conditional = conditional_writes
         # Compare-and-swap is atomic only with conditional writes; the private log needs it.
         self.atomic_cas = conditional_writes
