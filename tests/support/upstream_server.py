@@ -43,6 +43,16 @@ class _Handler(BaseHTTPRequestHandler):
         srv = self.server
         path = self.path.split("?", 1)[0]
         with srv.lock:
+            srv.active.append(path)
+        try:
+            self._get(path)
+        finally:
+            with srv.lock:
+                srv.active.remove(path)
+
+    def _get(self, path: str) -> None:
+        srv = self.server
+        with srv.lock:
             srv.requests.append(path)
             b = srv.behaviours.get(path)
             if b is None:
@@ -118,6 +128,7 @@ class TestUpstreamServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", port), _Handler)
         self.root = root
         self.requests: list[str] = []
+        self.active: list[str] = []  # paths being answered right now
         self.behaviours: dict[str, Behaviour] = {}
         self.prefix_behaviours: dict[str, Behaviour] = {}
         self.hook: Callable[[str], None] | None = None
@@ -143,6 +154,11 @@ class TestUpstreamServer(ThreadingHTTPServer):
     def count_prefix(self, prefix: str) -> int:
         with self.lock:
             return sum(1 for p in self.requests if p.startswith(prefix))
+
+    def busy(self, prefix: str) -> int:
+        """How many requests for paths under ``prefix`` are being answered right now."""
+        with self.lock:
+            return sum(1 for p in self.active if p.startswith(prefix))
 
     def fail_everything(self, status: int = 503, delay: float = 0.0) -> None:
         """Every path answers ``status`` (after ``delay``) until reset()."""
