@@ -12,9 +12,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 
-def make_cert(directory: Path, *, with_ip: bool = True) -> tuple[Path, Path]:
-    """``with_ip=False``: valid for the name ``localhost`` only (a client must verify by name)."""
-    names: list[x509.GeneralName] = [x509.DNSName("localhost")]
+def make_cert(directory: Path, *, with_ip: bool = True, hosts: tuple[str, ...] = ()) \
+        -> tuple[Path, Path]:
+    """``with_ip=False``: valid for the name ``localhost`` only (a client must verify by name);
+    ``hosts``: more names it is valid for."""
+    names: list[x509.GeneralName] = [x509.DNSName(h) for h in ("localhost", *hosts)]
     if with_ip:
         names.insert(0, x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
     key = ec.generate_private_key(ec.SECP256R1())

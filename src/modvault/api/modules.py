@@ -64,6 +64,15 @@ def register(app: App, table: RouteTable) -> None:
     app.fallback_pages.append(api.vanity)
 
 
+
+_VANITY_HOST = re.compile(r"[a-z0-9\-]+(\.[a-z0-9\-]+)+")
+
+
+def vanity_host(host_header: str) -> str:
+    """The host name a client used (no port), when it can begin a module path; else ""."""
+    host = host_header.strip().lower().rsplit(":", 1)[0] if not host_header.startswith("[") else ""
+    return host if _VANITY_HOST.fullmatch(host) else ""
+
 class ModulesApi:
     def __init__(self, app: App) -> None:
         self.app = app
@@ -179,12 +188,22 @@ class ModulesApi:
         if not path or len(path) > 1000:
             return False
         elems = path.split("/")
+        # The go command asks https://<first path element>/<rest>?go-get=1 (go.dev/ref/mod#vcs-find):
+        # reached under the module's host name (DNS pointing it here), the path lacks the host.
+        # Also accepted: the whole module path on this server's own name.
+        bases = [elems]
+        host = vanity_host(req.headers.get("host") or req.scope.authority or "")  # h2: :authority
+        if host:
+            bases.insert(0, [host, *elems])
         store = self.app.service.store
         module = ""
-        for n in range(len(elems), 0, -1):
-            candidate = "/".join(elems[:n])
-            if await is_published(store, candidate):
-                module = candidate
+        for whole in bases:
+            for n in range(len(whole), 0, -1):
+                candidate = "/".join(whole[:n])
+                if await is_published(store, candidate):
+                    module = candidate
+                    break
+            if module:
                 break
         if not module:
             return False
