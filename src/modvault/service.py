@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from modvault.artifact import Artifact, ArtifactRef, Kind
 from modvault.cache.coordination import LocalFlightLock
@@ -48,10 +48,10 @@ from modvault.sources.chain import Chain
 from modvault.sources.health import HealthRegistry
 from modvault.sources.tracking import Prober
 from modvault.storage import keys
-from modvault.storage.base import ObjectInfo, Store, etag_of
-from modvault.storage.fs import discard
+from modvault.storage.base import ObjectInfo, StagedFile, Store, etag_of
+from modvault.storage.fs import discard, fsync_file
 from modvault.storage.workdir import WorkDir
-from modvault.sumdb.client import ChecksumVerifier
+from modvault.sumdb.client import ChecksumVerifier, RecordHashes
 from modvault.sumdb.private import PrivateSumdb
 from modvault.sumdb.proxy import SumdbProxy
 from modvault.supply.admission import SupplyChain, origin_from_info, verification_of
@@ -109,6 +109,12 @@ def format_list(versions: list[str]) -> bytes:
                   for i in range(0, len(unique), _SORT_CHUNK)]
         ordered = heapq.merge(*chunks, key=semver.sort_key)
     return "".join(v + "\n" for v in ordered).encode()
+
+
+def _retrieve(fut: asyncio.Future[Any]) -> None:
+    """Consume the outcome of background work nobody awaits any more (no 'never retrieved')."""
+    if not fut.cancelled():
+        fut.exception()
 
 
 class AccessRecorder(Protocol):
@@ -352,29 +358,52 @@ class ModuleService:
         return art
 
     async def _fetch_zip(self, ref: ArtifactRef, key: str) -> Artifact:
+        """One pass over a new zip's bytes: hashed (SHA-256, the ETag) as it downloads, then read
+        once for the zip rules and its h1: hash while the file is fsynced; the checksum database
+        is asked during the download; the store links the file without hashing or syncing it."""
         tmp = self.work.temp_path()
+        lookup = self._early_lookup(ref)
+        syncing: asyncio.Future[None] | None = None
         try:
-            _, source = await self.chain_for(ref.module).zip(ref.module, ref.version, tmp)
+            sha256, source = await self.chain_for(ref.module).zip(ref.module, ref.version, tmp)
+            syncing = asyncio.get_running_loop().run_in_executor(None, fsync_file, tmp)
             try:
-                zip_h1, facts = await asyncio.to_thread(self._check_zip_file, tmp, ref)
+                zip_h1, facts = await asyncio.to_thread(self._check_zip_file, tmp, ref, sha256)
             except ZipError as exc:
                 metrics.REJECTED_CONTENT.labels("zip").inc()
                 raise InvalidContent(f"{source}: zip {ref.module}@{ref.version}: {exc}") from None
             if self.supply is not None:
                 self.supply.check_policy(ref.module, ref.version, facts.licence)
-            proof = await self._vouch(ref, zip_h1=zip_h1)
-            obj, written = await self.store.put_if_absent(key, tmp)
+            proof = await self._vouch(ref, zip_h1=zip_h1, lookup=lookup)
+            await syncing
+            obj, written = await self.store.put_if_absent(key, StagedFile(tmp, facts.sha256))
         finally:
+            for pending in (lookup, syncing):
+                if pending is not None and not pending.done():
+                    pending.cancel()
+                    pending.add_done_callback(_retrieve)
             discard(tmp)
         if self.supply is not None and written:
             await self._record_provenance(ref, source, zip_h1, facts, proof)
         art = await self._from_store(Kind.ZIP, obj, immutable=True)
         return dataclasses.replace(art, tier="upstream", upstream=source)
 
+    def _early_lookup(self, ref: ArtifactRef) -> asyncio.Task[RecordHashes] | None:
+        """The checksum database's record of ref's version, asked now so that the lookup runs
+        while the zip downloads (_vouch uses its outcome)."""
+        verifier = self.checksums.verifier
+        if verifier is None or self.policy.is_nosumdb(ref.module):
+            return None
+        task = asyncio.get_running_loop().create_task(verifier.record(ref.module, ref.version))
+        task.add_done_callback(_retrieve)  # its failure is reported by _vouch, or not needed
+        return task
+
     @staticmethod
-    def _check_zip_file(path: Path, ref: ArtifactRef) -> tuple[str, ZipFacts]:
+    def _check_zip_file(path: Path, ref: ArtifactRef, sha256: str | None
+                        ) -> tuple[str, ZipFacts]:
         summary = check_zip(path, ref.module, ref.version)
-        return summary.h1, zip_facts(path, ref.module, ref.version)
+        digest = (sha256, os.stat(path).st_size) if sha256 else None
+        return summary.h1, zip_facts(path, ref.module, ref.version, digest)
 
     async def _record_provenance(self, ref: ArtifactRef, source: str, zip_h1: str, facts: ZipFacts,
                                  proof: Verification) -> None:
@@ -396,7 +425,8 @@ class ModuleService:
     # -- checksum databases ------------------------------------------------------------------
 
     async def _vouch(self, ref: ArtifactRef, *, zip_h1: str | None = None,
-                     mod_h1: str | None = None) -> Verification:
+                     mod_h1: str | None = None,
+                     lookup: Awaitable[RecordHashes] | None = None) -> Verification:
         """Before a new .mod/.zip is stored: the public checksum database must agree with it, or,
         for modules exempt from it (nosumdb), our private database records it. Raises
         SecurityError (nothing is stored) on any disagreement; returns what was proven."""
@@ -415,7 +445,8 @@ class ModuleService:
         if verifier is None:
             return verification_of(None, why_none="checksum verification off (sumdb_verify)")
         try:
-            proof = await verifier.verify(ref.module, ref.version, zip_h1=zip_h1, mod_h1=mod_h1)
+            proof = await verifier.verify(ref.module, ref.version, zip_h1=zip_h1, mod_h1=mod_h1,
+                                          lookup=lookup)
         except SecurityError:
             metrics.REJECTED_CONTENT.labels(ref.kind.value).inc()
             raise

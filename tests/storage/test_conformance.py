@@ -12,7 +12,7 @@ from typing import TypeVar
 
 import pytest
 
-from modvault.storage.base import Store, VersionConflict, etag_of
+from modvault.storage.base import StagedFile, Store, VersionConflict, etag_of
 
 T = TypeVar("T")
 
@@ -75,6 +75,30 @@ def test_first_writer_wins_from_bytes_and_from_files(store: Store, tmp_path: Pat
         assert not written3 and info3.etag == info.etag
         got = await store.get(KEY)
         assert got is not None and got[0] == b"first"
+
+    run(main())
+
+
+def test_staged_file_is_stored_with_its_digest(store: Store, tmp_path: Path) -> None:
+    """A download hashed as it was written (StagedFile): same bytes, a strong ETag (the one of
+    that digest where the store keeps its own), the caller keeps its temp file, first writer wins."""
+    tmp = tmp_path / "dl-staged"
+    tmp.write_bytes(b"staged bytes")
+    digest = hashlib.sha256(b"staged bytes").hexdigest()
+
+    async def main() -> None:
+        info, written = await store.put_if_absent(KEY, StagedFile(tmp, digest))
+        assert written and info.size == 12 and is_strong_etag(info.etag)
+        if not hasattr(store, "bucket"):  # an S3 server's ETag is its own
+            assert info.etag == etag_of(b"staged bytes")
+        assert tmp.read_bytes() == b"staged bytes"
+        got = await store.get(KEY)
+        assert got is not None and got[0] == b"staged bytes"
+        other = tmp_path / "dl-other"
+        other.write_bytes(b"other")
+        again, written2 = await store.put_if_absent(
+            KEY, StagedFile(other, hashlib.sha256(b"other").hexdigest()))
+        assert not written2 and again.etag == info.etag
 
     run(main())
 

@@ -28,8 +28,11 @@ class Source(Protocol):
 
     async def mod(self, module: str, version: str) -> bytes: ...
 
-    async def zip(self, module: str, version: str, dest: Path) -> None:
-        """Write the zip to ``dest`` (a temp path); the caller checks it and moves it into place."""
+    async def zip(self, module: str, version: str, dest: Path) -> str | None:
+        """Write the zip to ``dest`` (a temp path); the caller checks it and moves it into place.
+
+        Returns the SHA-256 (hex) of what was written when the source computed it on the way
+        (sources/download.py), None otherwise (the caller then hashes the file)."""
         ...
 
     async def probe(self) -> tuple[bool, str]:

@@ -201,7 +201,7 @@ class Chain:
     async def mod(self, module: str, version: str) -> tuple[bytes, str]:
         return await self._walk(lambda s: s.mod(module, version))
 
-    async def zip(self, module: str, version: str, dest: Path) -> tuple[None, str]:
+    async def zip(self, module: str, version: str, dest: Path) -> tuple[str | None, str]:
         return await self._walk(lambda s: s.zip(module, version, dest))
 
     async def aclose(self) -> None:

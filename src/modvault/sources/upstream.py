@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import TypeVar
 from urllib.parse import unquote, urlsplit
 
 import certifi
@@ -30,7 +30,6 @@ from modvault.errors import (
     Gone,
     InvalidContent,
     NotFound,
-    StorageError,
     Unavailable,
 )
 from modvault.module.errors import ModuleError
@@ -38,6 +37,7 @@ from modvault.module.path import check, escape_path, escape_version, is_exact_re
 from modvault.module.path import is_canonical_version as is_canonical
 from modvault.module.pseudo import is_pseudo_version
 from modvault.observability import metrics
+from modvault.sources.download import DownloadFile
 from modvault.sources.health import HealthRecord, HealthRegistry, State
 from modvault.sources.redact import redact_text, redact_url
 from modvault.sources.retry import RETRY_STATUSES, Retry, describe, retry_after, with_retries
@@ -278,12 +278,13 @@ class HTTPUpstream:
         url = self._url(module, f"@v/{escape_version(version)}.mod")
         return await self._fetch_small(url, f"mod {module}@{version}", self.limits.max_mod_bytes)
 
-    async def zip(self, module: str, version: str, dest: Path) -> None:
+    async def zip(self, module: str, version: str, dest: Path) -> str:
+        """Stream the zip to ``dest``; returns its SHA-256 (hex), computed on the way."""
         url = self._url(module, f"@v/{escape_version(version)}.zip")
         what = f"zip {module}@{version}"
         limit = self.limits.max_zip_bytes
 
-        async def attempt() -> None:
+        async def attempt() -> str:
             async with self._get(url, what) as resp:
                 declared = resp.headers.get("content-length")
                 if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -293,20 +294,22 @@ class HTTPUpstream:
                     raise InvalidContent(f"{self.name}: {what}: zip sent with Content-Encoding "
                                          f"{encoding[:40]!r} although identity was asked for")
                 got = 0
-                with _LocalFile(dest, what) as out:
-                    async for chunk in resp.aiter_raw(_CHUNK):
+                async with DownloadFile(dest, what) as out:
+                    # Chunks as they come off the connection (no re-chunking copy).
+                    async for chunk in resp.aiter_raw():
                         got += len(chunk)
                         if got > limit:
                             raise InvalidContent(
                                 f"{self.name}: {what}: zip larger than {limit} bytes")
-                        out.write(chunk)
+                        await out.write(chunk)
                 if declared is not None and declared.isdigit() and got != int(declared):
                     raise Retry(Unavailable(
                         f"{self.name}: {what}: body of {got} bytes, Content-Length said {declared}"),
                         None)
             metrics.UPSTREAM_BYTES.labels(self.name).inc(got)
+            return out.sha256
 
-        await self._with_retries(what, attempt)
+        return await self._with_retries(what, attempt)
 
     async def aclose(self) -> None:
         return None
@@ -360,11 +363,11 @@ class FileUpstream:
         return await asyncio.to_thread(
             self._read, p, f"mod {module}@{version}", self.limits.max_mod_bytes)
 
-    async def zip(self, module: str, version: str, dest: Path) -> None:
+    async def zip(self, module: str, version: str, dest: Path) -> str:
         p = self._path(module, f"@v/{escape_version(version)}.zip")
         what = f"zip {module}@{version}"
 
-        def copy() -> None:
+        def copy() -> str:
             try:
                 src = open(p, "rb")  # noqa: SIM115
             except (FileNotFoundError, NotADirectoryError):
@@ -375,7 +378,7 @@ class FileUpstream:
                 if os.fstat(src.fileno()).st_size > self.limits.max_zip_bytes:
                     raise InvalidContent(
                         f"{self.name}: {what}: zip larger than {self.limits.max_zip_bytes} bytes")
-                with _LocalFile(dest, what) as out:
+                with DownloadFile(dest, what) as out:
                     while True:
                         try:
                             chunk = src.read(_CHUNK)
@@ -383,9 +386,10 @@ class FileUpstream:
                             raise Unavailable(f"{self.name}: {what}: {exc.strerror}") from None
                         if not chunk:
                             break
-                        out.write(chunk)
+                        out.write_sync(chunk)
+                return out.sha256
 
-        await asyncio.to_thread(copy)
+        return await asyncio.to_thread(copy)
 
     async def aclose(self) -> None:
         return None
@@ -410,41 +414,6 @@ def scrub(text: str, secrets: tuple[str, ...]) -> str:
     for secret in secrets:
         text = text.replace(secret, "***")
     return text
-
-
-class _LocalFile:
-    """The download's temp file in our store: a failure to write it (disk full, read-only) is our
-    storage's fault (StorageError, 503), never the upstream's, and is not retried against it."""
-
-    def __init__(self, dest: Path, what: str) -> None:
-        self.dest, self.what = dest, what
-        self._fh: BinaryIO | None = None
-
-    def __enter__(self) -> _LocalFile:
-        try:
-            self._fh = open(self.dest, "wb")
-        except OSError as exc:
-            raise self._error(exc) from None
-        return self
-
-    def write(self, chunk: bytes) -> None:
-        assert self._fh is not None
-        try:
-            self._fh.write(chunk)
-        except OSError as exc:
-            raise self._error(exc) from None
-
-    def __exit__(self, *exc_info: object) -> None:
-        assert self._fh is not None
-        try:
-            self._fh.close()
-        except OSError as exc:
-            if exc_info[0] is None:
-                raise self._error(exc) from None
-
-    def _error(self, exc: OSError) -> StorageError:
-        return StorageError(f"modvault store: cannot write the download of {self.what}: "
-                            f"{exc.strerror or type(exc).__name__}")
 
 
 async def read_bounded(resp: httpx.Response, limit: int, *, what: str = "",

@@ -9,7 +9,9 @@ The protocol is async so that a network store (S3) and a local one (fs) are used
   never recomputed by rehashing on read), modification time, and for stores that have one a local
   path (sendfile/pread fast path). ``open`` returns a :class:`Body` read whole, by range or as a stream.
 - ``put_if_absent``: atomic, first writer wins; immutable artifacts. From bytes or a finished temp
-  file (the caller keeps ownership of the temp file and removes it).
+  file (the caller keeps ownership of the temp file and removes it), or a :class:`StagedFile`: a
+  finished, fsynced temp file with the SHA-256 the caller computed while writing it, which the
+  store then neither reads again to hash nor syncs again.
 - ``put``: atomic replace, last writer wins; mutable answers (list, @latest) that any replica may
   refresh.
 - ``get``/``put_if_version``: versioned reads and compare-and-swap for the few mutable records
@@ -43,6 +45,19 @@ class ObjectInfo:
     mtime: float
     # A local file that can be sent with sendfile or pread, when the store has one.
     local_path: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StagedFile:
+    """A finished temp file, already fsynced, whose SHA-256 (hex) was computed as it was written."""
+
+    path: Path
+    sha256: str
+
+
+def as_path(data: bytes | Path | StagedFile) -> bytes | Path:
+    """For stores that use neither the digest nor the sync: the bytes or the file."""
+    return data.path if isinstance(data, StagedFile) else data
 
 
 def etag_for_digest(sha256_hex: str) -> str:
@@ -88,7 +103,8 @@ class Store(Protocol):
         """The whole (small) object and its version."""
         ...
 
-    async def put_if_absent(self, key: str, data: bytes | Path) -> tuple[ObjectInfo, bool]:
+    async def put_if_absent(self, key: str, data: bytes | Path | StagedFile
+                            ) -> tuple[ObjectInfo, bool]:
         """Store unless the key exists; (the object now under key, whether ours was written).
 
         Readers never see a partial object. A Path is a finished temp file in the work directory;

@@ -37,6 +37,7 @@ from modvault.errors import StorageError
 from modvault.storage.base import (
     STREAM_CHUNK,
     ObjectInfo,
+    StagedFile,
     VersionConflict,
     check_key,
     etag_for_digest,
@@ -214,20 +215,23 @@ class FileStore:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def _staged(self, data: bytes | Path) -> tuple[Path, str, bool]:
+    def _staged(self, data: bytes | Path | StagedFile) -> tuple[Path, str, bool]:
         """A fsynced file in our tmp dir holding *data*, its ETag, and whether we made it (and so
-        must remove it) rather than the caller."""
-        if isinstance(data, Path):
-            digest = sha256_file(data)
-            with open(data, "rb") as fh:
-                os.fsync(fh.fileno())
-            if os.stat(data).st_dev == os.stat(self.tmp).st_dev:
+        must remove it) rather than the caller. A StagedFile is neither hashed nor synced again."""
+        if isinstance(data, (Path, StagedFile)):
+            if isinstance(data, StagedFile):
+                path, digest = data.path, data.sha256
+            else:
+                path, digest = data, sha256_file(data)
+                with open(path, "rb") as fh:
+                    os.fsync(fh.fileno())
+            if os.stat(path).st_dev == os.stat(self.tmp).st_dev:
                 # Link the caller's temp file: the caller removes its own name afterwards.
                 staged = self.tmp / temp_name("put-")
-                os.link(data, staged)
+                os.link(path, staged)
                 return staged, etag_for_digest(digest), True
             fd, name = tempfile.mkstemp(dir=self.tmp, prefix=temp_name("put-") + "-")
-            with os.fdopen(fd, "wb") as out, open(data, "rb") as src:
+            with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
                 shutil.copyfileobj(src, out, 1024 * 1024)
                 out.flush()
                 os.fsync(out.fileno())
@@ -254,7 +258,8 @@ class FileStore:
                 fh.write(etag)
             os.replace(tmp, meta)
 
-    def _put_if_absent_sync(self, key: str, data: bytes | Path) -> tuple[ObjectInfo, bool]:
+    def _put_if_absent_sync(self, key: str, data: bytes | Path | StagedFile
+                            ) -> tuple[ObjectInfo, bool]:
         dest = self.path(key)
         existing = self._stat_sync(key)
         if existing is not None:
@@ -262,7 +267,8 @@ class FileStore:
         with _cleanup_on_error(dest.parent):
             return self._link_new(key, dest, data)
 
-    def _link_new(self, key: str, dest: Path, data: bytes | Path) -> tuple[ObjectInfo, bool]:
+    def _link_new(self, key: str, dest: Path, data: bytes | Path | StagedFile
+                  ) -> tuple[ObjectInfo, bool]:
         staged, etag, _ = self._staged(data)
         try:
             self._finish(key, staged, etag)
@@ -316,7 +322,8 @@ class FileStore:
                 raise VersionConflict(f"{key}: at version {have}, not {version}")
             return self._put_sync(key, data)
 
-    async def put_if_absent(self, key: str, data: bytes | Path) -> tuple[ObjectInfo, bool]:
+    async def put_if_absent(self, key: str, data: bytes | Path | StagedFile
+                            ) -> tuple[ObjectInfo, bool]:
         return await self._run(self._put_if_absent_sync, key, data)
 
     async def put(self, key: str, data: bytes) -> ObjectInfo:
@@ -370,6 +377,12 @@ class FileStore:
 
     async def aclose(self) -> None:
         return None
+
+
+def fsync_file(path: Path) -> None:
+    """Flush a finished temp file to disk (blocking), e.g. while it is being checked."""
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
 
 
 def _fsync_dir(path: Path) -> None:

@@ -8,7 +8,15 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from modvault.storage.base import STREAM_CHUNK, ObjectInfo, VersionConflict, check_key, etag_of
+from modvault.storage.base import (
+    STREAM_CHUNK,
+    ObjectInfo,
+    StagedFile,
+    VersionConflict,
+    as_path,
+    check_key,
+    etag_of,
+)
 
 
 class MemoryBody:
@@ -52,8 +60,10 @@ class MemoryStore:
         self._data[key] = (body, info)
         return info
 
-    async def put_if_absent(self, key: str, data: bytes | Path) -> tuple[ObjectInfo, bool]:
+    async def put_if_absent(self, key: str, data: bytes | Path | StagedFile
+                            ) -> tuple[ObjectInfo, bool]:
         check_key(key)
+        data = as_path(data)
         body = await asyncio.to_thread(data.read_bytes) if isinstance(data, Path) else data
         existing = self._data.get(key)
         if existing is not None:

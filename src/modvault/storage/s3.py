@@ -39,7 +39,14 @@ from obstore.store import S3Store as _ObS3Store
 
 from modvault.errors import StorageError
 from modvault.storage.aws_profile import ProfileError, profile_credentials
-from modvault.storage.base import STREAM_CHUNK, ObjectInfo, VersionConflict, check_key
+from modvault.storage.base import (
+    STREAM_CHUNK,
+    ObjectInfo,
+    StagedFile,
+    VersionConflict,
+    as_path,
+    check_key,
+)
 
 T = TypeVar("T")
 MULTIPART_MIN = 16 * 1024 * 1024
@@ -162,8 +169,10 @@ class S3Store:
 
     # -- writing -------------------------------------------------------------------------------
 
-    async def put_if_absent(self, key: str, data: bytes | Path) -> tuple[ObjectInfo, bool]:
+    async def put_if_absent(self, key: str, data: bytes | Path | StagedFile
+                            ) -> tuple[ObjectInfo, bool]:
         check_key(key)
+        data = as_path(data)
         if not self.conditional:
             existing = await self.stat(key)
             if existing is not None:

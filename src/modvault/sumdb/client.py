@@ -26,6 +26,7 @@ and counts ``modvault_security_errors_total{kind="checksum_mismatch"}``.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Awaitable
 
 import httpx
 
@@ -128,7 +129,8 @@ class ChecksumVerifier:
         return rec
 
     async def verify(self, module: str, version: str, *, zip_h1: str | None = None,
-                     mod_h1: str | None = None) -> RecordHashes:
+                     mod_h1: str | None = None,
+                     lookup: Awaitable[RecordHashes] | None = None) -> RecordHashes:
         """Check our h1 hashes of module@version against the checksum database.
 
         Returns the authenticated record (what was proven, for provenance) when every hash given
@@ -141,9 +143,12 @@ class ChecksumVerifier:
         - :class:`Unavailable` (502/504) when the database cannot be reached and nothing is
           stored, or answered something malformed (InvalidContent);
         - :class:`BadRequest` for an invalid module path or version.
+
+        *lookup* is a :meth:`record` call for the same version started earlier (while the
+        artifact was downloading); its outcome is used rather than looking up again.
         """
         try:
-            rec = await self.record(module, version)
+            rec = await (lookup if lookup is not None else self.record(module, version))
         except SecurityError:
             self._count("error")
             raise

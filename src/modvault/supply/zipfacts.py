@@ -51,6 +51,9 @@ def licence_of_zip(path: Path | str, module: str, version: str) -> str:
     return detect_module(files)
 
 
-def zip_facts(path: Path | str, module: str, version: str) -> ZipFacts:
-    sha, size = sha256_of_file(path)
+def zip_facts(path: Path | str, module: str, version: str,
+              digest: tuple[str, int] | None = None) -> ZipFacts:
+    """*digest*: the file's (SHA-256 hex, size) when known (hashed as it was downloaded), so the
+    file is not read again to hash it."""
+    sha, size = digest if digest is not None else sha256_of_file(path)
     return ZipFacts(sha, size, licence_of_zip(path, module, version))

@@ -1,0 +1,158 @@
+"""A download's temp file, hashed as it is written: one pass over the bytes of a new zip.
+
+The SHA-256 of a zip is its strong ETag once stored. Computing it while the bytes arrive, rather than
+by reading the finished file again, saves a whole pass over a file that may be 500 MB; the store takes
+the digest with the file (``put_if_absent(..., sha256=...)``).
+
+On the event loop (``async with``), chunks are gathered into batches of about :data:`BATCH` bytes,
+and each batch is written and hashed in a worker thread, one batch behind the loop: receiving the
+next batch overlaps writing and hashing this one (both release the GIL), the loop never stalls on a
+slow disk, and a thread hand-off costs once per batch, not once per 64 KiB read. Off the loop
+(``with``, e.g. copying a local file in a thread), :meth:`write_sync` does the same inline.
+
+A failure to write (disk full, read-only) is our storage's fault: StorageError (503), never the
+upstream's, and it is not retried against another upstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import threading
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO
+
+from modvault.errors import StorageError
+
+__all__ = ["BATCH", "DownloadFile"]
+
+BATCH = 1024 * 1024  # bytes handed to the writer thread at once (two batches in memory at most)
+
+
+class DownloadFile:
+    """Write a download to ``dest`` (created or truncated) and hash it on the way.
+
+    After a clean exit, :attr:`sha256` is the hex digest and :attr:`size` the byte count of what
+    was written. One writer at a time: the async :meth:`write` keeps at most one batch in flight.
+    """
+
+    def __init__(self, dest: Path, what: str) -> None:
+        self.dest, self.what = dest, what
+        self.size = 0
+        self.sha256 = ""
+        self._fh: BinaryIO | None = None
+        self._hash = hashlib.sha256()
+        # Held while a chunk is written: the file is closed only when no thread writes to it.
+        self._lock = threading.Lock()
+        self._pending: asyncio.Future[None] | None = None
+        self._batch: list[bytes] = []
+        self._batched = 0
+
+    # -- off the event loop ------------------------------------------------------------------------
+
+    def __enter__(self) -> DownloadFile:
+        try:
+            self._fh = open(self.dest, "wb")
+        except OSError as exc:
+            raise self._error(exc) from None
+        return self
+
+    def write_sync(self, chunk: bytes) -> None:
+        self._write_batch([chunk])
+
+    def _write_batch(self, chunks: list[bytes]) -> None:
+        with self._lock:
+            fh = self._fh
+            if fh is None:
+                raise self._error(None)
+            for chunk in chunks:
+                try:
+                    fh.write(chunk)
+                except OSError as exc:
+                    raise self._error(exc) from None
+                self._hash.update(chunk)
+                self.size += len(chunk)
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._close(raise_errors=exc_type is None)
+        if exc_type is None:
+            self.sha256 = self._hash.hexdigest()
+
+    def _close(self, *, raise_errors: bool) -> None:
+        with self._lock:
+            fh, self._fh = self._fh, None
+            if fh is None:
+                return
+            try:
+                fh.close()
+            except OSError as exc:
+                if raise_errors:
+                    raise self._error(exc) from None
+
+    # -- on the event loop -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> DownloadFile:
+        return self.__enter__()
+
+    async def write(self, chunk: bytes) -> None:
+        """Add *chunk*; a full batch waits for the previous one (raising its failure, if any),
+        then goes to the writer thread."""
+        self._batch.append(chunk)
+        self._batched += len(chunk)
+        if self._batched >= BATCH:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        if self._pending is not None:
+            await self._pending
+            self._pending = None
+        if self._batch:
+            batch, self._batch, self._batched = self._batch, [], 0
+            self._pending = asyncio.ensure_future(asyncio.to_thread(self._write_batch, batch))
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        if exc_type is None:
+            try:
+                await self._flush()
+                if self._pending is not None:
+                    await self._pending
+                    self._pending = None
+            except BaseException:
+                self._abandon()
+                raise
+            self.__exit__(None, None, None)
+            return
+        self._abandon()
+
+    def _abandon(self) -> None:
+        """Failing or cancelled: drop the batch; a thread may still be writing the previous one
+        (a cancelled wait does not stop it), so the file is closed after it, by the lock, in the
+        executor, without holding up the failure here."""
+        pending, self._pending = self._pending, None
+        self._batch = []
+        if pending is None:
+            self._close(raise_errors=False)
+            return
+        if pending.done():
+            _consume(pending)
+        else:
+            pending.add_done_callback(_consume)
+        with contextlib.suppress(RuntimeError):  # executor already shut down: GC closes it
+            asyncio.get_running_loop().run_in_executor(None, self._close_quietly)
+
+    def _close_quietly(self) -> None:
+        self._close(raise_errors=False)
+
+    def _error(self, exc: OSError | None) -> StorageError:
+        why = "closed" if exc is None else exc.strerror or type(exc).__name__
+        return StorageError(f"modvault store: cannot write the download of {self.what}: {why}")
+
+
+def _consume(fut: asyncio.Future[None]) -> None:
+    """Retrieve a dropped future's outcome (no 'exception was never retrieved' noise)."""
+    if not fut.cancelled():
+        fut.exception()

@@ -1,0 +1,149 @@
+"""A zip nothing has stored yet, end to end: the checksum database is asked while the zip downloads,
+the bytes are hashed as they arrive (the stored ETag is their SHA-256), and every refusal leaves
+nothing behind (no object, no temp file), whatever the download path did concurrently."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+
+from modvault.module.dirhash import hash_gomod, hash_zip
+from modvault.storage.base import etag_for_digest
+from tests.conftest import Corpus, ModvaultFactory
+from tests.sumdb.sumdb_support import FakeSumdb, FakeSumdbServer
+from tests.support.gitrepos import go_env, run_go
+from tests.support.upstream_server import Behaviour, TestUpstreamServer
+
+M, V = "github.com/acme/hello", "v1.0.0"
+ZIP = f"/{M}/@v/{V}.zip"
+NAME = "sum.cold.example"
+
+
+class WatchedSumdb(FakeSumdb):
+    """A checksum database that says when it was asked for a record."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.looked_up = threading.Event()
+
+    def serve(self, path: str) -> tuple[int, bytes]:
+        if path.startswith("/lookup/"):
+            self.looked_up.set()
+        return super().serve(path)
+
+
+@pytest.fixture
+def sumdb(corpus: Corpus) -> tuple[WatchedSumdb, FakeSumdbServer]:
+    db = WatchedSumdb(NAME)
+    at = corpus.proxy_a / M / "@v"
+    db.add(M, V, hash_zip(at / f"{V}.zip"), hash_gomod((at / f"{V}.mod").read_bytes()))
+    srv = FakeSumdbServer(db)
+    yield db, srv
+    srv.stop()
+
+
+def leftovers(data: Path) -> list[str]:
+    """Temp files of downloads and puts (none may outlive a request)."""
+    return sorted(p.name for p in (data / ".modvault" / "tmp").iterdir())
+
+
+def test_lookup_runs_while_the_zip_downloads(corpus: Corpus, modvault: ModvaultFactory,
+                                             sumdb: tuple[WatchedSumdb, FakeSumdbServer],
+                                             tmp_path: Path) -> None:
+    db, srv = sumdb
+    upstream = TestUpstreamServer(corpus.proxy_a).start()
+    # The upstream holds the zip's answer until the database has been asked: with the lookup
+    # made only after the download, it would wait out the 10 s and record False.
+    asked_first: list[bool] = []
+    upstream.hook = lambda path: (asked_first.append(db.looked_up.wait(10))
+                                  if path.endswith(".zip") else None)
+    try:
+        mv = modvault(upstream.url, "--sumdb", f"{db.vkey} {srv.url}", "--sumdb-verify",
+                      data_dir=tmp_path / "data")
+        r = httpx.get(mv.url + ZIP, timeout=60)
+        assert r.status_code == 200, r.text
+        assert asked_first == [True]
+        # Hashed on the way, never re-read: the ETag is still the SHA-256 of the bytes, and the
+        # stored object carries the same one.
+        assert r.headers["etag"] == etag_for_digest(hashlib.sha256(r.content).hexdigest())
+        stored = tmp_path / "data" / ZIP.lstrip("/")
+        assert stored.read_bytes() == r.content
+        assert os.getxattr(stored, "user.modvault.etag").decode() == r.headers["etag"]
+        assert leftovers(tmp_path / "data") == []
+        assert db.count("/lookup/") == 1
+    finally:
+        upstream.stop()
+
+
+def test_tampered_zip_refused_with_the_lookup_in_flight(corpus: Corpus, modvault: ModvaultFactory,
+                                                        sumdb: tuple[WatchedSumdb, FakeSumdbServer],
+                                                        tmp_path: Path) -> None:
+    db, srv = sumdb
+    good = (corpus.proxy_a / M / "@v" / f"{V}.zip").read_bytes()
+    tampered = _with_extra_file(good)
+    upstream = TestUpstreamServer(corpus.proxy_a).start()
+    upstream.behaviours[ZIP] = Behaviour(body=tampered, trickle=0.01, chunk=4096)
+    try:
+        data = tmp_path / "data"
+        mv = modvault(upstream.url, "--sumdb", f"{db.vkey} {srv.url}", "--sumdb-verify",
+                      data_dir=data)
+        r = httpx.get(mv.url + ZIP, timeout=60)
+        assert r.status_code == 502 and r.text.startswith("SECURITY ERROR"), r.text
+        assert not (data / ZIP.lstrip("/")).exists()
+        assert leftovers(data) == []
+        # A go client behind it fails and keeps nothing.
+        home = tmp_path / "gohome"
+        home.mkdir()
+        env = go_env(home, GOPROXY=mv.url, GOSUMDB=f"{db.vkey} {srv.url}", GONOSUMDB="")
+        proc = run_go(["mod", "download", "-json", f"{M}@{V}"], cwd=home, env=env, check=False)
+        assert proc.returncode != 0
+        assert list((home / "gopath" / "pkg" / "mod").rglob(f"{V}.zip")) == []
+    finally:
+        upstream.stop()
+
+
+@pytest.mark.parametrize("behaviour", [
+    Behaviour(drop_after=200, chunk=64),  # the upstream dies mid-body
+    Behaviour(content_length=10_000_000),  # says more than it sends
+], ids=["truncated", "lying-length"])
+def test_broken_download_leaves_nothing(corpus: Corpus, modvault: ModvaultFactory,
+                                        sumdb: tuple[WatchedSumdb, FakeSumdbServer], tmp_path: Path,
+                                        behaviour: Behaviour) -> None:
+    """The lookup started beside the download is dropped with it: a clear 502, nothing stored,
+    no temp file, and the next request (upstream fixed) stores the zip."""
+    db, srv = sumdb
+    upstream = TestUpstreamServer(corpus.proxy_a).start()
+    behaviour.times = 3  # every try of the first request (1 + 2 retries)
+    upstream.behaviours[ZIP] = behaviour
+    try:
+        data = tmp_path / "data"
+        mv = modvault(upstream.url, "--sumdb", f"{db.vkey} {srv.url}", "--sumdb-verify",
+                      data_dir=data, env={"MODVAULT_BREAKER_FAILURES": "100",
+                                          "MODVAULT_UNREACHABLE_MEMORY": "0"})
+        r = httpx.get(mv.url + ZIP, timeout=60)
+        assert r.status_code in (502, 504), r.text
+        assert "\n" not in r.text.strip()
+        assert not (data / ZIP.lstrip("/")).exists()
+        assert leftovers(data) == []
+        upstream.behaviours.clear()
+        r = httpx.get(mv.url + ZIP, timeout=60)
+        assert r.status_code == 200
+        assert r.content == (corpus.proxy_a / M / "@v" / f"{V}.zip").read_bytes()
+    finally:
+        upstream.stop()
+
+
+def _with_extra_file(original: bytes) -> bytes:
+    """A valid module zip with one more file: passes the zip rules, fails the checksum."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO(original)
+    with zipfile.ZipFile(buf, "a") as zf:
+        zf.writestr(f"{M}@{V}/extra.go", "package hello\n")
+    return buf.getvalue()

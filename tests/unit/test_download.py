@@ -1,0 +1,107 @@
+"""DownloadFile: a download written and hashed in one pass, batched to a writer thread, that never
+leaves an open file or an unretrieved error behind when it fails or is cancelled."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import hashlib
+import os
+import warnings
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from modvault.errors import StorageError
+from modvault.sources.download import BATCH, DownloadFile
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.binary(max_size=70_000), max_size=40), st.sampled_from([1, 2, 3]))
+def test_digest_and_bytes_match_what_was_written(tmp_path_factory: pytest.TempPathFactory,
+                                                 chunks: list[bytes], repeat: int) -> None:
+    chunks = chunks * repeat * 8  # past several batches
+    dest = tmp_path_factory.mktemp("dl") / "out"
+
+    async def main() -> DownloadFile:
+        async with DownloadFile(dest, "zip m@v1.0.0") as out:
+            for c in chunks:
+                await out.write(c)
+        return out
+
+    out = asyncio.run(main())
+    data = b"".join(chunks)
+    assert dest.read_bytes() == data
+    assert out.sha256 == hashlib.sha256(data).hexdigest() and out.size == len(data)
+
+
+def test_sync_writer_off_the_loop(tmp_path: Path) -> None:
+    dest = tmp_path / "out"
+    with DownloadFile(dest, "zip m@v1.0.0") as out:
+        for _ in range(3):
+            out.write_sync(b"abc" * 1000)
+    assert out.sha256 == hashlib.sha256(b"abc" * 3000).hexdigest()
+    assert dest.read_bytes() == b"abc" * 3000
+
+
+def test_failure_inside_closes_the_file_and_propagates(tmp_path: Path) -> None:
+    before = open_fds()
+
+    async def main() -> None:
+        async with DownloadFile(tmp_path / "out", "zip m@v1.0.0") as out:
+            for _ in range(5):
+                await out.write(b"x" * BATCH)  # batches in flight in the writer thread
+            raise ValueError("upstream said something wrong")
+
+    with pytest.raises(ValueError, match="wrong"):
+        asyncio.run(main())  # asyncio.run waits for the executor: the deferred close has run
+    assert open_fds() == before
+
+
+def test_cancelled_download_closes_the_file_and_leaves_no_noise(tmp_path: Path) -> None:
+    before = open_fds()
+
+    async def main() -> None:
+        started = asyncio.Event()
+
+        async def download() -> None:
+            async with DownloadFile(tmp_path / "out", "zip m@v1.0.0") as out:
+                while True:
+                    await out.write(b"y" * (BATCH // 2))
+                    started.set()
+
+        task = asyncio.create_task(download())
+        await started.wait()
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        asyncio.run(main())
+        gc.collect()
+    assert open_fds() == before
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_disk_full_is_a_storage_error() -> None:
+    async def main() -> None:
+        async with DownloadFile(Path("/dev/full"), "zip m@v1.0.0") as out:
+            for _ in range(4):
+                await out.write(b"z" * BATCH)
+
+    with pytest.raises(StorageError, match=r"cannot write the download of zip m@v1\.0\.0"):
+        asyncio.run(main())
+
+
+def test_unwritable_destination_is_a_storage_error(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match="cannot write the download"), \
+            DownloadFile(tmp_path / "missing-dir" / "out", "zip m@v1.0.0"):
+        pass
