@@ -6,6 +6,9 @@ Measures, interleaved (nginx, modvault, nginx, modvault, best of the rounds):
   - a 64 KiB Range of that zip: req/s with wrk
   - h2 over TLS, small .info: req/s with h2load
   - RSS of modvault while 64 clients download a 100 MiB zip
+  - cold path (--cold / --cold-only): a 5 MiB and a 100 MiB module zip fetched through modvault with
+    nothing stored (upstream: nginx serving a GOPROXY directory), against the same zip fetched from
+    that upstream directly ("upstream alone"), interleaved; see cold_rows()
 and prints each figure with its ratio to nginx. With --baseline-src DIR a further modvault runs from the
 source tree DIR (e.g. `git archive main src | tar -x -C /tmp/base`, then DIR=/tmp/base/src) in the same
 rounds, so a change to the hot path is measured before/after on the same busy machine; --small-only
@@ -188,6 +191,108 @@ def rss_of_group(pid: int) -> int:
     return total
 
 
+# -- cold path: a zip nothing has stored yet ------------------------------------------------------
+
+COLD_MOD = "example.com/cold"
+COLD_ZIPS = {"cold 5 MiB zip": ("v1.0.0", 5), "cold 100 MiB zip": ("v1.1.0", 100)}
+
+
+def make_module_zip(path: Path, version: str, mib: int) -> None:
+    """A valid module zip of about *mib* MiB: 1 MiB files of random bytes, deflated (as Go's
+    zip.Create writes them), so the zip and its content are the same size."""
+    import zipfile
+
+    prefix = f"{COLD_MOD}@{version}/"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        zf.writestr(prefix + "go.mod", f"module {COLD_MOD}\n")
+        zf.writestr(prefix + "LICENSE", "Copyright 2026. All rights reserved.\n")
+        for i in range(mib):
+            zf.writestr(f"{prefix}data/blob{i:04d}.bin", os.urandom(1 << 20))
+
+
+def make_cold_upstream(root: Path) -> None:
+    d = root / COLD_MOD / "@v"
+    d.mkdir(parents=True)
+    for version, mib in COLD_ZIPS.values():
+        (d / f"{version}.info").write_text(f'{{"Version":"{version}","Time":"2026-01-02T03:04:05Z"}}')
+        (d / f"{version}.mod").write_text(f"module {COLD_MOD}\n")
+        make_module_zip(d / f"{version}.zip", version, mib)
+    (d / "list").write_text("".join(v + "\n" for v, _ in COLD_ZIPS.values()))
+
+
+def curl_seconds(url: str) -> float:
+    """Wall time of one GET (curl's time_total), failing on anything but a whole 200."""
+    out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{time_total}", url],
+                         capture_output=True, text=True, timeout=120).stdout.split()
+    if not out or out[0] != "200":
+        raise RuntimeError(f"GET {url}: {out}")
+    return float(out[1])
+
+
+def cold_rows(root: Path, cert: Path, key: Path, rounds: int, trees: dict[str, dict[str, str]]
+              ) -> dict[str, dict[str, list[float]]]:
+    """Per zip: "upstream alone" (curl from the static upstream) and a cold fetch from each modvault
+    in *trees* (name -> environment, e.g. PYTHONPATH of a baseline tree) with the zip removed from
+    its store just before, alternating in every round. The .info and .mod are asked first, as the
+    go command does; checksum verification is off (no database is reachable here), so the row
+    measures download, zip checks, hashing and storing."""
+    up_root = root / "cold-upstream"
+    up_root.mkdir()
+    (up_root / "ngx-tmp").mkdir()
+    make_cold_upstream(up_root / "data")
+    ngx, up_port, _ = start_nginx(up_root, up_root / "data", cert, key)
+    servers: list[tuple[str, subprocess.Popen[bytes], int, Path]] = []
+    out: dict[str, dict[str, list[float]]] = {}
+    try:
+        for who, env in trees.items():
+            data, port = root / f"cold-data-{who}", free_port()
+            e = {k: v for k, v in os.environ.items() if not k.startswith("MODVAULT_")}
+            e.update(env)
+            servers.append((who, subprocess.Popen(
+                [sys.executable, "-m", "modvault", "serve", "--listen", f"127.0.0.1:{port}",
+                 "--data-dir", str(data), "--upstream", f"http://127.0.0.1:{up_port}",
+                 "--no-sumdb-verify"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=e,
+                start_new_session=True), port, data))
+        for _, _, port, _ in servers:
+            wait_port(port)
+        time.sleep(0.5)
+        for name, (version, _) in COLD_ZIPS.items():
+            tail = f"/{COLD_MOD}/@v/{version}"
+            for _, _, port, _ in servers:
+                for ext in ("info", "mod"):
+                    curl_seconds(f"http://127.0.0.1:{port}{tail}.{ext}")
+            by = out.setdefault(name, {})
+            for _ in range(rounds):
+                by.setdefault("upstream alone", []).append(
+                    curl_seconds(f"http://127.0.0.1:{up_port}{tail}.zip") * 1e3)
+                for who, _, port, data in servers:
+                    stored = data / COLD_MOD / "@v" / f"{version}.zip"
+                    stored.unlink(missing_ok=True)
+                    by.setdefault(who, []).append(
+                        curl_seconds(f"http://127.0.0.1:{port}{tail}.zip") * 1e3)
+                    if not stored.exists():
+                        raise RuntimeError(f"{name}: {who} did not store the zip")
+    finally:
+        for _, proc, _, _ in servers:
+            stop(proc)
+        stop(ngx)
+    return out
+
+
+def print_cold(rows: dict[str, dict[str, list[float]]]) -> None:
+    import statistics
+
+    whos = [w for w in next(iter(rows.values())) if w != "upstream alone"]
+    print(f"{'cold path (median ms)':<24}{'upstream':>10}" + "".join(
+        f"{w:>12}{'ratio':>7}" for w in whos))
+    for name, by in rows.items():
+        up = statistics.median(by["upstream alone"])
+        cells = "".join(f"{statistics.median(by[w]):>12.1f}{statistics.median(by[w]) / up:>7.2f}"
+                        for w in whos)
+        print(f"{name:<24}{up:>10.1f}{cells}   (n={len(by['upstream alone'])})")
+    print("(ratio: median cold fetch through modvault / median fetch from the upstream alone)")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=float, default=8)
@@ -199,6 +304,9 @@ def main() -> int:
                     help="run 'modvault' from this source tree instead of the installed one")
     ap.add_argument("--auth", action="store_true",
                     help="also measure small .info with auth on and a Bearer token (modvault-auth)")
+    ap.add_argument("--cold", action="store_true", help="also measure the cold path (cold_rows)")
+    ap.add_argument("--cold-only", action="store_true", help="measure only the cold path")
+    ap.add_argument("--cold-rounds", type=int, default=5, help="interleaved cold rounds (median)")
     args = ap.parse_args()
     for tool in ("nginx", "wrk", "h2load", "openssl"):
         if shutil.which(tool) is None:
@@ -211,9 +319,18 @@ def main() -> int:
         make_data(data)
         (root / "ngx-tmp").mkdir()
         cert, key = make_cert(root)
+        tree_env = {"PYTHONPATH": str(Path(args.tree_src).resolve())} if args.tree_src else {}
+        if args.cold or args.cold_only:
+            print(f"load before the cold rows: {os.getloadavg()}")
+            trees = {"modvault": tree_env}
+            if args.baseline_src:
+                trees = {"baseline": {"PYTHONPATH": str(Path(args.baseline_src).resolve())}, **trees}
+            cold = cold_rows(root, cert, key, args.cold_rounds, trees)
+            if args.cold_only:
+                print_cold(cold)
+                return 0
         ngx, ngx_port, ngx_tls = start_nginx(root, data, cert, key)
         mv_port, mv_tls = free_port(), free_port()
-        tree_env = {"PYTHONPATH": str(Path(args.tree_src).resolve())} if args.tree_src else {}
         mv = start_modvault(data, mv_port, env=tree_env)
         mv_quiet_port = free_port()
         mv_quiet = start_modvault(data, mv_quiet_port,
@@ -313,6 +430,8 @@ def main() -> int:
             by = results["small .info req/s"]
             print(f"auth on / auth off (no log), small .info req/s: "
                   f"{max(by['modvault-auth']) / max(by['modvault-nolog']):.3f}")
+        if args.cold:
+            print_cold(cold)
         if args.small_only:
             return 0
         print(f"RSS while 64 clients download a 100 MiB zip: idle {idle / 2**20:.0f} MiB, "
