@@ -295,7 +295,9 @@ def import_bundle(settings: Settings, source: Path, *, require_sumdb: bool = Tru
     """Verify and load a bundle (tar) or a GOMODCACHE/cache/download tree. Blocking."""
     root = Path(settings.data_dir)
     root.mkdir(parents=True, exist_ok=True)
-    store = FileStore(root)
+    from modvault.wiring import build_store
+
+    store = build_store(settings)  # the data directory, or the bucket (store = "s3")
     report = ImportReport()
     policy = ModulePolicy(settings.private, settings.noproxy, settings.nosumdb)
     with _staging(root) as staging:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -114,15 +114,36 @@ def _scan_vdir(module: str, emod: str, vdir: str, policy: ModulePolicy, access: 
     """The versions held in one module's ``@v`` directory, in semver order."""
     # A published module (sources/published.py keeps its record there) has no other copy.
     published = _is_published(vdir, emod)
-    private = published or policy.is_private(module) or policy.is_nosumdb(module)
-    found: dict[str, VersionRecord] = {}
     try:
         entries = list(os.scandir(vdir))
     except (FileNotFoundError, NotADirectoryError):
         return []
+    files = []
     for entry in entries:
-        stem, _, ext = entry.name.rpartition(".")
-        if ext not in ARTIFACT_EXTS or not entry.is_file(follow_symlinks=False):
+        if entry.name.rpartition(".")[2] not in ARTIFACT_EXTS or not entry.is_file(follow_symlinks=False):
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        files.append((entry.name, st.st_size, st.st_mtime))
+    records = versions_from_files(module, emod, files, policy, access, published=published)
+    for rec in records:
+        if read_origin and "info" in rec.sizes:
+            rec.origin = _origin_url(os.path.join(vdir, rec.escaped_version + ".info"))
+    return records
+
+
+def versions_from_files(module: str, emod: str, files: Iterable[tuple[str, int, float]],
+                        policy: ModulePolicy, access: dict[str, float], *,
+                        published: bool) -> list[VersionRecord]:
+    """The versions one module's ``@v`` files (name, size, mtime) make, in semver order; the same
+    whichever store listed them."""
+    private = published or policy.is_private(module) or policy.is_nosumdb(module)
+    found: dict[str, VersionRecord] = {}
+    for name, size, mtime in files:
+        stem, _, ext = name.rpartition(".")
+        if ext not in ARTIFACT_EXTS:
             continue
         rec = found.get(stem)
         if rec is None:
@@ -133,17 +154,9 @@ def _scan_vdir(module: str, emod: str, vdir: str, policy: ModulePolicy, access: 
                 continue
             rec = found[stem] = VersionRecord(module, version, emod, stem, private=private,
                                               published=published)
-        try:
-            st = entry.stat(follow_symlinks=False)
-        except FileNotFoundError:
-            continue
-        rec.sizes[ext] = st.st_size
-        rec.stored = st.st_mtime if not rec.stored else min(rec.stored, st.st_mtime)
-        t = access.get(f"{emod}/@v/{entry.name}", 0.0)
-        rec.last_access = max(rec.last_access, t)
-    for rec in found.values():
-        if read_origin and "info" in rec.sizes:
-            rec.origin = _origin_url(os.path.join(vdir, rec.escaped_version + ".info"))
+        rec.sizes[ext] = size
+        rec.stored = mtime if not rec.stored else min(rec.stored, mtime)
+        rec.last_access = max(rec.last_access, access.get(f"{emod}/@v/{name}", 0.0))
     ordered = semver.sort_versions(v.version for v in found.values())
     by_version = {r.version: r for r in found.values()}
     return [by_version[v] for v in ordered]

@@ -14,17 +14,20 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from modvault.config import ConfigError, Settings, load_settings
 from modvault.module.errors import ModuleError
 from modvault.module.path import check, check_path, escape_path
 from modvault.ops import gc
-from modvault.ops.inventory import module_extra_keys, scan_versions
+from modvault.ops.inventory import VersionRecord, module_extra_keys, scan_versions
 from modvault.ops.journal import AccessJournal, read_access_times
 from modvault.ops.units import format_bytes, parse_duration, parse_size
 from modvault.policy import ModulePolicy
 from modvault.storage import keys
+
+if TYPE_CHECKING:
+    from modvault.storage.s3 import S3Store
 
 
 class OpsError(Exception):
@@ -98,11 +101,37 @@ def _existing_data_dir(settings: Settings) -> Path:
 
 # -- ls --------------------------------------------------------------------------------------
 
+def _remote_store(settings: Settings) -> S3Store | None:
+    """The bucket, when the settings name one (ops/remote_store.py); None for the data directory."""
+    if settings.store != "s3":
+        return None
+    from modvault.storage.s3 import S3Store
+    from modvault.wiring import build_store
+
+    store = build_store(settings)
+    assert isinstance(store, S3Store)
+    return store
+
+
+def _fs_only(settings: Settings, command: str) -> None:
+    if settings.store != "fs":
+        raise OpsError(f"{command} works on the filesystem store only (store = {settings.store!r}); "
+                       "on a bucket use lifecycle rules, `modvault ls` and `modvault rm`")
+
+
 def cmd_ls(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     settings = store_settings(args)
-    root = _existing_data_dir(settings)
-    records = scan_versions(root, policy=policy_of(settings), access=read_access_times(root),
-                            pattern=args.pattern, read_origin=True)
+    remote = _remote_store(settings)
+    if remote is not None:
+        from modvault.ops.remote_store import scan_remote
+
+        root = Path(settings.data_dir)
+        access = read_access_times(root) if root.is_dir() else {}
+        records = scan_remote(remote, policy=policy_of(settings), access=access, pattern=args.pattern)
+    else:
+        root = _existing_data_dir(settings)
+        records = scan_versions(root, policy=policy_of(settings), access=read_access_times(root),
+                                pattern=args.pattern, read_origin=True)
     total = sum(r.bytes for r in records)
     modules = len({r.module for r in records})
     if args.json:
@@ -154,6 +183,8 @@ def audit(settings: Settings, action: str, target: str, **fields: object) -> Non
 
 def cmd_rm(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     settings = store_settings(args)
+    if settings.store == "s3":
+        return _rm_remote(args, settings, out)
     root = _existing_data_dir(settings)
     module, version = _parse_target(args.target)
     policy = policy_of(settings)
@@ -186,12 +217,46 @@ def cmd_rm(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             continue
     if not args.dry_run:
         AccessJournal(root).compact(forget=doomed)
-        from modvault.cache.coordination.announce import announce_sync
-        from modvault.cache.coordination.state import Change
+        _removed(settings, module, version, doomed, freed)
+    return _rm_report(args, out, module, version, records, doomed, freed)
 
-        announce_sync(settings, Change("remove", module, version))
-        audit(settings, "rm", f"{module}@{version}" if version else module, files=len(doomed),
-              bytes=freed)
+
+def _removed(settings: Settings, module: str, version: str, doomed: list[str], freed: int) -> None:
+    """After a removal: tell running servers (their memory tiers), and the audit log."""
+    from modvault.cache.coordination.announce import announce_sync
+    from modvault.cache.coordination.state import Change
+
+    announce_sync(settings, Change("remove", module, version))
+    audit(settings, "rm", f"{module}@{version}" if version else module, files=len(doomed),
+          bytes=freed)
+
+
+def _rm_remote(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
+    from modvault.ops.remote_store import delete_keys, plan_remove
+
+    module, version = _parse_target(args.target)
+    policy = policy_of(settings)
+    store = _remote_store(settings)
+    assert store is not None
+    records, doomed, sizes, published = plan_remove(store, module, version, policy)
+    if policy.is_private(module) or policy.is_nosumdb(module) or published:
+        raise OpsError(f"{module} is a private or published module: its stored copy may be the only "
+                       "one and its record is in the private checksum database; refusing to remove it")
+    if not doomed:
+        what = f"{module}@{version}" if version else module
+        raise OpsError(f"{what} is not in the store")
+    freed = sum(sizes.get(k, 0) for k in doomed)
+    if not args.dry_run:
+        delete_keys(store, doomed)
+        root = Path(settings.data_dir)
+        if root.is_dir():
+            AccessJournal(root).compact(forget=doomed)
+        _removed(settings, module, version, doomed, freed)
+    return _rm_report(args, out, module, version, records, doomed, freed)
+
+
+def _rm_report(args: argparse.Namespace, out: TextIO, module: str, version: str,
+               records: list[VersionRecord], doomed: list[str], freed: int) -> int:
     result = {"Path": module, "Version": version or None, "DryRun": args.dry_run,
               "Versions": [r.version for r in records], "Files": len(doomed), "FreedBytes": freed}
     if args.json:
@@ -218,6 +283,7 @@ def gc_limits(max_bytes: str | None, unused_for: str | None) -> tuple[int | None
 
 def cmd_gc(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     settings = store_settings(args)
+    _fs_only(settings, "gc")
     root = _existing_data_dir(settings)
     max_bytes, unused_for = gc_limits(args.max_bytes, args.unused_for)
     if max_bytes is None and unused_for is None:
@@ -283,6 +349,7 @@ def cmd_export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from modvault.ops.targets import TargetError
 
     settings = store_settings(args)
+    _fs_only(settings, "export")
     try:
         targets = load_targets(args.targets, sys.stdin)
     except TargetError as exc:

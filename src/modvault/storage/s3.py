@@ -246,6 +246,19 @@ class S3Store:
             return []
         return sorted(str(o["path"]) for o in result["objects"])
 
+    async def walk(self, prefix: str = "") -> builtins.list[ObjectInfo]:
+        """Every object under *prefix*, at any depth (for inventory and removal commands)."""
+        out: builtins.list[ObjectInfo] = []
+        try:
+            stream = obstore.list(self.client, prefix.rstrip("/") or None, chunk_size=1000)
+            async for batch in stream:
+                out.extend(_info(str(m["path"]), m) for m in batch)
+        except FileNotFoundError:
+            return []
+        except Exception as exc:
+            raise StorageError(f"store: s3 {self.bucket}: listing {prefix or '/'}: {_short(exc)}") from None
+        return out
+
     async def writable(self) -> bool:
         probe = f".modvault/probe/{os.getpid()}-{uuid.uuid4().hex}"
         try:
