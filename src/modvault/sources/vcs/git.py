@@ -604,19 +604,21 @@ class GitMirror:
 
 
 async def _init_bare(runner: GitRunner, final: Path, url: str | None,
-                     object_format: str = "sha1") -> None:
+                     object_format: str = "sha1", bounded: bool = True) -> None:
     """Create a bare repository at ``final`` atomically (built aside, then renamed)."""
     tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
     tmp.parent.mkdir(parents=True, exist_ok=True)
     try:
         fmt = [f"--object-format={object_format}"] if object_format != "sha1" else []
-        await runner.run(["init", "-q", "--bare", *fmt, str(tmp)], cwd=tmp.parent)
+        await runner.run(["init", "-q", "--bare", *fmt, str(tmp)], cwd=tmp.parent,
+                         bounded=bounded)
         cfg = [("gc.autoDetach", "false"), ("maintenance.autoDetach", "false"),
                ("core.logAllRefUpdates", "false")]
         for key, value in cfg:
-            await runner.run(["config", key, value], git_dir=tmp)
+            await runner.run(["config", key, value], git_dir=tmp, bounded=bounded)
         if url is not None:
-            await runner.run(["remote", "add", "origin", "--", url], git_dir=tmp)
+            await runner.run(["remote", "add", "origin", "--", url], git_dir=tmp,
+                             bounded=bounded)
         info = tmp / "info"
         info.mkdir(exist_ok=True)
         # codehost ensureGitAttributes: archives must not depend on export-subst/export-ignore.
@@ -631,11 +633,12 @@ async def _init_bare(runner: GitRunner, final: Path, url: str | None,
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-async def probe_repo(runner: GitRunner, root: Path) -> Path:
-    """An empty bare repository under ``root`` to run ``ls-remote`` in before a mirror exists."""
+async def probe_repo(runner: GitRunner, root: Path, *, bounded: bool = True) -> Path:
+    """An empty bare repository under ``root`` to run ``ls-remote`` in before a mirror exists
+    (``bounded=False``: outside the process limit, for health probes)."""
     probe = root / ".probe.git"
     if not (probe / "objects").is_dir():
-        await _init_bare(runner, probe, None)
+        await _init_bare(runner, probe, None, bounded=bounded)
     return probe
 
 

@@ -6,6 +6,10 @@ host, so the probe goes the way git goes: ``insteadOf`` rewrites, credentials, p
 named by the host (and port) of the repository URL as modvault resolves it, before git's own URL
 rewrites: a bounded label, never a module path.
 
+Clients choose the hosts (a module path ending in ``.git`` names any host), so at most ``max_hosts``
+hosts get a record (a bounded set of metric labels); the ones beyond go untracked (no breaker), never
+into a record shared with other hosts, whose failures could then block a healthy host.
+
 An open breaker answers at once (:class:`HostSkipped`, 503 at the edge) instead of letting every
 request wait for git's timeout. What counts against a host: no answer at all (timeouts, refused or
 unroutable connections, unresolvable names) and broken answers (HTTP 5xx, a hung-up transfer). A
@@ -94,8 +98,10 @@ class GitHosts:
     """
 
     def __init__(self, registry: HealthRegistry, runner: GitRunner, probe_dir: Path, *,
-                 probe_timeout: float = 10.0, probe_concurrency: int = 2) -> None:
+                 probe_timeout: float = 10.0, probe_concurrency: int = 2,
+                 max_hosts: int = 64) -> None:
         self.registry = registry
+        self.max_hosts = max_hosts
         self.runner = runner
         self.probe_dir = probe_dir
         self.probe_timeout = probe_timeout
@@ -105,17 +111,22 @@ class GitHosts:
         # Probes do not queue behind clones in the runner's process limit; they have their own.
         self._probe_slots = asyncio.Semaphore(probe_concurrency)
 
-    def record(self, url: str) -> HealthRecord:
+    def record(self, url: str) -> HealthRecord | None:
+        """The record of ``url``'s host (created on first use); None when it goes untracked."""
         name = host_of(url)
         rec = self.registry.records.get(name)
         if rec is None:
+            if (len(self._last_url) >= self.max_hosts
+                    or len(self.registry.records) >= self.registry.max_records):
+                return None
             rec = self.registry.get(name, KIND)
-            if rec.kind == KIND:
-                from modvault.observability.health import publish_state
+            from modvault.observability.health import publish_state
 
-                publish_state(rec)
-                if self.on_new is not None:
-                    self.on_new(rec, functools.partial(self.probe, rec.name))
+            publish_state(rec)
+            if self.on_new is not None:
+                self.on_new(rec, functools.partial(self.probe, rec.name))
+        elif rec.kind != KIND:
+            return None  # a proxy or database of that name: not ours to feed
         self._last_url[rec.name] = url
         return rec
 
@@ -141,6 +152,8 @@ class GitHosts:
         grows with the repository). Raises :class:`HostSkipped` at once when the host is skipped.
         """
         rec = self.record(url)
+        if rec is None:
+            return await op()
         if not self.registry.allow(rec):
             metrics.UPSTREAM_SKIPPED.labels(rec.name).inc()
             raise HostSkipped(command, self.registry.why_skipped(rec))
@@ -166,7 +179,7 @@ class GitHosts:
         async with self._probe_slots:
             started = time.perf_counter()
             try:
-                git_dir = await probe_repo(self.runner, self.probe_dir)
+                git_dir = await probe_repo(self.runner, self.probe_dir, bounded=False)
                 await self.runner.run(["ls-remote", "-q", "--end-of-options", url],
                                       git_dir=git_dir, timeout=self.probe_timeout, bounded=False)
             except GitError as err:
