@@ -213,3 +213,34 @@ def test_writer_lease_is_exclusive_and_refuses_without_redis(redis_server: Redis
         assert order == ["b after a"]
 
     asyncio.run(main())
+
+
+def test_redis_outage_degrades_to_local_behaviour(tmp_path: Path, redis_server: RedisServer,
+                                                  upstream: TestUpstreamServer) -> None:
+    """With Redis gone mid-run every shared piece answers as the local one would: not-found is
+    still 404 (remembered per process), stale lists are still revalidated, nothing raises."""
+    settings = _settings(tmp_path, upstream.url, redis_server.url, mutable_ttl=1.0,
+                         mutable_max_stale=600.0)
+
+    async def main() -> None:
+        async with _replicas(settings) as (a, b):
+            await a.get(_list_ref())
+            redis_server.stop()
+            before = {op: FALLBACKS.labels(op)._value.get() for op in ("negative", "freshness")}
+            for s in (a, b):
+                with pytest.raises(NotFound):
+                    await s.get(_missing_ref())
+                with pytest.raises(NotFound):  # the per-process negative cache still answers
+                    await s.get(_missing_ref())
+            assert upstream.count(MISSING) == 2  # once per replica, no longer shared
+            await asyncio.sleep(1.3)
+            (Path(upstream.root) / LIST.lstrip("/")).write_text("v1.0.0\nv1.2.0\n")
+            await a.get(_list_ref())  # stale: a revalidates it itself
+            await asyncio.gather(*a._refreshing)
+            assert (await a.get(_list_ref())).body == b"v1.0.0\nv1.2.0\n"
+            assert FALLBACKS.labels("negative")._value.get() > before["negative"]
+            assert FALLBACKS.labels("freshness")._value.get() > before["freshness"]
+            ok, why = await a.flight_lock.probe()
+            assert not ok and "degraded" in why
+
+    asyncio.run(main())

@@ -13,9 +13,12 @@ import pytest
 from modvault.storage.base import Store
 from modvault.storage.fs import FileStore
 from modvault.storage.memory import MemoryStore
+from tests.support.moto_s3 import MotoS3, moto_binary
 from tests.support.seaweed import REGION, SeaweedS3, s3_credentials_env
 
-STORES = ["fs", "memory", "s3"]
+STORES = ["fs", "memory", "s3",
+          pytest.param("moto", marks=pytest.mark.skipif(
+              moto_binary() is None, reason="moto_server not installed (optional second S3 server)"))]
 
 
 @pytest.fixture(scope="session")
@@ -25,7 +28,14 @@ def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
     server.stop()
 
 
-def s3_store(server: SeaweedS3, prefix: str) -> Store:
+@pytest.fixture(scope="session")
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
+    server = MotoS3(tmp_path_factory.mktemp("moto"))
+    yield server
+    server.stop()
+
+
+def s3_store(server: SeaweedS3 | MotoS3, prefix: str) -> Store:
     from modvault.storage.s3 import S3Store
 
     return S3Store(server.bucket, prefix=prefix, endpoint=server.endpoint, region=REGION)
@@ -40,7 +50,8 @@ def stores(request: pytest.FixtureRequest, tmp_path: Path,
         one = MemoryStore()
         yield one, one
     else:
-        server: SeaweedS3 = request.getfixturevalue("seaweed")
+        server: SeaweedS3 | MotoS3 = request.getfixturevalue(
+            "moto" if request.param == "moto" else "seaweed")
         for k, v in s3_credentials_env().items():
             monkeypatch.setenv(k, v)
         prefix = f"t-{uuid.uuid4().hex[:12]}"
