@@ -128,3 +128,32 @@ def test_publish_reaches_every_worker_at_once(tmp_path: Path, modvault: Modvault
     pair.publish("v1.1.0")
     for _ in range(20):  # every worker, not only the one that took the upload
         assert pair.versions(mv) == ["v1.0.0", "v1.1.0"]
+
+
+def test_private_log_refuses_new_records_while_redis_is_down(tmp_path: Path,
+                                                             modvault: ModvaultFactory) -> None:
+    from modvault.sumdb.private import init_database
+    from tests.e2e.test_replicas import PRIVATE, SUMDB, _private_versions
+    from tests.support.upstream_server import TestUpstreamServer
+
+    versions = _private_versions(tmp_path / "proxy", 3)
+    srv = TestUpstreamServer(tmp_path / "proxy").start()
+    redis = RedisServer(tmp_path / "redis")
+    try:
+        data = tmp_path / "data"
+        init_database(data, SUMDB)
+        mv = modvault(srv.url, data_dir=data, env={
+            "MODVAULT_COORDINATION": redis.url, "MODVAULT_PRIVATE_SUMDB": SUMDB,
+            "MODVAULT_NOSUMDB": "corp.example"})
+        lookup = f"{mv.url}/sumdb/{SUMDB}/lookup/{PRIVATE}@"
+        assert httpx.get(lookup + versions[0], timeout=60).status_code == 200
+        redis.stop()
+        refused = httpx.get(lookup + versions[1], timeout=60)
+        assert refused.status_code == 503, refused.text
+        assert "Redis" in refused.text and "Traceback" not in refused.text
+        assert httpx.get(lookup + versions[0], timeout=60).status_code == 200  # recorded: served
+        redis.start()
+        assert httpx.get(lookup + versions[1], timeout=60).status_code == 200
+    finally:
+        redis.stop()
+        srv.stop()
