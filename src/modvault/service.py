@@ -252,8 +252,9 @@ class ModuleService:
 
     def forget(self, change: Change | None) -> None:
         """Drop what a change makes wrong from this process's caches (None: everything), and
-        make the next request reread the blocks. Synchronous, so no request slips in between."""
-        if change is None:
+        make the next request reread the blocks. Synchronous, so no request slips in between.
+        A change without a module (gc removed many versions) counts as "everything"."""
+        if change is None or not change.module:
             self.memory.clear()
             self.negative.clear()
             self._zip_artifacts.clear()

@@ -244,3 +244,29 @@ def test_redis_outage_degrades_to_local_behaviour(tmp_path: Path, redis_server: 
             assert not ok and "degraded" in why
 
     asyncio.run(main())
+
+
+def test_commands_announce_to_workers_and_replicas(tmp_path: Path, redis_server: RedisServer,
+                                                   upstream: TestUpstreamServer) -> None:
+    """What `modvault block/rm/gc` do after changing the store: the mapped token for this machine's
+    workers, the channel for every replica; a change without a module makes a service forget all."""
+    from modvault.cache.coordination.announce import announce_sync
+
+    settings = _settings(tmp_path, upstream.url, redis_server.url)
+
+    async def main() -> None:
+        async with _replicas(settings, 1) as (svc,):
+            changes = svc.coordination.changes
+            await asyncio.wait_for(changes.subscribed.wait(), 10)  # type: ignore[union-attr]
+            await svc.get(_list_ref())
+            assert len(svc.memory)
+            watcher = LocalChanges(tmp_path / "data")
+            await asyncio.to_thread(announce_sync, settings, Change("remove", ""))
+            assert watcher.changed()  # the token moved
+            deadline = time.monotonic() + 10
+            while len(svc.memory) and time.monotonic() < deadline:  # the channel delivered it
+                await asyncio.sleep(0.01)
+            assert not len(svc.memory)
+            await watcher.aclose()
+
+    asyncio.run(main())

@@ -142,6 +142,11 @@ class OpsRuntime:
 
         result = await asyncio.to_thread(collect)
         self.last_gc = result
+        if result.removed_versions and self.service is not None:
+            # Sibling workers and replicas drop what they cached of the removed versions.
+            from modvault.cache.coordination.state import Change
+
+            await self.service.announce(Change("remove", ""))
         if result.removed_versions or result.removed_mirrors:
             LOG.info("gc removed %d versions and %d git mirrors, freed %d bytes",
                      len(result.removed_versions), len(result.removed_mirrors), result.freed_bytes)

@@ -295,6 +295,11 @@ def cmd_gc(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         result = gc.GcResult(plan, dry_run=True)
     else:
         result = gc.execute_gc(root, plan)
+        if result.removed_versions:  # running servers forget what they cached of them
+            from modvault.cache.coordination.announce import announce_sync
+            from modvault.cache.coordination.state import Change
+
+            announce_sync(settings, Change("remove", ""))
         audit(settings, "gc", "", removed_versions=len(result.removed_versions),
               removed_mirrors=len(result.removed_mirrors), freed_bytes=result.freed_bytes)
     doc = result.to_json()

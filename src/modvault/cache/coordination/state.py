@@ -32,7 +32,7 @@ class Change:
     """A version was published, blocked, unblocked or removed: what a replica must forget."""
 
     event: str  # publish | block | unblock | remove
-    module: str
+    module: str  # empty: many modules (gc)
     version: str = ""
 
     def encode(self) -> bytes:
