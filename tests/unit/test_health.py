@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modvault.sources.chain import health_rank, latency_bucket, pipe_groups
+from modvault.sources.chain import Chain, health_rank, latency_bucket, pipe_groups
 from modvault.sources.health import (
     Breaker,
     BreakerPolicy,
@@ -218,3 +218,24 @@ def test_health_rank_orders_usable_then_fast() -> None:
                     ("fast", health_rank(fast, 0))], key=lambda x: x[1])
     assert [n for n, _ in ranks] == ["fast", "slow", "dead"]
     assert latency_bucket(0.002) == latency_bucket(0.004)  # near-equal: list order decides
+
+
+class _Member:
+    """A chain member as far as ordering sees it: a name and, for HTTP upstreams, a record."""
+
+    def __init__(self, name: str, record: object = None) -> None:
+        self.name = name
+        self.record = record
+
+
+def test_fastest_puts_unmeasured_direct_after_healthy_proxies_before_open_ones() -> None:
+    reg = HealthRegistry(POLICY, clock=lambda: 0.0)
+    slow, dead = reg.get("slow", "proxy"), reg.get("dead", "proxy")
+    reg.success(slow, 2.0)  # very slow, but measured and healthy
+    for _ in range(3):
+        reg.failure(dead, "x")
+    direct, a, b = _Member("direct"), _Member("slow", slow), _Member("dead", dead)
+    chain = Chain([(direct, True), (b, True), (a, False)], strategy="fastest",  # type: ignore[list-item]
+                  health=reg)
+    assert [s.name for s, _ in chain.ordered() if s is not None] == ["slow", "direct", "dead"]
+    assert [f for _, f in chain.ordered()] == [True, True, False]  # the group's last keeps its flag

@@ -87,10 +87,15 @@ def latency_bucket(seconds: float | None) -> int:
     return 1 + int(math.log(seconds / 0.005) / math.log(1.5))
 
 
+UNMEASURED = 1 << 20  # the latency class of a member modvault does not time (direct, file://)
+
+
 def health_rank(rec: HealthRecord | None, now: float) -> tuple[int, int]:
-    """Sort key of a peer for the "fastest" strategy: usable first, then faster first."""
+    """Sort key of a peer for the "fastest" strategy: usable first, then faster first. A member
+    without a record of its own (``direct``: a git clone, per host; ``file://``) is not faster
+    than a measured healthy one: it comes after those, before the open or unreachable ones."""
     if rec is None:
-        return (0, 0)
+        return (0, UNMEASURED)
     if rec.state is State.OPEN or (rec.state is State.CLOSED and rec.unreachable(now)):
         usable = 2
     elif rec.state is State.HALF_OPEN:
