@@ -11,12 +11,17 @@ from pathlib import Path
 
 from modvault import __version__
 from modvault.auth.cli import add_auth_commands, add_serve_flags, run_auth_command, serve_flags
-from modvault.config import ConfigError, Settings, load_settings
-from modvault.ops.client_cli import add_client_commands
-from modvault.ops.store_cli import add_bundle_commands, add_store_commands, run_ops_command
+from modvault.config import SETTINGS_ENV, ConfigError, Settings, load_settings
 from modvault.sources.redact import redact_text
-from modvault.sumdb.admin import add_sumdb_commands, run_sumdb_command
-from modvault.supply.commands import add_supply_commands, run_supply_command
+
+# `modvault serve` becomes granian's supervisor, whose memory every worker is forked from and which
+# stays resident beside them: it imports what serving needs to start (config, startup checks,
+# logs, granian), never the other commands (httpx, cryptography, the sumdb and ops modules)
+# nor the app itself, which each worker imports (bench/bench_proxy.py measures the RSS).
+# Where the private checksum databases and the attestation key live (sumdb/private.py PRIVATE_DIR,
+# supply/attestkey.py KEY_FILE; tests/unit/test_cli_memory.py keeps them equal).
+PRIVATE_SUMDB_DIR = ".modvault/sumdb-private"
+ATTESTATION_KEY_FILE = ".modvault/attestation/key.pem"
 
 
 def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -74,7 +79,6 @@ def serve(settings: Settings) -> None:
 
     from modvault import startup
     from modvault.observability.logs import emit, granian_log_config
-    from modvault.server.app import SETTINGS_ENV
 
     for name in startup.unknown_variables(os.environ, settings):
         emit("warning", "modvault.config", f"{name} names no setting and is ignored "
@@ -136,6 +140,8 @@ def install_death_counter(data_dir: str) -> None:
 
 def _check_private_sumdb(settings: Settings) -> None:
     """A configured private database must exist before any worker starts."""
+    if not settings.private_sumdb and not (Path(settings.data_dir) / PRIVATE_SUMDB_DIR).is_dir():
+        return  # none named, none created: nothing to check (and nothing heavy imported)
     from modvault.sumdb.private import PrivateSumdb, PrivateSumdbError, check_signing_keys
     from modvault.wiring import build_store, private_sumdb_name
 
@@ -166,6 +172,8 @@ def _check_private_sumdb(settings: Settings) -> None:
 
 def _check_attestation_key(settings: Settings) -> None:
     """An attestation key that exists must load before any worker starts."""
+    if not (Path(settings.data_dir) / ATTESTATION_KEY_FILE).exists():
+        return  # never created (`modvault attest init`): nothing to load
     from modvault.supply.attestkey import AttestationKeyError, load_key
 
     try:
@@ -179,21 +187,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"modvault {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
-    add_sumdb_commands(sub)
-    add_store_commands(sub)
-    add_client_commands(sub)
-    add_bundle_commands(sub)
-    add_supply_commands(sub)
-    add_auth_commands(sub)
-    args = parser.parse_args(argv)
-    if args.command == "sumdb":
-        return run_sumdb_command(args)
-    if hasattr(args, "auth_handler"):
-        return run_auth_command(args)
-    if hasattr(args, "ops_handler"):
-        return run_ops_command(args)
-    if args.command in ("attest", "sbom"):
-        return run_supply_command(args)
+    words = sys.argv[1:] if argv is None else argv
+    if words[:1] == ["serve"]:  # see the note at the top: serve imports no other command
+        args = parser.parse_args(argv)
+    else:
+        args, code = _other_command(parser, sub, argv)
+        if code is not None:
+            return code
     try:
         settings = load_settings(config_file=args.config, flags=_flags(args))
         if args.command == "serve":
@@ -207,6 +207,32 @@ def main(argv: list[str] | None = None) -> int:
             print(f"modvault: configuration error: {redact_text(str(exc))}", file=sys.stderr)
         return 2
     return 0
+
+
+def _other_command(parser: argparse.ArgumentParser,
+                   sub: argparse._SubParsersAction[argparse.ArgumentParser],
+                   argv: list[str] | None) -> tuple[argparse.Namespace, int | None]:
+    from modvault.ops.client_cli import add_client_commands
+    from modvault.ops.store_cli import add_bundle_commands, add_store_commands, run_ops_command
+    from modvault.sumdb.admin import add_sumdb_commands, run_sumdb_command
+    from modvault.supply.commands import add_supply_commands, run_supply_command
+
+    add_sumdb_commands(sub)
+    add_store_commands(sub)
+    add_client_commands(sub)
+    add_bundle_commands(sub)
+    add_supply_commands(sub)
+    add_auth_commands(sub)
+    args = parser.parse_args(argv)
+    if args.command == "sumdb":
+        return args, run_sumdb_command(args)
+    if hasattr(args, "auth_handler"):
+        return args, run_auth_command(args)
+    if hasattr(args, "ops_handler"):
+        return args, run_ops_command(args)
+    if args.command in ("attest", "sbom"):
+        return args, run_supply_command(args)
+    return args, None
 
 
 if __name__ == "__main__":

@@ -32,6 +32,10 @@ def _default_data_dir() -> str:
     return str(Path(platformdirs.user_cache_dir("modvault")) / "data")
 
 
+# The environment variable that carries the Settings (JSON) from `modvault serve` to its workers.
+SETTINGS_ENV = "MODVAULT__SETTINGS_JSON"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything modvault can be told. Field names are the TOML keys; MODVAULT_<NAME> the variables."""
@@ -303,8 +307,8 @@ _RANGE_CHECKS: tuple[tuple[tuple[str, ...], int, str], ...] = (
 
 def validate(settings: Settings) -> None:
     """Reject values that cannot work, naming the setting."""
-    from modvault.sources.chain import parse_upstream_list
     from modvault.sources.redact import redact_text
+    from modvault.sources.upstream_list import parse_upstream_list
 
     split_listen(settings.listen)
     try:

@@ -204,7 +204,7 @@ def verification_state(settings: Settings) -> str:
 
 
 def serving_line(settings: Settings, version: str) -> str:
-    from modvault.sources.chain import redact_upstream_list
+    from modvault.sources.upstream_list import redact_upstream_list
 
     scheme = "https" if settings.tls_cert else "http"
     mode = "offline" if settings.offline else f"upstream={redact_upstream_list(settings.upstream)}"

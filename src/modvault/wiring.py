@@ -18,7 +18,7 @@ from modvault.ops.runtime import OpsRuntime
 from modvault.policy import ModulePolicy
 from modvault.service import Checksums, ModuleService
 from modvault.sources.base import Source
-from modvault.sources.chain import Chain, parse_upstream_list
+from modvault.sources.chain import Chain
 from modvault.sources.health import BreakerPolicy, HealthRegistry
 from modvault.sources.published import PublishedSource
 from modvault.sources.tracking import Prober, make_probe_client
@@ -29,6 +29,7 @@ from modvault.sources.upstream import (
     tls_context,
     upstream_from_url,
 )
+from modvault.sources.upstream_list import parse_upstream_list
 from modvault.sources.vcs import GitSource, HostCredential
 from modvault.storage.base import Store, VersionConflict
 from modvault.storage.fs import FileStore

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from modvault.config import DEFAULT_UPSTREAM, ConfigError, Settings, load_settings
-from modvault.sources.chain import parse_upstream_list
+from modvault.sources.upstream_list import parse_upstream_list
 
 
 def test_defaults_work_on_one_machine() -> None:

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from modvault import __version__
 from modvault.config import Settings, sumdb_settings
-from modvault.sources.chain import redact_upstream_list
 from modvault.sources.health import HealthRecord, State
 from modvault.sources.redact import redact_url
+from modvault.sources.upstream_list import redact_upstream_list
 
 if TYPE_CHECKING:
     from modvault.ops.runtime import OpsRuntime

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from modvault.auth.policy import AccessPolicy
-from modvault.config import Settings
+from modvault.config import SETTINGS_ENV, Settings
 from modvault.errors import ModvaultError
 from modvault.observability import logs
 from modvault.observability.audit import AuditLog, audit_path
@@ -39,7 +39,6 @@ from modvault.wiring import build_ops, build_service
 
 LOG = logging.getLogger("modvault.server")
 
-SETTINGS_ENV = "MODVAULT__SETTINGS_JSON"
 STATE_REFRESH = 1.0
 _HOST = re.compile(r"[A-Za-z0-9.\-]{1,253}(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](:[0-9]{1,5})?")
 

@@ -33,19 +33,14 @@ import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PrivateKey,
-    Ed25519PublicKey,
-)
-from cryptography.hazmat.primitives.serialization import (
-    Encoding,
-    NoEncryption,
-    PrivateFormat,
-    PublicFormat,
-)
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+# cryptography (~7 MiB resident) is imported by the functions that sign or check a signature,
+# not with this module: parsing keys and notes needs none of it, and a process that only serves
+# stored artifacts never checks a signature.
 
 __all__ = [
     "ALG_ED25519",
@@ -256,9 +251,12 @@ class Ed25519Verifier:
     def verify(self, msg: bytes, sig: bytes) -> bool:
         if len(sig) != 64:
             return False
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
         try:
             Ed25519PublicKey.from_public_bytes(self.public_key).verify(sig, msg)
-        except _CryptoInvalidSignature:
+        except InvalidSignature:
             return False
         return True
 
@@ -281,11 +279,15 @@ class Ed25519Signer:
             raise InvalidKey("malformed verifier id")
         if len(seed) != 32:
             raise InvalidKey("malformed verifier id")
-        self._key = Ed25519PrivateKey.from_private_bytes(seed)
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        self._key: Ed25519PrivateKey = Ed25519PrivateKey.from_private_bytes(seed)
         self.name = name
         self.key_hash = key_hash(name, bytes([ALG_ED25519]) + self._public_bytes())
 
     def _public_bytes(self) -> bytes:
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
         return self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
     def sign(self, msg: bytes) -> bytes:
@@ -364,6 +366,9 @@ def generate_key(name: str) -> tuple[str, str]:
     """
     if not is_valid_name(name):
         raise InvalidKey("malformed verifier id")
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
     seed = Ed25519PrivateKey.generate().private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
     signer = Ed25519Signer(name, seed)
     return _format_skey(name, signer.key_hash, seed), signer.verifier().vkey
