@@ -49,3 +49,36 @@ def test_other_commands_still_parse() -> None:
 def test_paths_the_supervisor_checks_match_their_owners() -> None:
     assert cli.PRIVATE_SUMDB_DIR == PRIVATE_DIR
     assert cli.ATTESTATION_KEY_FILE == KEY_FILE
+
+
+def test_worker_serving_hits_loads_no_jwt_crypto_templates_or_s3_client(
+        tmp_path: Path) -> None:
+    """A worker that serves stored artifacts (no auth, no sumdb check, no dashboard, fs store)
+    never maps the native code of cryptography (which PyJWT imports too), obstore, or markupsafe
+    (jinja2's)."""
+    import time
+
+    import httpx
+
+    from tests.support.modvault_proc import ModvaultProcess
+
+    mod = tmp_path / "data" / "example.com" / "m" / "@v"
+    mod.mkdir(parents=True)
+    (mod / "v1.0.0.info").write_text('{"Version":"v1.0.0","Time":"2024-01-01T00:00:00Z"}')
+    (mod / "list").write_text("v1.0.0\n")
+    mv = ModvaultProcess(tmp_path / "data", "off", "--offline")
+    try:
+        for path in ("/example.com/m/@v/list", "/example.com/m/@v/v1.0.0.info",
+                     "/example.com/m/@v/v9.9.9.info", "/healthz", "/metrics"):
+            for _ in range(3):
+                httpx.get(mv.url + path, timeout=10)
+        time.sleep(0.2)
+        workers = subprocess.run(["pgrep", "-P", str(mv.proc.pid)], capture_output=True,
+                                 text=True).stdout.split()
+        assert workers
+        for pid in workers:
+            maps = Path(f"/proc/{pid}/maps").read_text()
+            loaded = [m for m in ("cryptography", "obstore", "markupsafe") if m in maps]
+            assert loaded == [], f"worker {pid} loaded {loaded}"
+    finally:
+        mv.stop()

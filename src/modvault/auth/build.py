@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import httpx
 
-from modvault.auth.jwt import JwtVerifier
 from modvault.auth.middleware import (
     AuthenticationMiddleware,
     AuthorizationMiddleware,
@@ -22,6 +23,9 @@ from modvault.server.middleware import Middleware
 from modvault.sources.upstream import tls_context
 from modvault.storage.base import Store
 
+if TYPE_CHECKING:
+    from modvault.auth.jwt import JwtVerifier
+
 
 def build_policy(settings: Settings) -> AccessPolicy:
     return AccessPolicy(parse_roles(settings.roles), settings.private)
@@ -31,6 +35,8 @@ def build_jwt(settings: Settings) -> JwtVerifier | None:
     files = key_files(settings)
     if not settings.jwt_jwks_url and not files:
         return None
+    from modvault.auth.jwt import JwtVerifier  # PyJWT + cryptography: only when JWTs are used
+
     client = None
     if settings.jwt_jwks_url:
         client = httpx.AsyncClient(timeout=10.0, trust_env=False,

@@ -12,9 +12,9 @@ import binascii
 import math
 import time
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 from modvault.auth.identity import ANONYMOUS_NAME, Identity
-from modvault.auth.jwt import InvalidToken, JwtVerifier, looks_like_jwt
 from modvault.auth.policy import ALL_PRIVATE, AccessPolicy
 from modvault.auth.tokens import TokenBook
 from modvault.cache.coordination.state import RateLimiter
@@ -25,6 +25,9 @@ from modvault.server.clientaddr import Network, in_networks
 from modvault.server.middleware import Middleware
 from modvault.server.request import Request
 from modvault.server.routes import METRICS, PUBLIC
+
+if TYPE_CHECKING:  # PyJWT and cryptography (~9 MiB) only where JWTs are configured
+    from modvault.auth.jwt import JwtVerifier
 
 MAX_CREDENTIAL = 16 * 1024
 TOKEN_REMEMBER = 1.0
@@ -133,7 +136,9 @@ class AuthenticationMiddleware(Middleware):
 
     async def _verify(self, token: str) -> tuple[Identity, float]:
         """The identity, and how long it may be remembered for this exact header."""
-        if looks_like_jwt(token) and self.jwt is not None:
+        if self.jwt is not None and _looks_like_jwt(token):
+            from modvault.auth.jwt import InvalidToken
+
             try:
                 return await self.jwt.verify(token), JWT_REMEMBER
             except InvalidToken as exc:
@@ -142,6 +147,12 @@ class AuthenticationMiddleware(Middleware):
         if identity is None:
             raise Unauthorized("authentication failed: unknown, revoked or expired token")
         return identity, TOKEN_REMEMBER
+
+
+def _looks_like_jwt(token: str) -> bool:
+    from modvault.auth.jwt import looks_like_jwt
+
+    return looks_like_jwt(token)
 
 
 class AuthorizationMiddleware(Middleware):

@@ -10,9 +10,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from modvault.supply.dsse import Signer
 
 __all__ = ["AttestationKeyError", "create_key", "key_path", "load_key"]
@@ -33,6 +30,9 @@ def create_key(data_dir: Path | str) -> Signer:
     would stop verifying)."""
     path = key_path(data_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
@@ -56,6 +56,10 @@ def load_key(data_dir: Path | str) -> Signer | None:
         return None
     except OSError as exc:
         raise AttestationKeyError(f"cannot read {path}: {exc.strerror}") from None
+    # cryptography only once there is a key to load (a server without one never imports it).
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     try:
         key = serialization.load_pem_private_key(pem, password=None)
     except ValueError as exc:

@@ -15,11 +15,13 @@ import binascii
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+if TYPE_CHECKING:  # cryptography is imported where keys are used: a server without a key never is
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 
 __all__ = ["INTOTO_PAYLOAD_TYPE", "EnvelopeError", "Signer", "key_id", "open_envelope", "pae",
            "public_pem", "sign_envelope"]
@@ -38,6 +40,8 @@ def pae(payload_type: str, payload: bytes) -> bytes:
 
 
 def _raw_public(key: Ed25519PublicKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
@@ -48,6 +52,8 @@ def key_id(key: Ed25519PublicKey) -> str:
 
 
 def public_pem(key: Ed25519PublicKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     return key.public_bytes(serialization.Encoding.PEM,
                             serialization.PublicFormat.SubjectPublicKeyInfo)
 
@@ -89,6 +95,8 @@ def open_envelope(envelope: Any, key: Ed25519PublicKey) -> tuple[str, bytes]:
             raise TypeError
     except (KeyError, TypeError, binascii.Error):
         raise EnvelopeError("malformed DSSE envelope") from None
+    from cryptography.exceptions import InvalidSignature
+
     message = pae(payload_type, payload)
     for s in sigs:
         try:

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import json
 import time
 from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
-
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from modvault import __version__
 from modvault.errors import NotFound
@@ -24,13 +23,25 @@ from modvault.ops.inventory import VersionRecord, scan_module
 from modvault.ops.units import format_bytes
 
 if TYPE_CHECKING:
+    from jinja2 import Environment
+
     from modvault.server.app import App
     from modvault.ui.activity import RecentActivity
 
 HERE = Path(__file__).parent
-ENV = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]),
-                  trim_blocks=True, lstrip_blocks=True)
-ENV.filters["bytes"] = format_bytes
+
+
+@functools.cache
+def templates() -> Environment:
+    """The dashboard's templates, loaded (jinja2 imported) when a page is first rendered: a
+    worker that only serves modules never pays for them (~2 MiB)."""
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    env = Environment(loader=FileSystemLoader(HERE / "templates"),
+                      autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
+    env.filters["bytes"] = format_bytes
+    env.filters["when"] = _when
+    return env
 
 
 def _when(t: float | None) -> str:
@@ -39,7 +50,6 @@ def _when(t: float | None) -> str:
     return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-ENV.filters["when"] = _when
 SPARK_POINTS = 60
 
 
@@ -102,7 +112,7 @@ class Dashboard:
 
     def render(self, name: str, **ctx: Any) -> bytes:
         ctx.setdefault("version", __version__)
-        return ENV.get_template(name).render(**ctx).encode()
+        return templates().get_template(name).render(**ctx).encode()
 
     # -- numbers ------------------------------------------------------------------------------
 
