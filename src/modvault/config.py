@@ -128,6 +128,9 @@ class Settings:
     max_list_bytes: int = 16 * 1024 * 1024
     log_level: str = "info"
     access_log: bool = True
+    # Front-end mode: answer stored zips with X-Accel-Redirect to this internal nginx location
+    # (serving the data directory), so nginx sends the bytes. Empty: off. See deploy/nginx/.
+    accel_redirect: str = ""
     # Private modules (go.dev/ref/mod#private-modules): GOPRIVATE / GONOPROXY / GONOSUMDB patterns.
     private: str = ""
     noproxy: str = ""
@@ -325,6 +328,10 @@ def validate(settings: Settings) -> None:
             or settings.client_idle_timeout <= 0:
         raise ConfigError("max_connections/client_first_byte_timeout/client_idle_timeout: must be "
                           "positive")
+    if settings.accel_redirect and not (settings.accel_redirect.startswith("/")
+                                        and settings.accel_redirect.endswith("/")):
+        raise ConfigError(f"accel_redirect: an nginx location prefix such as /_modvault_store/ "
+                          f"(starting and ending with '/'), got {settings.accel_redirect!r}")
     if settings.workers < 1:
         raise ConfigError(f"workers: at least 1 worker process is needed, got {settings.workers} "
                           f"(1 suits most sites; about one per CPU core for heavy traffic)")

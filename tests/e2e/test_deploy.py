@@ -102,10 +102,14 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
 
 
 class Nginx:
-    def __init__(self, root: Path, modvault_port: int, cert: Path, key: Path) -> None:
+    def __init__(self, root: Path, modvault_port: int, cert: Path, key: Path,
+                 recipe_name: str = "modvault.conf", replace: dict[str, str] | None = None) -> None:
         assert NGINX is not None
         self.port = free_port()
-        recipe = (DEPLOY / "nginx" / "modvault.conf").read_text()
+        recipe = (DEPLOY / "nginx" / recipe_name).read_text()
+        for old, new in (replace or {}).items():
+            assert old in recipe, old
+            recipe = recipe.replace(old, new)
         recipe = (recipe.replace("127.0.0.1:3000", f"127.0.0.1:{modvault_port}")
                   .replace("listen 443 ssl", f"listen 127.0.0.1:{self.port} ssl")
                   .replace("/etc/ssl/modvault/fullchain.pem", str(cert))

@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import time
+from pathlib import Path
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -23,6 +24,7 @@ from modvault.observability import logs
 from modvault.observability.audit import AuditLog, audit_path
 from modvault.ops.runtime import OpsRuntime
 from modvault.server import endpoints
+from modvault.server.accel import AccelRedirect
 from modvault.server.clientaddr import ClientAddressResolver, parse_cidrs
 from modvault.server.compress import GzipCache
 from modvault.server.connreaper import ConnectionReaper
@@ -64,6 +66,9 @@ class App:
         gzip_cache = GzipCache()  # one per process, shared by both cache policies
         self.renderer = Renderer(short, files, gzip_cache)
         self.private_renderer = PrivateRenderer(short, files, gzip_cache)
+        if settings.accel_redirect and settings.store == "fs":
+            self.renderer.accel = self.private_renderer.accel = AccelRedirect(
+                settings.accel_redirect, str(Path(settings.data_dir).resolve()))
         self.resolver = ClientAddressResolver(parse_cidrs(settings.trusted_proxies, "trusted_proxies"))
         self.request_class = type("AppRequest", (Request,), {"resolver": self.resolver})
         # Hooks for other rooms: extra route registrars and fallback pages (tried in order for

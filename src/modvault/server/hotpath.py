@@ -64,6 +64,7 @@ class HotEntry:
     # (status, bytes) -> the fixed parts of its access-log line
     log: dict[tuple[int, int], tuple[str, str, bool]] = field(default_factory=dict)
     base: Headers = field(default_factory=list)  # headers of every answer (for 206)
+    accel: Headers | None = None  # front-end mode: the X-Accel-Redirect answer (server/accel.py)
 
 
 class HotPath:
@@ -126,6 +127,10 @@ class HotPath:
         except OSError:  # removed (rm, gc) or replaced: the general path decides
             self.drop(scope.path)
             return False
+        if entry.accel is not None and "if-range" not in h:
+            proto.response_empty(200, entry.accel)  # nginx sends the bytes (and the range)
+            self._record(entry, scope, 200, 0, started)
+            return True
         rng = h.get("range")
         if rng is None:
             proto.response_file(200, entry.headers, path)
@@ -218,6 +223,10 @@ class HotPath:
                 return
             entry = HotEntry(key, art, art.kind.value, self.renderer.plain_headers(art), art.size,
                              path=art.path, ino=ino, base=self.renderer._base_headers(art))
+            accel = self.renderer.accel
+            target = accel.target(art.path) if accel is not None else None
+            if accel is not None and target is not None:
+                entry.accel = accel.headers(target, entry.headers)
         else:
             if art.body is None or art.tier != "memory" or art.size > MAX_SMALL_BODY:
                 return

@@ -16,6 +16,7 @@ from typing import Any
 
 from modvault.artifact import IMMUTABLE_CACHE_CONTROL, Artifact, Kind
 from modvault.server import ranges
+from modvault.server.accel import AccelRedirect
 from modvault.server.compress import GzipCache
 from modvault.storage.base import Body
 
@@ -38,6 +39,8 @@ class Renderer:
         self.short_cache_control = short_cache_control
         self.files = files or FileHandles()
         self.gzip_cache = gzip_cache or GzipCache()
+        # Front-end mode (server/accel.py): stored zips are sent by nginx.
+        self.accel: AccelRedirect | None = None
 
     async def render(self, scope: Any, proto: Any, art: Artifact, out: Any) -> None:
         """Answer ``scope`` (anything with ``method`` and ``headers``) on ``proto`` with ``art``;
@@ -68,6 +71,13 @@ class Renderer:
             out.status = 304
             proto.response_empty(304, [("etag", gz_etag if gz is not None else art.etag), *base])
             return
+
+        if self.accel is not None and art.path is not None and not head and "if-range" not in h:
+            target = self.accel.target(art.path)
+            if target is not None:
+                out.status = 200
+                proto.response_empty(200, self.accel.headers(target, self._plain_headers(art)))
+                return
 
         range_header = h.get("range")
         if range_header is not None and ranges.if_range_allows(h.get("if-range"), art.etag,

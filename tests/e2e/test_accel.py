@@ -1,0 +1,126 @@
+"""Front-end mode (accel_redirect): the nginx recipe deploy/nginx/modvault-accel.conf with a real
+nginx, modvault deciding and nginx sending the zips' bytes, driven by the real go command."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import Corpus, ModvaultFactory
+from tests.e2e.test_deploy import NGINX, Nginx, tls  # noqa: F401  (tls is a fixture)
+from tests.support.gitrepos import download_json, go_env, run_go
+from tests.support.modvault_proc import ModvaultProcess
+from tests.support.upstream_server import TestUpstreamServer
+
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(NGINX is None, reason="nginx not installed")]
+
+ZIP = "/github.com/acme/hello/@v/v1.1.0.zip"
+LOCATION = "/_modvault_store/"
+
+
+@pytest.fixture
+def data() -> Iterator[Path]:
+    """A data directory nginx's workers (another user) can reach: pytest's own temp directories
+    are private to their owner."""
+    d = Path(tempfile.mkdtemp(prefix="modvault-accel-"))
+    d.chmod(0o755)
+    yield d / "data"
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def start(modvault: ModvaultFactory, upstream: str, tmp_path: Path, cert_key: tuple[Path, Path],
+          data: Path, *args: str) -> tuple[Nginx, ModvaultProcess]:
+    mv = modvault(upstream, *args, data_dir=data,
+                  env={"MODVAULT_TRUSTED_PROXIES": "127.0.0.1/32",
+                       "MODVAULT_ACCEL_REDIRECT": LOCATION})
+    root = tmp_path / "nginx"
+    root.mkdir()
+    nginx = Nginx(root, mv.port, *cert_key, recipe_name="modvault-accel.conf",
+                  replace={"alias /var/lib/modvault/;": f"alias {data.resolve()}/;"})
+    return nginx, mv
+
+
+def zip_lines(mv: ModvaultProcess) -> list[dict[str, object]]:
+    """modvault's access-log lines for GETs of ZIP (an accelerated answer has no body)."""
+    time.sleep(0.3)  # flushed within 0.1 s
+    return [json.loads(x) for x in mv.output().splitlines()
+            if '"modvault.access"' in x and f'"path":"{ZIP}"' in x]
+
+
+def test_go_command_through_accel_recipe(corpus: Corpus, upstream_a: TestUpstreamServer,
+                                         modvault: ModvaultFactory, tmp_path: Path, gohome: Path,
+                                         tls: tuple[Path, Path], data: Path) -> None:  # noqa: F811
+    nginx, mv = start(modvault, upstream_a.url, tmp_path, tls, data)
+    try:
+        env = go_env(gohome, GOPROXY=nginx.url, SSL_CERT_FILE=str(tls[0]))
+        targets = ["github.com/acme/hello@v1.1.0", "github.com/Acme/Upper@v1.0.0"]
+        proc = run_go(["mod", "download", "-json", *targets], cwd=gohome, env=env)
+        got = {f"{d['Path']}@{d['Version']}": d for d in download_json(proc.stdout)}
+        for key in targets:
+            assert got[key]["Sum"] == corpus.reference[key]["Sum"], got[key]
+        verify = ssl.create_default_context(cafile=str(tls[0]))
+        with httpx.Client(http2=True, verify=verify, base_url=nginx.url) as client:
+            stored = (data / ZIP.lstrip("/")).read_bytes()
+            full = client.get(ZIP)
+            assert full.status_code == 200 and full.content == stored
+            # modvault's validators and cache headers, not nginx's; no redirect header leaks.
+            assert full.headers["etag"].startswith('"') and "-" not in full.headers["etag"]
+            assert full.headers["cache-control"] == "public, max-age=31536000, immutable"
+            assert full.headers["cache-status"] == "modvault; hit"
+            assert full.headers["content-type"] == "application/zip"
+            assert "x-accel-redirect" not in full.headers
+            # Ranges are cut by nginx; conditional requests and If-Range are modvault's.
+            part = client.get(ZIP, headers={"range": "bytes=10-19"})
+            assert part.status_code == 206 and part.content == stored[10:20]
+            assert part.headers["content-range"] == f"bytes 10-19/{len(stored)}"
+            assert client.get(ZIP, headers={"range": f"bytes={len(stored)}-"}).status_code == 416
+            again = client.get(ZIP, headers={"if-none-match": full.headers["etag"]})
+            assert again.status_code == 304
+            stale = client.get(ZIP, headers={"range": "bytes=0-9", "if-range": '"other"'})
+            assert stale.status_code == 200 and stale.content == stored
+            fresh = client.get(ZIP, headers={"range": "bytes=0-9", "if-range": full.headers["etag"]})
+            assert fresh.status_code == 206 and fresh.content == stored[:10]
+            # nginx sent those bytes: modvault's answers to the plain and Range GETs had none
+            # (the first one, a miss fetched from upstream, and If-Range answers had them).
+            sizes = [(ln["status"], ln["bytes"]) for ln in zip_lines(mv)]
+            assert sizes.count((200, 0)) >= 4 and (200, len(stored)) in sizes, sizes
+            # The internal location is not reachable from outside.
+            assert client.get(LOCATION + ZIP.lstrip("/")).status_code == 404
+            # Not-found stays modvault's answer.
+            assert client.get("/github.com/acme/hello/@v/v9.9.9.zip").status_code == 404
+    finally:
+        nginx.stop()
+
+
+def test_accel_keeps_access_control(upstream_a: TestUpstreamServer, modvault: ModvaultFactory,
+                                    tmp_path: Path, tls: tuple[Path, Path],  # noqa: F811
+                                    data: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODVAULT_")}
+    token = subprocess.run([sys.executable, "-m", "modvault", "token", "create", "r1", "--role",
+                            "reader", "--data-dir", str(data)], check=True, env=env,
+                           capture_output=True, text=True, timeout=120).stdout.split()[-1]
+    nginx, mv = start(modvault, upstream_a.url, tmp_path, tls, data, "--auth", "on")
+    try:
+        verify = ssl.create_default_context(cafile=str(tls[0]))
+        with httpx.Client(verify=verify, base_url=nginx.url) as client:
+            assert client.get(ZIP).status_code == 401
+            for _ in range(2):  # a miss fetched through modvault, then a hit sent by nginx
+                r = client.get(ZIP, headers={"Authorization": f"Bearer {token}"})
+                assert r.status_code == 200 and r.content == (data / ZIP.lstrip("/")).read_bytes()
+                assert r.headers["cache-control"].startswith("private")
+            assert client.get(ZIP).status_code == 401  # never a cached public answer
+        statuses = [(ln["status"], ln["bytes"]) for ln in zip_lines(mv)]
+        assert statuses[-2] == (200, 0) and statuses[-1][0] == 401, statuses
+    finally:
+        nginx.stop()
