@@ -1,20 +1,26 @@
 """Hot-path benchmark: modvault with a warm cache against nginx serving the same files, in one run.
 
-Measures, interleaved (nginx, modvault, nginx, modvault, best of the rounds):
-  - cached .info (small body): req/s and p99 with wrk
-  - a 5 MiB zip: MB/s with wrk
+One command prints the whole table (bench/README.md says how to read it):
+
+    python bench/bench_proxy.py [--duration S] [--rounds N] [--goproxy PATH] [--baseline-src DIR] [--auth]
+
+Measured, interleaved (every server once per round, in turn; the median of the rounds is printed):
+  - cached .info (small body): req/s and p99 with wrk, 64 connections
+  - a 5 MiB zip: MB/s with wrk, 16 connections
   - a 64 KiB Range of that zip: req/s with wrk
-  - h2 over TLS, small .info: req/s with h2load
+  - h2 over TLS, small .info: req/s with h2load (nginx and modvault only)
   - RSS of modvault while 64 clients download a 100 MiB zip
   - cold path (--cold / --cold-only): a 5 MiB and a 100 MiB module zip fetched through modvault with
     nothing stored (upstream: nginx serving a GOPROXY directory), against the same zip fetched from
     that upstream directly ("upstream alone"), interleaved; see cold_rows()
-and prints each figure with its ratio to nginx. With --baseline-src DIR a further modvault runs from the
-source tree DIR (e.g. `git archive main src | tar -x -C /tmp/base`, then DIR=/tmp/base/src) in the same
-rounds, so a change to the hot path is measured before/after on the same busy machine; --small-only
-keeps just the small-.info rows. Needs nginx, wrk and h2load (Debian: nginx-light, wrk,
-nghttp2-client). Run: python bench/bench_proxy.py [--duration SECONDS] [--rounds N]
-Every server binds 127.0.0.1 on a free port; every load loop is bounded in time.
+Servers: nginx (one worker, the reference every ratio is against); modvault with its access log on
+and off; modvault with two workers (does throughput scale on this machine?); modvault in front-end
+mode (deploy/nginx/modvault-accel.conf: nginx in front, X-Accel-Redirect, nginx sends the zips);
+goproxy/goproxy when --goproxy names a binary built from bench/goproxy_peer (bench/README.md);
+a modvault from another source tree with --baseline-src DIR (before/after a change, e.g.
+`git archive 2f24c26 src | tar -x -C /tmp/base`, DIR=/tmp/base/src); modvault with auth on (--auth).
+--small-only keeps the small-.info rows. Needs nginx, wrk and h2load (Debian: nginx-light, wrk,
+nghttp2-client). Every server binds 127.0.0.1 on a free port; every load loop is bounded in time.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -295,66 +302,67 @@ def print_cold(rows: dict[str, dict[str, list[float]]]) -> None:
     print("(ratio: median cold fetch through modvault / median fetch from the upstream alone)")
 
 
-# -- memory: resident set of the whole process group ----------------------------------------------
+def nginx_conf(root: Path, body: str) -> Path:
+    conf = root / f"nginx-{free_port()}.conf"
+    conf.write_text(f"""
+worker_processes 1;
+daemon off;
+pid {conf}.pid;
+error_log {root}/nginx-error.log;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path {root}/ngx-tmp;
+    proxy_temp_path {root}/ngx-tmp;
+    fastcgi_temp_path {root}/ngx-tmp;
+    uwsgi_temp_path {root}/ngx-tmp;
+    scgi_temp_path {root}/ngx-tmp;
+{body}
+}}
+""")
+    return conf
 
 
-def rss_rows(data: Path, duration: float, trees: dict[str, dict[str, str]]
-             ) -> dict[str, dict[str, float]]:
-    """Per tree (name -> environment): RSS of modvault's whole process group (supervisor and
-    worker) idle after a few hits, and its peak (sampled every 50 ms) while 64 wrk connections
-    download the 100 MiB zip. The trees run one after the other, each alone."""
-    out: dict[str, dict[str, float]] = {}
-    for who, env in trees.items():
-        port = free_port()
-        proc = start_modvault(data, port, env={**env, "MODVAULT_ACCESS_LOG": "false"})
-        try:
-            for path in (INFO, f"/{MOD}/@v/list", ZIP5, "/healthz", "/metrics"):
-                for _ in range(5):
-                    subprocess.run(["curl", "-s", "-o", "/dev/null", f"http://127.0.0.1:{port}{path}"],
-                                   check=False, timeout=30)
-            time.sleep(0.5)
-            idle = rss_of_group(proc.pid)
-            load = functools.partial(wrk, f"http://127.0.0.1:{port}{ZIP100}", max(duration, 10),
-                                     conns=64)
-            big, peak = peak_rss_during(proc.pid, load)
-            out[who] = {"idle MiB": idle / 2**20, "peak MiB": peak / 2**20, "MB/s": big["mbps"]}
-        finally:
-            stop(proc)
-    return out
+def start_accel(root: Path, data: Path, env: dict[str, str]
+                ) -> tuple[list[subprocess.Popen[bytes]], int]:
+    """Front-end mode as deployed: deploy/nginx/modvault-accel.conf (plain HTTP here) in front of
+    a modvault with accel_redirect set."""
+    mv_port, port = free_port(), free_port()
+    mv = start_modvault(data, mv_port, env={**env, "MODVAULT_ACCEL_REDIRECT": "/_modvault_store/",
+                                            "MODVAULT_TRUSTED_PROXIES": "127.0.0.1/32"})
+    recipe = (Path(__file__).resolve().parents[1] / "deploy" / "nginx" / "modvault-accel.conf"
+              ).read_text()
+    recipe = (recipe.replace("127.0.0.1:3000", f"127.0.0.1:{mv_port}")
+              .replace("listen 443 ssl http2;", f"listen 127.0.0.1:{port};")
+              .replace("alias /var/lib/modvault/;", f"alias {data.resolve()}/;"))
+    recipe = "\n".join(x for x in recipe.splitlines() if not x.strip().startswith("ssl_"))
+    conf = nginx_conf(root, recipe)
+    ngx = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(root)], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, start_new_session=True)
+    wait_port(port)
+    return [mv, ngx], port
 
 
-def peak_rss_during(pid: int, load: Callable[[], dict[str, float]]) -> tuple[dict[str, float], int]:
-    """Run *load* while sampling the process group's RSS every 50 ms; (its result, the peak)."""
-    peak = 0
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, rss_of_group(pid))
-            time.sleep(0.05)
-
-    t = threading.Thread(target=sample)
-    t.start()
-    try:
-        result = load()
-    finally:
-        done.set()
-        t.join()
-    return result, peak
+def start_goproxy(binary: str, data: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """goproxy/goproxy (built from bench/goproxy_peer) with the same files in its cache dir."""
+    port = free_port()
+    proc = subprocess.Popen([binary, "-listen", f"127.0.0.1:{port}", "-cache", str(data)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    wait_port(port)
+    return proc, port
 
 
-def print_rss(rows: dict[str, dict[str, float]]) -> None:
-    print(f"{'RSS of the process group':<40}" + "".join(f"{w:>14}" for w in rows))
-    for name, label in (("idle MiB", "idle, MiB"), ("peak MiB", "peak, 64 clients on 100 MiB zip, MiB"),
-                        ("MB/s", "  (their aggregate MB/s)")):
-        print(f"{label:<40}" + "".join(f"{by[name]:>14.1f}" for by in rows.values()))
+SMALL, SMALL_P99 = "small .info req/s", "small .info p99 ms"
+ZIP_MBS, RANGE = "5 MiB zip MB/s", "64 KiB range req/s"
+H2 = "h2 TLS small req/s"
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=float, default=8)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--baseline-src", metavar="DIR",
                     help="also run modvault from this source tree (PYTHONPATH) as 'baseline'")
     ap.add_argument("--small-only", action="store_true", help="measure only the small .info rows")
@@ -362,6 +370,10 @@ def main() -> int:
                     help="run 'modvault' from this source tree instead of the installed one")
     ap.add_argument("--auth", action="store_true",
                     help="also measure small .info with auth on and a Bearer token (modvault-auth)")
+    ap.add_argument("--goproxy", metavar="PATH",
+                    help="a goproxy/goproxy binary built from bench/goproxy_peer, measured alongside")
+    ap.add_argument("--no-accel", action="store_true", help="skip the front-end mode server")
+    ap.add_argument("--no-workers", action="store_true", help="skip the two-worker server")
     ap.add_argument("--cold", action="store_true", help="also measure the cold path (cold_rows)")
     ap.add_argument("--cold-only", action="store_true", help="measure only the cold path")
     ap.add_argument("--cold-rounds", type=int, default=5, help="interleaved cold rounds (median)")
@@ -372,20 +384,18 @@ def main() -> int:
         if shutil.which(tool) is None:
             print(f"missing {tool}: apt-get install nginx-light wrk nghttp2-client openssl")
             return 2
+    print(f"load before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} "
+          f"{os.getloadavg()[2]:.2f} (1/5/15 min), {os.cpu_count()} CPUs", flush=True)
     root = Path(tempfile.mkdtemp(prefix="modvault-bench-"))
     root.chmod(0o755)  # nginx workers may run as another user
+    procs: list[subprocess.Popen[bytes]] = []
     try:
         data = root / "data"
         make_data(data)
         (root / "ngx-tmp").mkdir()
         cert, key = make_cert(root)
         tree_env = {"PYTHONPATH": str(Path(args.tree_src).resolve())} if args.tree_src else {}
-        if args.rss_only:
-            trees = {"modvault": tree_env}
-            if args.baseline_src:
-                trees = {"baseline": {"PYTHONPATH": str(Path(args.baseline_src).resolve())}, **trees}
-            print_rss(rss_rows(data, args.duration, trees))
-            return 0
+        cold: dict[str, dict[str, list[float]]] = {}
         if args.cold or args.cold_only:
             print(f"load before the cold rows: {os.getloadavg()}")
             trees = {"modvault": tree_env}
@@ -396,114 +406,135 @@ def main() -> int:
                 print_cold(cold)
                 return 0
         ngx, ngx_port, ngx_tls = start_nginx(root, data, cert, key)
-        mv_port, mv_tls = free_port(), free_port()
-        mv = start_modvault(data, mv_port, env=tree_env)
-        mv_quiet_port = free_port()
-        mv_quiet = start_modvault(data, mv_quiet_port,
-                                  env={**tree_env, "MODVAULT_ACCESS_LOG": "false"})
-        mv_tls_proc = start_modvault(data, mv_tls, "--tls-cert", str(cert), "--tls-key", str(key),
-                                     env={"MODVAULT_ACCESS_LOG": "false"})
-        servers = [("nginx", ngx_port), ("modvault", mv_port), ("modvault-nolog", mv_quiet_port)]
-        extra_procs = []
+        procs.append(ngx)
+        nolog = {**tree_env, "MODVAULT_ACCESS_LOG": "false"}
+        # (name, port, small-only): the order is the interleaving order within a round.
+        servers: list[tuple[str, int, bool]] = [("nginx", ngx_port, False)]
+
+        by_name: dict[str, subprocess.Popen[bytes]] = {}
+
+        def add(name: str, proc: subprocess.Popen[bytes], port: int, small: bool = False) -> None:
+            procs.append(proc)
+            by_name[name] = proc
+            servers.append((name, port, small))
+
+        def modvault(name: str, env: dict[str, str], *extra: str, small: bool = False) -> int:
+            port = free_port()
+            add(name, start_modvault(data, port, *extra, env=env), port, small)
+            return port
+
         if args.baseline_src:
-            base_port, base_quiet_port = free_port(), free_port()
             src = {"PYTHONPATH": str(Path(args.baseline_src).resolve())}
-            extra_procs.append(start_modvault(data, base_port, env=src))
-            extra_procs.append(start_modvault(data, base_quiet_port,
-                                              env={**src, "MODVAULT_ACCESS_LOG": "false"}))
-            # Interleaved: baseline and this tree alternate within every round.
-            servers = [("nginx", ngx_port), ("baseline", base_port), ("modvault", mv_port),
-                       ("baseline-nolog", base_quiet_port), ("modvault-nolog", mv_quiet_port)]
+            modvault("baseline", src)
+        mv_port = modvault("modvault", tree_env)
+        if args.baseline_src:
+            modvault("baseline-nolog", {**src, "MODVAULT_ACCESS_LOG": "false"})
+        modvault("modvault-nolog", nolog)
+        if not args.no_workers:
+            modvault("modvault-2workers", nolog, "--workers", "2")
+        if not args.no_accel and not args.small_only:
+            accel_procs, accel_port = start_accel(root, data, tree_env)
+            procs.extend(accel_procs[:-1])
+            add("modvault-accel", accel_procs[-1], accel_port)
+        if args.goproxy:
+            gp, gp_port = start_goproxy(args.goproxy, data)
+            add("goproxy", gp, gp_port)
         auth_header = None
         if args.auth:
-            auth_port = free_port()
             token = subprocess.run([sys.executable, "-m", "modvault", "token", "create", "bench",
                                     "--role", "reader", "--data-dir", str(data)], env=tree_env | {
                                         k: v for k, v in os.environ.items()
                                         if not k.startswith("MODVAULT_")},
                                    capture_output=True, text=True, check=True).stdout.split()[-1]
-            extra_procs.append(start_modvault(data, auth_port, "--auth", "on",
-                                              env={**tree_env, "MODVAULT_ACCESS_LOG": "false"}))
+            modvault("modvault-auth", nolog, "--auth", "on", small=True)
             auth_header = f"Authorization: Bearer {token}"
-            servers.append(("modvault-auth", auth_port))
+        mv_tls = free_port()
+        procs.append(start_modvault(data, mv_tls, "--tls-cert", str(cert), "--tls-key", str(key),
+                                    env=nolog))
         results: dict[str, dict[str, list[float]]] = {}
 
         def record(name: str, who: str, value: float) -> None:
             results.setdefault(name, {}).setdefault(who, []).append(value)
 
         d = args.duration
-        try:
-            for _ in range(args.rounds):
-                for who, port in servers:
-                    base = f"http://127.0.0.1:{port}"
-                    r = wrk(base + INFO, d, header=auth_header if who == "modvault-auth" else None)
-                    record("small .info req/s", who, r["rps"])
-                    record("small .info p99 ms", who, r["p99_ms"])
-                    if args.small_only or who == "modvault-auth":
-                        continue
-                    record("5 MiB zip MB/s", who, wrk(base + ZIP5, d, conns=16)["mbps"])
-                    record("64 KiB range req/s", who,
-                           wrk(base + ZIP5, d, header="Range: bytes=65536-131071")["rps"])
-                for who, port in (() if args.small_only else (("nginx", ngx_tls),
-                                                                ("modvault-nolog", mv_tls))):
-                    record("h2 TLS small req/s", who, h2load(f"https://127.0.0.1:{port}{INFO}", d))
-
-            # RSS while 64 clients download a 100 MiB zip.
-            peak = idle = 0
-            big = {"mbps": 0.0}
-            done = threading.Event()
-
-            def sample() -> None:
-                nonlocal peak
-                while not done.is_set():
-                    peak = max(peak, rss_of_group(mv.pid))
-                    time.sleep(0.1)
-
-            if not args.small_only:
-                idle = rss_of_group(mv.pid)
-                t = threading.Thread(target=sample)
-                t.start()
-                big = wrk(f"http://127.0.0.1:{mv_port}{ZIP100}", max(d, 10), conns=64)
-                done.set()
-                t.join()
-        finally:
-            for p in (mv, mv_quiet, mv_tls_proc, ngx, *extra_procs):
-                stop(p)
-
-        print(f"{'measure':<24}{'nginx':>12}{'modvault':>12}{'ratio':>8}"
-              f"{'mv nolog':>12}{'ratio':>8}")
-        for name, by in results.items():
-            best = min if "p99" in name else max
-            n = best(by["nginx"])
-            m = best(by["modvault"]) if "modvault" in by else float("nan")
-            q = best(by["modvault-nolog"])
-            lower_better = "p99" in name
-            r1 = (n / m if lower_better else m / n) if "modvault" in by else float("nan")
-            r2 = n / q if lower_better else q / n
-            print(f"{name:<24}{n:>12.1f}{m:>12.1f}{r1:>8.2f}{q:>12.1f}{r2:>8.2f}")
-        if args.baseline_src:
-            print(f"{'this tree / baseline':<24}{'log on':>12}{'log off':>12}")
-            for name, by in results.items():
-                if "baseline" not in by:
+        for rnd in range(args.rounds):
+            print(f"round {rnd + 1}/{args.rounds}...", flush=True)
+            for who, port, small in servers:
+                base = f"http://127.0.0.1:{port}"
+                r = wrk(base + INFO, d, header=auth_header if who == "modvault-auth" else None)
+                record(SMALL, who, r["rps"])
+                record(SMALL_P99, who, r["p99_ms"])
+                if args.small_only or small:
                     continue
-                best = min if "p99" in name else max
-                on = best(by["modvault"]) / best(by["baseline"])
-                off = best(by["modvault-nolog"]) / best(by["baseline-nolog"])
-                if "p99" in name:
-                    on, off = 1 / on, 1 / off
-                print(f"{name:<24}{on:>12.3f}{off:>12.3f}")
-        if "modvault-auth" in results.get("small .info req/s", {}):
-            by = results["small .info req/s"]
-            print(f"auth on / auth off (no log), small .info req/s: "
-                  f"{max(by['modvault-auth']) / max(by['modvault-nolog']):.3f}")
-        if args.cold:
-            print_cold(cold)
-        if args.small_only:
-            return 0
-        print(f"RSS while 64 clients download a 100 MiB zip: idle {idle / 2**20:.0f} MiB, "
-              f"peak {peak / 2**20:.0f} MiB ({big['mbps']:.0f} MB/s aggregate)")
+                record(ZIP_MBS, who, wrk(base + ZIP5, d, conns=16)["mbps"])
+                record(RANGE, who, wrk(base + ZIP5, d, header="Range: bytes=65536-131071")["rps"])
+            if not args.small_only:
+                for who, port in (("nginx", ngx_tls), ("modvault-nolog", mv_tls)):
+                    record(H2, who, h2load(f"https://127.0.0.1:{port}{INFO}", d))
+
+        # RSS while 64 clients download a 100 MiB zip.
+        peak = idle = 0
+        big = {"mbps": 0.0}
+        done = threading.Event()
+
+        def sample() -> None:
+            nonlocal peak
+            while not done.is_set():
+                peak = max(peak, rss_of_group(by_name["modvault"].pid))
+                time.sleep(0.1)
+
+        if not args.small_only:
+            idle = rss_of_group(by_name["modvault"].pid)
+            t = threading.Thread(target=sample)
+            t.start()
+            big = wrk(f"http://127.0.0.1:{mv_port}{ZIP100}", max(d, 10), conns=64)
+            done.set()
+            t.join()
+        load = os.getloadavg()
     finally:
+        for p in reversed(procs):
+            stop(p)
         shutil.rmtree(root, ignore_errors=True)
+
+    print(f"\nmedian of {args.rounds} interleaved rounds of {d:.0f} s; ratio = server / nginx "
+          f"(p99: nginx / server), so higher is better everywhere")
+    print(f"{'measure':<22}{'server':<20}{'value':>12}{'ratio':>8}")
+    for name, by in results.items():
+        ref = statistics.median(by["nginx"])
+        for who, values in by.items():
+            v = statistics.median(values)
+            ratio = (ref / v if "p99" in name else v / ref) if v and ref else float("nan")
+            print(f"{name:<22}{who:<20}{v:>12.1f}{ratio:>8.2f}")
+    small = results[SMALL]
+
+    def med(name: str, who: str) -> float:
+        return statistics.median(results[name][who])
+
+    if "modvault-2workers" in small:
+        print("\ntwo workers / one worker (no log): small .info req/s "
+              f"{med(SMALL, 'modvault-2workers') / med(SMALL, 'modvault-nolog'):.2f}"
+              + (f", 64 KiB range req/s {med(RANGE, 'modvault-2workers') / med(RANGE, 'modvault-nolog'):.2f}"
+                 if RANGE in results else ""))
+    if args.baseline_src:
+        print(f"\n{'this tree / baseline':<24}{'log on':>10}{'log off':>10}")
+        for name, by in results.items():
+            if "baseline" not in by:
+                continue
+            on = med(name, "modvault") / med(name, "baseline")
+            off = med(name, "modvault-nolog") / med(name, "baseline-nolog")
+            if "p99" in name:
+                on, off = 1 / on, 1 / off
+            print(f"{name:<24}{on:>10.3f}{off:>10.3f}")
+    if "modvault-auth" in small:
+        print("\nauth on / auth off (no log), small .info req/s: "
+              f"{med(SMALL, 'modvault-auth') / med(SMALL, 'modvault-nolog'):.3f}")
+    if cold:
+        print()
+        print_cold(cold)
+    if not args.small_only:
+        print(f"\nRSS of modvault (log on) while 64 clients download a 100 MiB zip: idle "
+              f"{idle / 2**20:.0f} MiB, peak {peak / 2**20:.0f} MiB ({big['mbps']:.0f} MB/s aggregate)")
+    print(f"load after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (1/5/15 min)")
     return 0
 
 

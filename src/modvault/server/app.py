@@ -13,8 +13,8 @@ import logging
 import os
 import re
 import time
-from pathlib import Path
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from modvault.auth.policy import AccessPolicy

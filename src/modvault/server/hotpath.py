@@ -13,8 +13,8 @@ gc and prewarm). An entry is used only while it is still true:
 - small bodies (``.info``, ``.mod``) while the memory tier still holds the same Artifact object (an
   eviction or invalidation of the memory tier drops the entry too); the lookup also keeps the memory
   tier's recency right;
-- zips while their file is still the same inode (one ``stat``, as the general path does: ``rm`` and
-  gc take effect at once);
+- zips while their file is still linked (``fstat`` of a cached descriptor: ``rm`` and gc take effect
+  at once, as in the general path, which looks the file up on every request);
 - and news from sibling workers or replicas (published, blocked, removed) is handled first, the way
   the service does (``forget``), before any entry is used.
 
@@ -59,7 +59,6 @@ class HotEntry:
     size: int
     body: bytes | None = None  # small bodies
     path: str | None = None  # zips on local disk
-    ino: int = 0
     gzip: tuple[Headers, bytes] | None = None  # the answer to gzip-accepting clients, once learned
     # (status, bytes) -> the fixed parts of its access-log line
     log: dict[tuple[int, int], tuple[str, str, bool]] = field(default_factory=dict)
@@ -121,10 +120,14 @@ class HotPath:
             return True
         path = entry.path
         assert path is not None
+        files = self.renderer.files
         try:
-            if os.stat(path).st_ino != entry.ino:
+            # fstat of a cached descriptor (no path walk): a removed file has no links left.
+            fd = files.fd(path)
+            if os.fstat(fd).st_nlink == 0:
                 raise FileNotFoundError(path)
-        except OSError:  # removed (rm, gc) or replaced: the general path decides
+        except OSError:  # removed (rm, gc): the general path decides
+            files.forget(path)
             self.drop(scope.path)
             return False
         if entry.accel is not None and "if-range" not in h:
@@ -145,8 +148,7 @@ class HotPath:
                    ("content-range", span.content_range(entry.size)),
                    ("content-length", str(span.length)), *entry.base]
         if span.length <= PREAD_MAX:
-            proto.response_bytes(206, headers,
-                                 self.renderer.files.pread(path, span.start, span.length))
+            proto.response_bytes(206, headers, os.pread(fd, span.length, span.start))
         else:
             proto.response_file_range(206, headers, path, span.start, span.end)
         self._record(entry, scope, 206, span.length, started)
@@ -217,12 +219,8 @@ class HotPath:
         if art.kind is Kind.ZIP:
             if art.path is None or art.tier != "store":
                 return
-            try:
-                ino = os.stat(art.path).st_ino
-            except OSError:
-                return
             entry = HotEntry(key, art, art.kind.value, self.renderer.plain_headers(art), art.size,
-                             path=art.path, ino=ino, base=self.renderer._base_headers(art))
+                             path=art.path, base=self.renderer._base_headers(art))
             accel = self.renderer.accel
             target = accel.target(art.path) if accel is not None else None
             if accel is not None and target is not None:

@@ -282,7 +282,8 @@ class FileHandles:
         self.limit = limit
         self._fds: OrderedDict[str, int] = OrderedDict()
 
-    def pread(self, path: str, start: int, length: int) -> bytes:
+    def fd(self, path: str) -> int:
+        """A cached read-only descriptor of ``path`` (raises OSError when it cannot be opened)."""
         fd = self._fds.get(path)
         if fd is None:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -292,4 +293,13 @@ class FileHandles:
                 os.close(old)
         else:
             self._fds.move_to_end(path)
-        return os.pread(fd, length, start)
+        return fd
+
+    def forget(self, path: str) -> None:
+        """Close the descriptor of a file that was removed (a later one at the path is another)."""
+        fd = self._fds.pop(path, None)
+        if fd is not None:
+            os.close(fd)
+
+    def pread(self, path: str, start: int, length: int) -> bytes:
+        return os.pread(self.fd(path), length, start)
