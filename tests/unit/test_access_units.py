@@ -143,6 +143,19 @@ def test_tokens_hash_only_expiry_and_revocation(tmp_path: Path) -> None:
     assert asyncio.run(book.verify(short)) is None  # expired
 
 
+def test_a_burst_of_first_requests_all_see_the_token_record(tmp_path: Path) -> None:
+    # Many requests arriving together at a fresh server (or just after `token create`): the ones
+    # that come while one of them reads the record wait for that read instead of answering 401.
+    store = FileStore(tmp_path)
+    token, _ = create_token(store, tmp_path, "ci-bot", "ci")
+    book = TokenBook(store)
+
+    async def burst() -> list[object]:
+        return list(await asyncio.gather(*(book.verify(token) for _ in range(50))))
+
+    assert all(who is not None for who in asyncio.run(burst()))
+
+
 def test_gate_blocks_and_patterns(tmp_path: Path) -> None:
     store = FileStore(tmp_path)
     gate = ModuleGate(store, deny="evil.example", allow="")

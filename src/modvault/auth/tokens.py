@@ -124,6 +124,7 @@ class TokenBook:
         self._by_hash: dict[str, TokenRecord] = {}
         self._version: str | None = None
         self._checked = 0.0
+        self._loading: asyncio.Future[None] | None = None
 
     @property
     def version(self) -> object:
@@ -131,10 +132,23 @@ class TokenBook:
         return self._version
 
     async def _refresh(self, interval: float = RELOAD_INTERVAL) -> None:
+        loading = self._loading
+        if loading is not None:
+            # Another request is reading the record: wait for it rather than answer from what was
+            # there before (a burst of first requests got 401 for valid tokens while one read).
+            await asyncio.shield(loading)
+            return
         now = time.monotonic()
         if now - self._checked < interval:
             return
         self._checked = now
+        self._loading = asyncio.ensure_future(self._reload())
+        try:
+            await asyncio.shield(self._loading)
+        finally:
+            self._loading = None
+
+    async def _reload(self) -> None:
         obj = await self.store.stat(TOKENS_KEY)
         version = obj.etag if obj is not None else None
         if version == self._version:
