@@ -357,6 +357,23 @@ def start_goproxy(binary: str, data: Path) -> tuple[subprocess.Popen[bytes], int
 SMALL, SMALL_P99 = "small .info req/s", "small .info p99 ms"
 ZIP_MBS, RANGE = "5 MiB zip MB/s", "64 KiB range req/s"
 H2 = "h2 TLS small req/s"
+SMALL_CPU, RANGE_CPU = "small .info CPU us/req", "64 KiB range CPU us/req"
+
+
+def cpu_of_groups(pgids: list[int]) -> float:
+    """CPU seconds (user + system) used so far by every process in these process groups."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) in pgids:  # field 5 of stat: the process group
+                total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / tick
 
 
 def main() -> int:
@@ -410,12 +427,14 @@ def main() -> int:
         nolog = {**tree_env, "MODVAULT_ACCESS_LOG": "false"}
         # (name, port, small-only): the order is the interleaving order within a round.
         servers: list[tuple[str, int, bool]] = [("nginx", ngx_port, False)]
+        groups: dict[str, list[int]] = {"nginx": [ngx.pid]}  # whose CPU time a server costs
 
         by_name: dict[str, subprocess.Popen[bytes]] = {}
 
         def add(name: str, proc: subprocess.Popen[bytes], port: int, small: bool = False) -> None:
             procs.append(proc)
             by_name[name] = proc
+            groups.setdefault(name, []).append(proc.pid)
             servers.append((name, port, small))
 
         def modvault(name: str, env: dict[str, str], *extra: str, small: bool = False) -> int:
@@ -435,6 +454,7 @@ def main() -> int:
         if not args.no_accel and not args.small_only:
             accel_procs, accel_port = start_accel(root, data, tree_env)
             procs.extend(accel_procs[:-1])
+            groups["modvault-accel"] = [p.pid for p in accel_procs[:-1]]
             add("modvault-accel", accel_procs[-1], accel_port)
         if args.goproxy:
             gp, gp_port = start_goproxy(args.goproxy, data)
@@ -461,13 +481,29 @@ def main() -> int:
             print(f"round {rnd + 1}/{args.rounds}...", flush=True)
             for who, port, small in servers:
                 base = f"http://127.0.0.1:{port}"
-                r = wrk(base + INFO, d, header=auth_header if who == "modvault-auth" else None)
+
+                def run(url: str, conns: int = 64, header: str | None = None) -> dict[str, float]:
+                    """wrk, plus the server's CPU time per request over the run (less sensitive to
+                    other load on the machine than throughput)."""
+                    before = cpu_of_groups(groups[who])  # noqa: B023
+                    try:
+                        r = wrk(url, d, conns=conns, header=header)
+                    except RuntimeError as exc:
+                        raise RuntimeError(f"{who}: {exc}") from None  # noqa: B023
+                    r["cpu_us"] = (cpu_of_groups(groups[who]) - before) / max(1.0, r["rps"] * d) * 1e6  # noqa: B023
+                    return r
+
+                r = run(base + INFO, header=auth_header if who == "modvault-auth" else None)
                 record(SMALL, who, r["rps"])
                 record(SMALL_P99, who, r["p99_ms"])
+                record(SMALL_CPU, who, r["cpu_us"])
                 if args.small_only or small:
                     continue
-                record(ZIP_MBS, who, wrk(base + ZIP5, d, conns=16)["mbps"])
-                record(RANGE, who, wrk(base + ZIP5, d, header="Range: bytes=65536-131071")["rps"])
+                z = run(base + ZIP5, conns=16)
+                record(ZIP_MBS, who, z["mbps"])
+                r = run(base + ZIP5, header="Range: bytes=65536-131071")
+                record(RANGE, who, r["rps"])
+                record(RANGE_CPU, who, r["cpu_us"])
             if not args.small_only:
                 for who, port in (("nginx", ngx_tls), ("modvault-nolog", mv_tls)):
                     record(H2, who, h2load(f"https://127.0.0.1:{port}{INFO}", d))
@@ -497,13 +533,14 @@ def main() -> int:
         shutil.rmtree(root, ignore_errors=True)
 
     print(f"\nmedian of {args.rounds} interleaved rounds of {d:.0f} s; ratio = server / nginx "
-          f"(p99: nginx / server), so higher is better everywhere")
+          f"(p99 and CPU per request: nginx / server), so higher is better everywhere")
     print(f"{'measure':<22}{'server':<20}{'value':>12}{'ratio':>8}")
     for name, by in results.items():
         ref = statistics.median(by["nginx"])
         for who, values in by.items():
             v = statistics.median(values)
-            ratio = (ref / v if "p99" in name else v / ref) if v and ref else float("nan")
+            lower_better = "p99" in name or "CPU" in name
+            ratio = (ref / v if lower_better else v / ref) if v and ref else float("nan")
             print(f"{name:<22}{who:<20}{v:>12.1f}{ratio:>8.2f}")
     small = results[SMALL]
 
@@ -522,12 +559,13 @@ def main() -> int:
                 continue
             on = med(name, "modvault") / med(name, "baseline")
             off = med(name, "modvault-nolog") / med(name, "baseline-nolog")
-            if "p99" in name:
+            if "p99" in name or "CPU" in name:
                 on, off = 1 / on, 1 / off
             print(f"{name:<24}{on:>10.3f}{off:>10.3f}")
     if "modvault-auth" in small:
         print("\nauth on / auth off (no log), small .info req/s: "
-              f"{med(SMALL, 'modvault-auth') / med(SMALL, 'modvault-nolog'):.3f}")
+              f"{med(SMALL, 'modvault-auth') / med(SMALL, 'modvault-nolog'):.3f}, CPU per request: "
+              f"{med(SMALL_CPU, 'modvault-auth') / med(SMALL_CPU, 'modvault-nolog'):.3f}")
     if cold:
         print()
         print_cold(cold)
