@@ -302,6 +302,62 @@ def print_cold(rows: dict[str, dict[str, list[float]]]) -> None:
     print("(ratio: median cold fetch through modvault / median fetch from the upstream alone)")
 
 
+# -- memory: resident set of the whole process group ----------------------------------------------
+
+
+def rss_rows(data: Path, duration: float, trees: dict[str, dict[str, str]]
+             ) -> dict[str, dict[str, float]]:
+    """Per tree (name -> environment): RSS of modvault's whole process group (supervisor and
+    worker) idle after a few hits, and its peak (sampled every 50 ms) while 64 wrk connections
+    download the 100 MiB zip. The trees run one after the other, each alone."""
+    out: dict[str, dict[str, float]] = {}
+    for who, env in trees.items():
+        port = free_port()
+        proc = start_modvault(data, port, env={**env, "MODVAULT_ACCESS_LOG": "false"})
+        try:
+            for path in (INFO, f"/{MOD}/@v/list", ZIP5, "/healthz", "/metrics"):
+                for _ in range(5):
+                    subprocess.run(["curl", "-s", "-o", "/dev/null", f"http://127.0.0.1:{port}{path}"],
+                                   check=False, timeout=30)
+            time.sleep(0.5)
+            idle = rss_of_group(proc.pid)
+            load = functools.partial(wrk, f"http://127.0.0.1:{port}{ZIP100}", max(duration, 10),
+                                     conns=64)
+            big, peak = peak_rss_during(proc.pid, load)
+            out[who] = {"idle MiB": idle / 2**20, "peak MiB": peak / 2**20, "MB/s": big["mbps"]}
+        finally:
+            stop(proc)
+    return out
+
+
+def peak_rss_during(pid: int, load: Callable[[], dict[str, float]]) -> tuple[dict[str, float], int]:
+    """Run *load* while sampling the process group's RSS every 50 ms; (its result, the peak)."""
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, rss_of_group(pid))
+            time.sleep(0.05)
+
+    t = threading.Thread(target=sample)
+    t.start()
+    try:
+        result = load()
+    finally:
+        done.set()
+        t.join()
+    return result, peak
+
+
+def print_rss(rows: dict[str, dict[str, float]]) -> None:
+    print(f"{'RSS of the process group':<40}" + "".join(f"{w:>14}" for w in rows))
+    for name, label in (("idle MiB", "idle, MiB"), ("peak MiB", "peak, 64 clients on 100 MiB zip, MiB"),
+                        ("MB/s", "  (their aggregate MB/s)")):
+        print(f"{label:<40}" + "".join(f"{by[name]:>14.1f}" for by in rows.values()))
+
+
 def nginx_conf(root: Path, body: str) -> Path:
     conf = root / f"nginx-{free_port()}.conf"
     conf.write_text(f"""
@@ -412,6 +468,12 @@ def main() -> int:
         (root / "ngx-tmp").mkdir()
         cert, key = make_cert(root)
         tree_env = {"PYTHONPATH": str(Path(args.tree_src).resolve())} if args.tree_src else {}
+        if args.rss_only:
+            trees = {"modvault": tree_env}
+            if args.baseline_src:
+                trees = {"baseline": {"PYTHONPATH": str(Path(args.baseline_src).resolve())}, **trees}
+            print_rss(rss_rows(data, args.duration, trees))
+            return 0
         cold: dict[str, dict[str, list[float]]] = {}
         if args.cold or args.cold_only:
             print(f"load before the cold rows: {os.getloadavg()}")
