@@ -13,7 +13,6 @@ import os
 import random
 import shutil
 import subprocess
-import tempfile
 import unicodedata
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from modvault.module.modfile import (
     parse_retractions,
     synthesize_gomod,
 )
+from tests.support.gitrepos import shared_gocache
 
 GO = shutil.which("go")
 
@@ -304,8 +304,7 @@ _ORACLE: dict[str, XMod] = {}
 
 def _oracle_env(home: Path) -> dict[str, str]:
     # A build cache that outlives the test run: a cold build of x/mod takes ~20 s.
-    cache = Path(os.environ.get("MODVAULT_TEST_GOCACHE")
-                 or Path(tempfile.gettempdir()) / f"modvault-test-gocache-{os.getuid()}")
+    cache = shared_gocache()
     return {
         "PATH": os.environ["PATH"], "HOME": str(home), "GOCACHE": str(cache),
         "GOPATH": str(home / "gopath"), "GOENV": "off", "GOTOOLCHAIN": "local",

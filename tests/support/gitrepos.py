@@ -11,6 +11,7 @@ import os
 import shutil
 import stat
 import subprocess
+import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -63,6 +64,15 @@ class Repo:
         return git(self.work, "rev-parse", "HEAD").strip()
 
 
+def shared_gocache() -> Path:
+    """The go build cache every test shares (MODVAULT_TEST_GOCACHE, or one per user under the temp
+    directory, kept between runs). It only holds compiled packages keyed by their inputs and is safe
+    for concurrent go commands; module downloads (GOMODCACHE) stay per test, so the go command still
+    asks the proxy under test. A cold build of the standard library costs tens of seconds per test."""
+    return Path(os.environ.get("MODVAULT_TEST_GOCACHE")
+                or Path(tempfile.gettempdir()) / f"modvault-test-gocache-{os.getuid()}")
+
+
 def go_env(root: Path, repos: Path | None = None, **extra: str) -> dict[str, str]:
     """An isolated environment for the go command: nothing from the user's machine leaks in.
 
@@ -81,7 +91,7 @@ def go_env(root: Path, repos: Path | None = None, **extra: str) -> dict[str, str
         "HOME": str(home),
         "GOPATH": str(root / "gopath"),
         "GOMODCACHE": str(root / "gopath" / "pkg" / "mod"),
-        "GOCACHE": str(root / "gocache"),
+        "GOCACHE": str(shared_gocache()),
         "GOENV": "off",
         "GOTOOLCHAIN": "local",
         "GOFLAGS": "-mod=mod",
