@@ -133,7 +133,8 @@ class TestUpstreamServer(ThreadingHTTPServer):
         self.prefix_behaviours: dict[str, Behaviour] = {}
         self.hook: Callable[[str], None] | None = None
         self.lock = threading.Lock()
-        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+        # A short poll: stop() (shutdown) waits for serve_forever to notice, 0.5 s by default.
+        self.thread = threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True)
 
     @property
     def url(self) -> str:
