@@ -32,6 +32,19 @@ def mv(upstream_a: TestUpstreamServer, modvault: ModvaultFactory) -> Iterator[Mo
     yield modvault(upstream_a.url)
 
 
+@pytest.fixture(scope="module")
+def probe_mv(corpus: Corpus, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModvaultProcess]:
+    """One server for the one-request probes below: each sends a single request whose answer does
+    not depend on what came before, so they need not start a server each."""
+    upstream = TestUpstreamServer(corpus.proxy_a).start()
+    factory = ModvaultFactory(tmp_path_factory.mktemp("probe"))
+    try:
+        yield factory(upstream.url)
+    finally:
+        factory.close()
+        upstream.stop()
+
+
 def test_content_types_and_cache_headers(mv: ModvaultProcess) -> None:
     cases = {
         f"/{MOD}/@v/list": ("text/plain; charset=utf-8", "public, max-age=300"),
@@ -166,13 +179,13 @@ def raw_request(port: int, target: bytes, method: bytes = b"GET") -> int:
         (b"/" + b"a/" * 1500 + b"@v/list", 414),
     ],
 )
-def test_bad_requests(mv: ModvaultProcess, target: bytes, status: int) -> None:
-    assert raw_request(mv.port, target) == status
+def test_bad_requests(probe_mv: ModvaultProcess, target: bytes, status: int) -> None:
+    assert raw_request(probe_mv.port, target) == status
 
 
-def test_methods(mv: ModvaultProcess) -> None:
-    assert httpx.post(mv.url + INFO).status_code == 405
-    assert httpx.delete(mv.url + INFO).status_code == 405
+def test_methods(probe_mv: ModvaultProcess) -> None:
+    assert httpx.post(probe_mv.url + INFO).status_code == 405
+    assert httpx.delete(probe_mv.url + INFO).status_code == 405
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -75,15 +75,23 @@ def test_second_modvault_never_shares_the_port(upstream_a: TestUpstreamServer,
     for _ in range(20):
         assert httpx.get(first.url + INFO, timeout=10).status_code == 200
     assert not (tmp_path / "other" / "github.com").exists()
-    # Sharing on purpose is possible when asked for.
-    shared = subprocess.Popen(
-        [sys.executable, "-m", "modvault", "serve", "--listen", f"127.0.0.1:{first.port}",
-         "--data-dir", str(tmp_path / "shared"), "--upstream", upstream_a.url],
-        env=clean_env(MODVAULT_ALLOW_PORT_SHARING="true"), stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # Sharing on purpose is possible when asked for: the second one answers requests on that port
+    # too (it fetches into its own data directory).
+    log = tmp_path / "shared.log"
+    with open(log, "wb") as out:
+        shared = subprocess.Popen(
+            [sys.executable, "-m", "modvault", "serve", "--listen", f"127.0.0.1:{first.port}",
+             "--data-dir", str(tmp_path / "shared"), "--upstream", upstream_a.url],
+            env=clean_env(MODVAULT_ALLOW_PORT_SHARING="true"), stdout=out, stderr=out,
+            start_new_session=True)
     try:
-        time.sleep(3)
-        assert shared.poll() is None, shared.stderr.read() if shared.stderr else ""
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "shared" / "github.com").exists():
+            assert shared.poll() is None and time.monotonic() < deadline, log.read_text()
+            with contextlib.suppress(httpx.HTTPError):
+                httpx.get(first.url + INFO, timeout=10)
+            time.sleep(0.05)
+        assert shared.poll() is None, log.read_text()
     finally:
         os.killpg(shared.pid, signal.SIGTERM)
         shared.wait(timeout=20)
