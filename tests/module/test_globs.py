@@ -7,9 +7,7 @@ when a ``go`` toolchain is on PATH.
 from __future__ import annotations
 
 import json
-import os
 import random
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from hypothesis import strategies as st
 
 from modvault.module.errors import ModuleError
 from modvault.module.globs import match_prefix_patterns, path_match
+from tests.support.gitrepos import GO, build_go_program
 
 BAD = None  # path.ErrBadPattern
 
@@ -206,21 +205,10 @@ GOCHECK = Path(__file__).parent / "gocheck"
 
 @pytest.fixture(scope="module")
 def go_path_match(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    go = shutil.which("go")
-    if go is None:
+    if GO is None:
         pytest.skip("no go toolchain on PATH")
     out = tmp_path_factory.mktemp("gocheck") / "gocheck"
-    env = {**os.environ, "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=mod", "GOWORK": "off"}
-    env.setdefault("GOPROXY", "off")
-    proc = subprocess.run(
-        [go, "build", "-o", str(out), "."],
-        cwd=GOCHECK,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
+    proc = build_go_program(GOCHECK, out)
     if proc.returncode != 0:
         pytest.skip(f"cannot build gocheck: {proc.stderr.strip()[:300]}")
     return out

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from modvault.sumdb.note import (
     UnverifiedNote,
     VerifierList,
 )
+from tests.support.gitrepos import GO, build_go_program
 
 # Published in golang.org/x/mod/sumdb/note (package documentation and note_test.go).
 PETER_VKEY = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"
@@ -469,19 +468,10 @@ _GOCHECK = Path(__file__).parent / "gocheck" / "main.go"
 
 @pytest.fixture(scope="module")
 def gocheck(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    go = shutil.which("go")
-    if go is None:
+    if GO is None:
         pytest.skip("go toolchain not on PATH")
     out = tmp_path_factory.mktemp("gocheck") / "gocheck"
-    env = {**os.environ, "GOTOOLCHAIN": "local", "GOFLAGS": "", "GO111MODULE": "on"}
-    result = subprocess.run(
-        [go, "build", "-o", str(out), str(_GOCHECK)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=240,
-        check=False,
-    )
+    result = build_go_program(_GOCHECK, out)
     if result.returncode != 0:
         pytest.fail(f"building gocheck failed:\n{result.stderr}")
     return out

@@ -121,6 +121,17 @@ def run_go(args: list[str], cwd: Path, env: Mapping[str, str], check: bool = Tru
     return proc
 
 
+def build_go_program(target: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    """``go build -o out`` of a main package that imports only the standard library (a directory
+    with its go.mod, or one .go file), offline and with the shared build cache."""
+    assert GO is not None, "go not on PATH"
+    cwd, arg = (target, ".") if target.is_dir() else (target.parent, target.name)
+    env = {**os.environ, "GOTOOLCHAIN": "local", "GOFLAGS": "", "GOWORK": "off", "GOPROXY": "off",
+           "GO111MODULE": "on", "GOCACHE": str(shared_gocache())}
+    return subprocess.run([GO, "build", "-o", str(out), arg], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=240, check=False)
+
+
 def download_json(stdout: str) -> list[dict[str, object]]:
     """`go mod download -json` prints a stream of JSON objects."""
     dec = json.JSONDecoder()
