@@ -3,7 +3,9 @@ static upstream proxy serving them, and modvault server processes."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,15 @@ from tests.support.gitrepos import (
 )
 from tests.support.modvault_proc import ModvaultProcess
 from tests.support.upstream_server import TestUpstreamServer, serve_tree
+from tests.vcs.corpus import Corpus as GitCorpus
+from tests.vcs.corpus import build as build_git_corpus
+
+# The Python processes tests start (modvault servers and their workers, CLI runs: hundreds a run) keep
+# their bytecode under one temp directory. Where PYTHONDONTWRITEBYTECODE is set, as on these machines,
+# each of them would otherwise compile modvault's sources again (~0.13 s of CPU an import of the CLI).
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+os.environ.setdefault("PYTHONPYCACHEPREFIX",
+                      str(Path(tempfile.gettempdir()) / f"modvault-test-pycache-{os.getuid()}"))
 
 requires_go = pytest.mark.skipif(GO is None, reason="go toolchain not on PATH")
 
@@ -122,6 +133,14 @@ def depgraph(tmp_path_factory: pytest.TempPathFactory) -> DepGraph:
     if GO is None:
         pytest.skip("go toolchain not on PATH")
     return build_depgraph(tmp_path_factory.mktemp("depgraph"))
+
+
+@pytest.fixture(scope="session")
+def git_corpus(tmp_path_factory: pytest.TempPathFactory) -> GitCorpus:
+    """tests/vcs/corpus.py's git repositories, built once (tests only read them)."""
+    if shutil.which("git") is None:
+        pytest.skip("git not on PATH")
+    return build_git_corpus(tmp_path_factory.mktemp("vcs-corpus"))
 
 
 @pytest.fixture

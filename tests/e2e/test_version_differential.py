@@ -22,7 +22,6 @@ from tests.conftest import ModvaultFactory
 from tests.support.gitrepos import GO, download_json, export_proxy, go_env, rmtree, run_go
 from tests.support.upstream_server import TestUpstreamServer
 from tests.vcs.corpus import Corpus as GitCorpus
-from tests.vcs.corpus import build as build_git_corpus
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(GO is None, reason="go toolchain not on PATH")]
 
@@ -108,12 +107,13 @@ def test_upstream_fixture_trees(corpus: UpstreamCorpus, modvault: ModvaultFactor
 
 
 @pytest.fixture(scope="module")
-def git_world(tmp_path_factory: pytest.TempPathFactory) -> tuple[GitCorpus, Path, list[str]]:
+def git_world(git_corpus: GitCorpus, tmp_path_factory: pytest.TempPathFactory
+              ) -> tuple[GitCorpus, Path, list[str]]:
     """tests/vcs/corpus.py's repositories, and a GOPROXY tree the go command built from them in
     direct mode, holding the query answers a public proxy would give (``v2.0.0.info`` of an
     +incompatible module says ``v2.0.0+incompatible``)."""
     root = tmp_path_factory.mktemp("git-differential")
-    c = build_git_corpus(root)
+    c = git_corpus
     incompatible_queries = sorted({k.removesuffix("+incompatible")
                                    for k in c.downloads if k.endswith("+incompatible")})
     keys = sorted(set(c.downloads) | set(c.queries) | set(incompatible_queries))

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,15 +17,12 @@ from modvault.module.dirhash import hash_zip
 from modvault.module.pseudo import is_pseudo_version
 from modvault.sources.vcs import GitSource
 from tests.support.gitrepos import GO, download_json, go_env, rmtree, run_go
-from tests.vcs.corpus import Corpus, build
+from tests.vcs.corpus import Corpus
 
 
 @pytest.fixture(scope="package")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corpus]:
-    if shutil.which("git") is None:
-        pytest.skip("git not on PATH")
-    root = tmp_path_factory.mktemp("vcs-corpus")
-    c = build(root)
+def corpus(git_corpus: Corpus) -> Iterator[Corpus]:
+    c = git_corpus
     saved = {k: os.environ.get(k) for k in ("GIT_CONFIG_GLOBAL", "GIT_CONFIG_NOSYSTEM")}
     # GitSource honours the user's git configuration: point it at the corpus's insteadOf rewrite,
     # exactly as the go command's environment does.
