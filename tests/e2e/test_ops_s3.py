@@ -1,7 +1,8 @@
 """Operator commands against the S3 store (a real SeaweedFS) while a replica serves from it:
 ``ls`` lists what the go command fetched, ``rm`` deletes it from the bucket and the running replica
-forgets it at once, ``import`` loads a GOMODCACHE tree into the bucket, ``gc``/``export`` refuse
-clearly; the go command then downloads the imported version through the replica."""
+forgets it at once, ``import`` loads a GOMODCACHE tree into the bucket, ``gc`` refuses
+clearly, ``export`` writes a bundle from the bucket; the go command then downloads the imported
+version through the replica."""
 
 from __future__ import annotations
 
@@ -91,5 +92,19 @@ def test_ls_rm_import_on_the_bucket(corpus: Corpus, upstream_a: TestUpstreamServ
         got3 = _download(tmp_path / "g3", mv.url, f"{HELLO}@{version}")
         assert got3[f"{HELLO}@{version}"]["Sum"] == corpus.reference[f"{HELLO}@{version}"]["Sum"]
         assert upstream_a.count(zip_path) == before  # served from the imported copy
+
+        # export from the bucket, then import the bundle into a fresh filesystem store.
+        bundle = tmp_path / "hello.tar"
+        exp = cli("export", f"{HELLO}@v1.1.0", "-o", str(bundle), "--json", "--data-dir", data, env=env)
+        assert exp.returncode == 0, exp.stderr
+        assert [i["Version"] for i in json.loads(exp.stdout)["Items"]] == ["v1.1.0"]
+        site = tmp_path / "site"
+        back = cli("import", str(bundle), "--json", "--no-sumdb-check", "--data-dir", str(site),
+                   env={"MODVAULT_SUMDB_VERIFY": "false"})
+        assert back.returncode == 0, back.stderr
+        assert json.loads(back.stdout)["Added"] == [f"{HELLO}@v1.1.0"]
+        zip_in_site = site / HELLO / "@v" / "v1.1.0.zip"
+        assert zip_in_site.read_bytes() == Path(str(got[f"{HELLO}@v1.1.0"]["Zip"])).read_bytes()
+        assert not list((mv.data_dir / ".modvault").rglob("export-*"))  # staging cleaned up
     finally:
         seaweed.stop()

@@ -1,24 +1,34 @@
-"""``modvault ls`` and ``rm`` on a store without local files (``store = "s3"``): the same answers as on
-the data directory, from one recursive listing of the bucket instead of a directory walk.
+"""``modvault ls``, ``rm`` and ``export`` on a store without local files (``store = "s3"``): the same
+answers as on the data directory, from one recursive listing of the bucket instead of a directory
+walk.
 
-The access journal is each replica's own (under its data directory), so "last access" is this
-machine's; ``gc`` ranks by it and therefore stays a filesystem-store command (on a bucket, use
-lifecycle rules, or ``rm``).
+``export`` stages what it needs in the work directory and writes the bundle from there. The access
+journal is each replica's own (under its data directory), so "last access" is this machine's;
+``gc`` ranks by it and therefore stays a filesystem-store command (on a bucket, use lifecycle rules,
+or ``rm``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import os
+import tempfile
 from collections import defaultdict
+from pathlib import Path
 
+from modvault.config import Settings
 from modvault.module.errors import ModuleError
 from modvault.module.globs import match_prefix_patterns
-from modvault.module.path import escape_path, unescape_path
+from modvault.module.path import escape_path, escape_version, unescape_path
+from modvault.ops.bundle import ExportReport, collect_graph, export_bundle
 from modvault.ops.inventory import PUBLISHED_PREFIX, SKIP_TOP, VersionRecord, versions_from_files
+from modvault.ops.targets import Target
 from modvault.policy import ModulePolicy
 from modvault.storage import keys
 from modvault.storage.base import ObjectInfo
 from modvault.storage.s3 import S3Store
+from modvault.storage.workdir import default_work_dir
 
 
 def _records(objects: list[ObjectInfo], policy: ModulePolicy, access: dict[str, float],
@@ -90,3 +100,59 @@ def delete_keys(store: S3Store, doomed: list[str]) -> None:
             await store.aclose()
 
     asyncio.run(run())
+
+
+async def _copy_to(store: S3Store, key: str, dest: Path) -> None:
+    """One object into *dest* (streamed, never whole in memory)."""
+    body = await store.open(key)
+    if body is None:
+        return
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".part")
+    with open(tmp, "wb") as fh:
+        async for chunk in body.stream():
+            await asyncio.to_thread(fh.write, chunk)
+    os.replace(tmp, dest)
+
+
+def export_remote(settings: Settings, targets: list[Target], output: Path, *,
+                  transitive: bool = True) -> ExportReport:
+    """``modvault export`` from the bucket: its .info/.mod files and checksum-database answers are
+    copied to a staging directory in the work directory (small files), the graph is resolved
+    there, the zips of the chosen versions follow, and the bundle is written from the staging copy
+    as from a data directory. Blocking."""
+    store = _bucket(settings)
+    work = Path(default_work_dir(settings.data_dir, settings.work_dir))
+    work.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="export-", dir=work) as tmp:
+        staging = Path(tmp)
+
+        async def small() -> None:
+            wanted = [o.key for o in await store.walk()
+                      if (o.key.endswith((".info", ".mod")) and "/@v/" in o.key
+                          and o.key.split("/", 1)[0] not in SKIP_TOP)
+                      or o.key.startswith("sumdb/")]
+            for start in range(0, len(wanted), 32):
+                await asyncio.gather(*(_copy_to(store, k, staging / k) for k in wanted[start:start + 32]))
+
+        async def zips(versions: list[Target]) -> None:
+            for t in versions:
+                key = keys.artifact_key(escape_path(t.module), escape_version(t.version), "zip")
+                await _copy_to(store, key, staging / key)
+            await store.aclose()
+
+        asyncio.run(small())
+        versions, missing = collect_graph(staging, targets, transitive=transitive)
+        if missing:
+            return ExportReport(missing=missing)
+        asyncio.run(zips(versions))
+        local = dataclasses.replace(settings, data_dir=str(staging), store="fs")
+        return export_bundle(local, targets, output, transitive=transitive)
+
+
+def _bucket(settings: Settings) -> S3Store:
+    from modvault.wiring import build_store
+
+    store = build_store(settings)
+    assert isinstance(store, S3Store)
+    return store

@@ -354,7 +354,8 @@ def cmd_export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from modvault.ops.targets import TargetError
 
     settings = store_settings(args)
-    _fs_only(settings, "export")
+    if settings.store == "memory":
+        _fs_only(settings, "export")
     try:
         targets = load_targets(args.targets, sys.stdin)
     except TargetError as exc:
@@ -373,8 +374,13 @@ def cmd_export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         failed = asyncio.run(warm())
         if failed:
             raise OpsError("prewarm failed: " + "; ".join(failed[:5]))
-    _existing_data_dir(settings)
-    report = export_bundle(settings, targets, Path(args.output), transitive=not args.no_deps)
+    if settings.store == "s3":
+        from modvault.ops.remote_store import export_remote
+
+        report = export_remote(settings, targets, Path(args.output), transitive=not args.no_deps)
+    else:
+        _existing_data_dir(settings)
+        report = export_bundle(settings, targets, Path(args.output), transitive=not args.no_deps)
     if report.missing:
         raise OpsError("cannot export: " + "; ".join(report.missing[:10]))
     audit(settings, "export", str(args.output), versions=len(report.versions))

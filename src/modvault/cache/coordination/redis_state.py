@@ -167,7 +167,9 @@ class RedisChanges:
                     msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if msg is None or msg.get("type") != "message":
                         continue
-                    handler(Change.decode(msg["data"]))
+                    change = Change.decode(msg["data"])
+                    if change is not None:  # not ours (or garbled): ignored
+                        handler(change)
             except _ERRORS as exc:
                 self.subscribed.clear()
                 self.link.failed("subscribe", exc)
