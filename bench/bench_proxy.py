@@ -229,6 +229,23 @@ def make_cold_upstream(root: Path) -> None:
     (d / "list").write_text("".join(v + "\n" for v, _ in COLD_ZIPS.values()))
 
 
+def group_cpu_seconds(pgid: int) -> float:
+    """User + system CPU time used so far by the live processes of process group *pgid*."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.getpgid(int(entry.name)) != pgid:
+                continue
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, ProcessLookupError, IndexError):
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
 def curl_seconds(url: str) -> float:
     """Wall time of one GET (curl's time_total), failing on anything but a whole 200."""
     out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{time_total}", url],
@@ -274,11 +291,15 @@ def cold_rows(root: Path, cert: Path, key: Path, rounds: int, trees: dict[str, d
             for _ in range(rounds):
                 by.setdefault("upstream alone", []).append(
                     curl_seconds(f"http://127.0.0.1:{up_port}{tail}.zip") * 1e3)
-                for who, _, port, data in servers:
+                for who, proc, port, data in servers:
                     stored = data / COLD_MOD / "@v" / f"{version}.zip"
                     stored.unlink(missing_ok=True)
+                    cpu = group_cpu_seconds(proc.pid)
                     by.setdefault(who, []).append(
                         curl_seconds(f"http://127.0.0.1:{port}{tail}.zip") * 1e3)
+                    time.sleep(0.05)  # let the worker finish what follows the answer
+                    by.setdefault(f"{who} cpu", []).append(
+                        (group_cpu_seconds(proc.pid) - cpu) * 1e3)
                     if not stored.exists():
                         raise RuntimeError(f"{name}: {who} did not store the zip")
     finally:
@@ -291,7 +312,7 @@ def cold_rows(root: Path, cert: Path, key: Path, rounds: int, trees: dict[str, d
 def print_cold(rows: dict[str, dict[str, list[float]]]) -> None:
     import statistics
 
-    whos = [w for w in next(iter(rows.values())) if w != "upstream alone"]
+    whos = [w for w in next(iter(rows.values())) if w != "upstream alone" and " cpu" not in w]
     print(f"{'cold path (median ms)':<24}{'upstream':>10}" + "".join(
         f"{w:>12}{'ratio':>7}" for w in whos))
     for name, by in rows.items():
@@ -299,7 +320,11 @@ def print_cold(rows: dict[str, dict[str, list[float]]]) -> None:
         cells = "".join(f"{statistics.median(by[w]):>12.1f}{statistics.median(by[w]) / up:>7.2f}"
                         for w in whos)
         print(f"{name:<24}{up:>10.1f}{cells}   (n={len(by['upstream alone'])})")
-    print("(ratio: median cold fetch through modvault / median fetch from the upstream alone)")
+        cpu = "".join(f"{statistics.median(by[w + ' cpu']):>12.1f}{'':>7}" for w in whos)
+        print(f"{'  server CPU ms':<24}{'':>10}{cpu}")
+    print("(ratio: median cold fetch through modvault / median fetch from the upstream alone; server"
+          " CPU: user+system time of modvault's process group per cold fetch, less sensitive to"
+          " other load than wall time)")
 
 
 # -- memory: resident set of the whole process group ----------------------------------------------
