@@ -10,6 +10,7 @@ implementations (redis_state.py) degrade to these when Redis cannot be reached.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import mmap
@@ -23,8 +24,21 @@ from modvault.cache.coordination.base import FlightLock, LocalFlightLock
 
 LOG = logging.getLogger("modvault.coordination")
 
-# Under the data directory: an 8-byte token rewritten on every change (workers of one group map it).
+# An 8-byte token rewritten on every change (workers of one group map it): in the host's shared
+# memory, keyed by the data directory; under the data directory only where /dev/shm is unusable.
 CHANGES_FILE = ".modvault/state/changes"
+SHARED_MEMORY = Path("/dev/shm")
+
+
+def changes_path(data_dir: str | Path) -> Path:
+    """Where the change token of ``data_dir`` lives. Not on the data directory's file system when
+    avoidable: a writable shared mapping there keeps it busy, so it could not be remounted read-only
+    while modvault runs."""
+    root = Path(data_dir).resolve()
+    if SHARED_MEMORY.is_dir() and os.access(SHARED_MEMORY, os.W_OK):
+        key = hashlib.sha256(os.fsencode(root)).hexdigest()[:20]
+        return SHARED_MEMORY / f"modvault-{key}.changes"
+    return root / CHANGES_FILE
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,20 +122,25 @@ class LocalWriterLease:
 
 
 class LocalChanges:
-    """Workers of one process group: a token in a small memory-mapped file under the data directory.
+    """Workers of one process group: a token in a small memory-mapped file (see ``changes_path``).
 
     ``announce`` writes 8 random bytes; every worker compares the mapped bytes with the last it saw
     (a slice of shared memory, no system call) before answering, and forgets its memory tier when
-    they differ. Without a usable file (read-only data directory) changes stay per process."""
+    they differ. Without a usable file changes stay per process."""
 
     def __init__(self, data_dir: str | Path) -> None:
-        self.path = Path(data_dir) / CHANGES_FILE
+        self.path = changes_path(data_dir)
         self._map: mmap.mmap | None = None
         self._word: memoryview | None = None  # the token as one unsigned 64-bit integer
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            # /dev/shm is shared by every user: never follow a planted link, never use another
+            # user's file.
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
             try:
+                euid = os.geteuid()
+                if euid != 0 and os.fstat(fd).st_uid != euid:
+                    raise OSError(f"owned by uid {os.fstat(fd).st_uid}")
                 if os.fstat(fd).st_size < 8:
                     os.ftruncate(fd, 8)
                 self._map = mmap.mmap(fd, 8)
