@@ -50,6 +50,11 @@ def stores(request: pytest.FixtureRequest, tmp_path: Path,
         one = MemoryStore()
         yield one, one
     else:
+        if request.param == "moto" and "under_concurrency" in request.node.name:
+            # Seen here: moto lost one of 30 concurrent If-Match updates (its conditional writes
+            # are check-then-write), so it is no store for the private log; SeaweedFS holds.
+            request.applymarker(pytest.mark.xfail(reason="moto's If-Match is not atomic under "
+                                                         "concurrency", strict=False))
         server: SeaweedS3 | MotoS3 = request.getfixturevalue(
             "moto" if request.param == "moto" else "seaweed")
         for k, v in s3_credentials_env().items():
