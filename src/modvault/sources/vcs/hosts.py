@@ -27,6 +27,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 from modvault.observability import metrics
+from modvault.observability.health import publish_state
 from modvault.sources.health import HealthRecord, HealthRegistry, State
 from modvault.sources.vcs.git import GitError, GitRunner, GitTimeout, OutputTooLarge, probe_repo
 
@@ -120,8 +121,6 @@ class GitHosts:
                     or len(self.registry.records) >= self.registry.max_records):
                 return None
             rec = self.registry.get(name, KIND)
-            from modvault.observability.health import publish_state
-
             publish_state(rec)
             if self.on_new is not None:
                 self.on_new(rec, functools.partial(self.probe, rec.name))
