@@ -148,10 +148,17 @@ def test_fastest_moves_away_and_back(upstream_a: TestUpstreamServer, mirror: Tes
         fetch_lists(1)
         return module_requests(srv) > before
 
+    def measured_ms(name: str) -> float:
+        doc = httpx.get(mv.url + "/api/v1/status", timeout=30).json()
+        entry = next(u for u in doc["upstreams"] if u["name"] == name)
+        return float(entry["recent_ms"] or 0.0)
+
     fetch_lists(3)  # nothing measured yet: list order, so upstream A
     assert module_requests(upstream_a) >= 1
     upstream_a.slow_everything(slow)
-    # A's measured latency rises (its answers and its probes): the mirror goes first.
+    # A's measured latency rises (its probes, and answers if any go there): the mirror goes first.
+    # Wait until the slowness is measured, not for a guessed time.
+    assert wait_for(lambda: measured_ms(upstream_a.url) >= slow * 1000 / 2, timeout=90)
     assert wait_for(lambda: served_by(mirror), timeout=90)
     assert wait_for(lambda: upstream_a.busy("/github.com/") == 0, timeout=60)  # nothing in flight
     before = module_requests(upstream_a)
