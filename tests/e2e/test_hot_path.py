@@ -90,9 +90,10 @@ def test_prebuilt_answers_are_the_general_paths_answers(upstream_a: TestUpstream
 
 def test_prebuilt_answers_follow_the_memory_tier(upstream_a: TestUpstreamServer,
                                                  modvault: ModvaultFactory) -> None:
-    # Room for about one .info in memory: asking another one evicts the first, whose prebuilt
-    # answer must then be dropped (the general path looks in memory again, and misses).
-    mv = modvault(upstream_a.url, env={"MODVAULT_MEMORY_CACHE_BYTES": "450"})
+    # Room for one .info in memory (an entry is charged body + 2 x key + 512 bytes): asking another
+    # one evicts the first, whose prebuilt answer must then be dropped (the general path looks in
+    # memory again, and misses).
+    mv = modvault(upstream_a.url, env={"MODVAULT_MEMORY_CACHE_BYTES": "1200"})
     other = f"/{MOD}/@v/v1.1.0.info"
     with httpx.Client(base_url=mv.url) as c:
         for _ in range(4):
