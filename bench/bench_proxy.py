@@ -621,14 +621,14 @@ def main() -> int:
 
     print(f"\nmedian of {args.rounds} interleaved rounds of {d:.0f} s; ratio = server / nginx "
           f"(p99 and CPU per request: nginx / server), so higher is better everywhere")
-    print(f"{'measure':<22}{'server':<20}{'value':>12}{'ratio':>8}")
+    print(f"{'measure':<26}{'server':<20}{'value':>12}{'ratio':>8}")
     for name, by in results.items():
         ref = statistics.median(by["nginx"])
         for who, values in by.items():
             v = statistics.median(values)
             lower_better = "p99" in name or "CPU" in name
             ratio = (ref / v if lower_better else v / ref) if v and ref else float("nan")
-            print(f"{name:<22}{who:<20}{v:>12.1f}{ratio:>8.2f}")
+            print(f"{name:<26}{who:<20}{v:>12.1f}{ratio:>8.2f}")
     small = results[SMALL]
 
     def med(name: str, who: str) -> float:
