@@ -22,22 +22,32 @@ def free_port() -> int:
 class ModvaultProcess:
     def __init__(self, data_dir: Path, upstream: str, *args: str, env: dict[str, str] | None = None,
                  tls: tuple[Path, Path] | None = None) -> None:
-        self.port = free_port()
         self.data_dir = data_dir
         self.scheme = "https" if tls else "http"
-        cmd = [sys.executable, "-m", "modvault", "serve", "--listen", f"127.0.0.1:{self.port}",
-               "--data-dir", str(data_dir), "--upstream", upstream, *args]
-        if tls:
-            cmd += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
         e = {k: v for k, v in os.environ.items() if not k.startswith("MODVAULT_")}
         # No public checksum database is reachable here: tests that verify configure their own.
         e["MODVAULT_SUMDB_VERIFY"] = "false"
         e.update(env or {})
-        self.log_path = data_dir.parent / f"modvault-{self.port}.log"
-        self.log = open(self.log_path, "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=e,
-                                     start_new_session=True)
-        self._wait_ready()
+        # A free port can be taken by another process (another xdist worker's server or client)
+        # between free_port() and modvault's bind: start again on a new port when that happens.
+        for attempt in range(5):
+            self.port = free_port()
+            cmd = [sys.executable, "-m", "modvault", "serve", "--listen", f"127.0.0.1:{self.port}",
+                   "--data-dir", str(data_dir), "--upstream", upstream, *args]
+            if tls:
+                cmd += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
+            self.log_path = data_dir.parent / f"modvault-{self.port}.log"
+            self.log = open(self.log_path, "wb")  # noqa: SIM115
+            self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=e,
+                                         start_new_session=True)
+            try:
+                self._wait_ready()
+                return
+            except RuntimeError:
+                lost_port = self.proc.returncode == 2 and "is already in use" in self.output()
+                self.log.close()
+                if not lost_port or attempt == 4:
+                    raise
 
     @property
     def url(self) -> str:
