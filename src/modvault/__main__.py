@@ -1,5 +1,3 @@
-import sys
+from modvault.cli import run
 
-from modvault.cli import main
-
-sys.exit(main())
+run()

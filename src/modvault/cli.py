@@ -214,6 +214,25 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def run() -> None:
+    """The ``modvault`` command and ``python -m modvault``: ``main`` and then leave at once.
+
+    A finished command exits without the interpreter's finalization: native runtimes some commands
+    load (obstore's threads, for the S3 store) could abort the process while it was torn down, after
+    the command had done its work (seen as SIGABRT with complete output, no Python frame left).
+    Files are closed by then; what Python and logging still buffer is flushed first."""
+    code = main()
+    import logging
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            code = code or 1  # output that could not be written is a failure (e.g. a closed pipe)
+    os._exit(code)
+
+
 def _other_command(parser: argparse.ArgumentParser,
                    sub: argparse._SubParsersAction[argparse.ArgumentParser],
                    argv: list[str] | None) -> tuple[argparse.Namespace, int | None]:

@@ -80,8 +80,15 @@ def test_ls_rm_gc_index_and_metrics(corpus: Corpus, upstream_a: TestUpstreamServ
         assert len(r.text.splitlines()) == 1
     assert httpx.post(mv.url + "/index", timeout=10).status_code == 405
 
-    # Store metrics follow the walk that /index just made.
-    metrics = httpx.get(mv.url + "/metrics", timeout=10).text
+    # Store metrics follow the store's walks, which /index starts when the last is over 2 s old; a
+    # walk may have begun before the last zip landed, so ask again until one has seen all three.
+    deadline = time.monotonic() + 60
+    while True:
+        httpx.get(mv.url + "/index", timeout=10)
+        metrics = httpx.get(mv.url + "/metrics", timeout=10).text
+        if _metric(metrics, 'modvault_store_artifacts{kind="zip"}') == 3 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert _metric(metrics, 'modvault_store_artifacts{kind="zip"}') == 3
     zip_bytes = sum(os.path.getsize(str(d["Zip"])) for d in got.values())
     assert _metric(metrics, 'modvault_store_bytes{kind="zip"}') == zip_bytes

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
@@ -34,7 +36,16 @@ def test_status_document(upstream_a: TestUpstreamServer, upstream_b: TestUpstrea
         for path in (INFO, ZIP):
             assert httpx.get(mv.url + path, timeout=30).status_code == 200
         assert httpx.get(mv.url + f"/sumdb/{db.name}/latest", timeout=30).status_code == 200
-        r = httpx.get(mv.url + "/api/v1/status", timeout=30)
+        # The store section comes from the store's last walk (one begun before the zip landed may
+        # miss it); /index starts a new walk when the last is over 2 s old.
+        deadline = time.monotonic() + 60
+        while True:
+            r = httpx.get(mv.url + "/api/v1/status", timeout=30)
+            if (r.status_code != 200 or r.json()["store"]["artifacts_by_kind"].get("zip")
+                    or time.monotonic() > deadline):
+                break
+            httpx.get(mv.url + "/index", timeout=30)
+            time.sleep(0.5)
         assert r.status_code == 200 and r.headers["content-type"] == "application/json"
         assert "hunter2pw" not in r.text and "s3cr3t-token" not in r.text
         doc = r.json()
