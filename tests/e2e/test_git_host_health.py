@@ -148,7 +148,10 @@ def test_probes_and_readyz_follow_the_git_host(git_host: GitHost, modvault: Modv
     # Probes keep asking the host while it is in use (ls-remote of the repository last used).
     asked = git_host.server.count("acme/g0")
     assert wait_for(lambda: git_host.server.count("acme/g0") >= asked + 2)
-    assert metric(mv.url, "modvault_upstream_probes_total", upstream=HOST, outcome="ok") >= 2
+    # One probe can be two HTTP requests (protocol v2: info/refs, then ls-refs), and its metric is
+    # counted when it finishes: wait for two finished probes.
+    assert wait_for(lambda: metric(mv.url, "modvault_upstream_probes_total", upstream=HOST,
+                                   outcome="ok") >= 2)
 
     git_host.server.stop()  # connections refused
     assert wait_for(lambda: ready().status_code == 503)
