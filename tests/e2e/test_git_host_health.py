@@ -5,8 +5,9 @@ proxy upstreams, and /readyz that follows the host's reachability."""
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import httpx
 import pytest
 
 from tests.conftest import ModvaultFactory
+from tests.support import waits
 from tests.support.git_http import GitHTTPServer, insteadof_config
 from tests.support.gitrepos import Repo, download_json, go_env, run_go
 from tests.support.metrics import scrape, value
@@ -59,13 +61,7 @@ def metric(url: str, name: str, **labels: str) -> float:
     return value(scrape(url), name, **labels)
 
 
-def wait_for(cond: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.1)
-    return cond()
+wait_for = functools.partial(waits.wait_for, timeout=30.0)
 
 
 def test_git_host_breaker_opens_answers_at_once_and_closes(git_host: GitHost,

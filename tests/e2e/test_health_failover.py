@@ -5,8 +5,9 @@ refused artifacts; the real go command through a mirror failing mid-run."""
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -14,6 +15,7 @@ import pytest
 
 from tests.conftest import Corpus, ModvaultFactory
 from tests.sumdb.sumdb_support import FakeSumdb
+from tests.support import waits
 from tests.support.gitrepos import download_json, go_env, run_go
 from tests.support.metrics import scrape, value
 from tests.support.modvault_proc import ModvaultProcess
@@ -49,13 +51,7 @@ def breaker(mv: ModvaultProcess, upstream: str, state: str) -> float:
     return value(scrape(mv.url), "modvault_upstream_breaker_state", upstream=upstream, state=state)
 
 
-def wait_for(cond: Callable[[], bool], timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.1)
-    return cond()
+wait_for = functools.partial(waits.wait_for, timeout=15.0)
 
 
 def test_pipe_fails_over_at_once_and_recovers(upstream_a: TestUpstreamServer,
