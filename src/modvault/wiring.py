@@ -6,8 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from pathlib import Path
-
-import httpx
+from typing import TYPE_CHECKING
 
 from modvault.cache.coordination.state import Coordination, LocalChanges, local_coordination
 from modvault.config import ConfigError, Settings, licence_list, parse_pairs, sumdb_settings
@@ -20,6 +19,7 @@ from modvault.service import Checksums, ModuleService
 from modvault.sources.base import Source
 from modvault.sources.chain import Chain
 from modvault.sources.health import BreakerPolicy, HealthRegistry
+from modvault.sources.lazyclient import lazy_client
 from modvault.sources.published import PublishedSource
 from modvault.sources.tracking import Prober, make_probe_client
 from modvault.sources.upstream import (
@@ -42,6 +42,9 @@ from modvault.sumdb.proxy import SumdbProxy
 from modvault.supply.admission import SupplyChain
 from modvault.supply.attestkey import load_key
 from modvault.supply.osv import load_osv_dir
+
+if TYPE_CHECKING:
+    import httpx
 
 LOG = logging.getLogger("modvault.wiring")
 
@@ -94,8 +97,8 @@ def build_prober(settings: Settings, health: HealthRegistry, chain: Chain,
     the interval is 0)."""
     if settings.upstream_probe_interval <= 0 or settings.offline:
         return None
-    client = make_probe_client(tls_context(settings.upstream_ca_file),
-                               max(1.0, min(10.0, settings.upstream_connect_timeout)))
+    client = lazy_client(lambda: make_probe_client(
+        tls_context(settings.upstream_ca_file), max(1.0, min(10.0, settings.upstream_connect_timeout))))
     prober = Prober(health, client, interval=settings.upstream_probe_interval,
                     idle=settings.upstream_probe_idle)
     for source, _ in chain.sources:
@@ -214,7 +217,10 @@ def build_service(settings: Settings) -> ModuleService:
     WORKER_DEATHS.data_dir = settings.data_dir  # this worker's /metrics reads the count
     store = build_store(settings)
     work = WorkDir(default_work_dir(settings.data_dir, settings.work_dir))
-    client = make_client(upstream_limits(settings))
+    # Made on the first upstream request: a worker serving only stored artifacts never imports
+    # the HTTP client stack (sources/lazyclient.py).
+    limits = upstream_limits(settings)
+    client = lazy_client(lambda: make_client(limits))
     health = build_health(settings)
     git = build_git_source(settings, work, health)
     direct: Source = git

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import httpx
-
 from modvault.auth.middleware import (
     AuthenticationMiddleware,
     AuthorizationMiddleware,
@@ -39,6 +37,8 @@ def build_jwt(settings: Settings) -> JwtVerifier | None:
 
     client = None
     if settings.jwt_jwks_url:
+        import httpx
+
         client = httpx.AsyncClient(timeout=10.0, trust_env=False,
                                    verify=tls_context(settings.upstream_ca_file))
     return JwtVerifier(jwks_url=settings.jwt_jwks_url, key_files=files, issuer=settings.jwt_issuer,

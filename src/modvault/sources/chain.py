@@ -11,14 +11,15 @@ import logging
 import math
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
-
-import httpx
+from typing import TYPE_CHECKING, TypeVar
 
 from modvault.errors import Gone, ModvaultError, NotFound, StorageError, Unavailable
 from modvault.sources.base import Source
 from modvault.sources.health import HealthRecord, HealthRegistry, State
 from modvault.sources.tracking import CircuitOpen, check_allowed
+
+if TYPE_CHECKING:
+    import httpx
 
 T = TypeVar("T")
 LOG = logging.getLogger("modvault.sources")

@@ -13,11 +13,12 @@ import email.utils
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Protocol, TypeVar
-
-import httpx
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from modvault.errors import Gone, ModvaultError, NotFound, Unavailable, UpstreamTimeout
+
+if TYPE_CHECKING:
+    pass
 
 T = TypeVar("T")
 
@@ -62,6 +63,7 @@ def retry_after(value: str | None) -> float | None:
 
 def describe(exc: BaseException) -> str:
     """A transport failure in words a user can act on; never a URL with credentials."""
+    import httpx  # loaded with the first upstream request (sources/lazyclient.py)
     if isinstance(exc, httpx.RemoteProtocolError):
         return "connection closed before the answer was complete"
     if isinstance(exc, httpx.ConnectError):
@@ -80,6 +82,7 @@ async def with_retries(name: str, what: str, policy: RetryPolicy, attempt: Calla
     ``stop`` (e.g. "the peer's breaker opened") ends retrying early; ``on_unreachable`` hears the
     reason when the loop gives up after a connection-level failure (no answer at all).
     """
+    import httpx  # loaded with the first upstream request (sources/lazyclient.py)
     deadline = time.monotonic() + policy.total_timeout
     tries = 0
     outcome = "error"

@@ -23,15 +23,16 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
-
-import httpx
 
 from modvault.errors import Unavailable
 from modvault.observability import metrics
 from modvault.sources.health import HealthRecord, HealthRegistry, State
 from modvault.sources.retry import describe
+
+if TYPE_CHECKING:
+    import httpx
 
 LOG = logging.getLogger("modvault.health")
 
@@ -85,6 +86,7 @@ async def tracked_get(client: httpx.AsyncClient, url: str, registry: HealthRegis
                       rec: HealthRecord | None, **kwargs: Any) -> AsyncIterator[httpx.Response]:
     """``client.stream("GET", url)`` whose outcome and phases feed ``rec``: an answer other than
     429/5xx is a success (latency: time to first byte), a 429/5xx or a transport error a failure."""
+    import httpx  # loaded with the first upstream request (sources/lazyclient.py)
     if registry is None or rec is None:
         async with client.stream("GET", url, **kwargs) as resp:
             yield resp
@@ -137,6 +139,7 @@ def remember_unreachable(registry: HealthRegistry | None, rec: HealthRecord | No
 
 def make_probe_client(verify: Any, timeout: float) -> httpx.AsyncClient:
     """No keep-alive: every probe opens a connection, so connect and TLS phases are measured."""
+    import httpx  # loaded with the first upstream request (sources/lazyclient.py)
     return httpx.AsyncClient(verify=verify, timeout=timeout, trust_env=False,
                              limits=httpx.Limits(max_keepalive_connections=0),
                              headers={"User-Agent": "modvault-probe"})
@@ -177,6 +180,7 @@ async def probe_once(client: httpx.AsyncClient, url: str, registry: HealthRegist
                      rec: HealthRecord, timeout: float = 5.0) -> tuple[bool, str]:
     """One cheap GET: DNS timed on its own (in the probes' own threads), then the request to the
     address it gave, with its phases; feeds ``rec``."""
+    import httpx  # loaded with the first upstream request (sources/lazyclient.py)
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)

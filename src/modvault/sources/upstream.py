@@ -20,12 +20,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import unquote, urlsplit
-
-import certifi
-import httpcore
-import httpx
 
 from modvault.errors import (
     Gone,
@@ -43,6 +39,9 @@ from modvault.sources.health import HealthRecord, HealthRegistry, State
 from modvault.sources.redact import redact_text, redact_url
 from modvault.sources.retry import RETRY_STATUSES, Retry, describe, retry_after, with_retries
 from modvault.sources.tracking import gave_up, probe_once, remember_unreachable, tracked_get
+
+if TYPE_CHECKING:
+    import httpx
 
 T = TypeVar("T")
 
@@ -77,6 +76,8 @@ class UpstreamLimits:
 
 def tls_context(ca_file: str = "") -> ssl.SSLContext:
     """The public roots (certifi, as httpx uses), plus an operator's CA for private upstreams."""
+    import certifi
+
     ctx = ssl.create_default_context(cafile=certifi.where())
     if ca_file:
         ctx.load_verify_locations(cafile=ca_file)
@@ -91,6 +92,8 @@ READ_BYTES = 1024 * 1024
 
 
 def _read_in_bigger_chunks() -> None:
+    import httpcore
+
     conn = getattr(httpcore, "AsyncHTTP11Connection", None)
     if isinstance(getattr(conn, "READ_NUM_BYTES", None), int):
         conn.READ_NUM_BYTES = max(conn.READ_NUM_BYTES, READ_BYTES)  # type: ignore[union-attr]
@@ -101,6 +104,7 @@ def make_client(limits: UpstreamLimits) -> httpx.AsyncClient:
 
     The pool holds ``max_connections``; a fetch beyond that waits for a free connection with no pool
     time-out of its own: the fetch's total deadline (with_retries) bounds the wait."""
+    import httpx  # loaded with the first upstream request (sources/lazyclient.py)
     _read_in_bigger_chunks()
     return httpx.AsyncClient(
         verify=tls_context(limits.ca_file),
@@ -222,6 +226,8 @@ class HTTPUpstream:
             return await readiness(self.health, self.record, self.client, self.probe_url)
         if self.last_contact is not None and time.monotonic() - self.last_contact < PROBE_FRESH:
             return True, "reached recently"
+        import httpx
+
         try:
             resp = await self.client.get(self.probe_url, timeout=5.0)
         except (httpx.HTTPError, OSError) as exc:

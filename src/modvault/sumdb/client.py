@@ -27,8 +27,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Awaitable
-
-import httpx
+from typing import TYPE_CHECKING
 
 from modvault.errors import (
     BadRequest,
@@ -45,6 +44,9 @@ from modvault.sources.upstream import UpstreamLimits
 from modvault.storage.base import Store
 from modvault.sumdb.config import SumdbConfig
 from modvault.sumdb.proxy import LOG, SumdbFetcher, record_hashes_for
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["ChecksumVerifier", "RecordHashes"]
 

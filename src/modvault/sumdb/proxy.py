@@ -48,9 +48,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
-
-import httpx
+from typing import TYPE_CHECKING, TypeVar
 
 from modvault.cache.singleflight import SingleFlight
 from modvault.errors import (
@@ -74,6 +72,9 @@ from modvault.sumdb import log as sumlog
 from modvault.sumdb import note as _note
 from modvault.sumdb import tlog
 from modvault.sumdb.config import SumdbConfig
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "CONTENT_BINARY",

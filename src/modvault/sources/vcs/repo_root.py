@@ -25,9 +25,12 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from html.parser import HTMLParser
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
+
 
 __all__ = [
     "HTTPGet",
@@ -308,6 +311,8 @@ def _discovery_url(path: str, scheme: str = "https") -> str:
 
 def _status_error(resp: HTTPResponse) -> str | None:
     # web.Response.Err: a non-2xx status as "reading URL: 404 Not Found".
+    import httpx
+
     if 200 <= resp.status < 300:
         return None
     reason = httpx.codes.get_reason_phrase(resp.status)

@@ -44,9 +44,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO, Generic, TypeVar
-
-import httpx
+from typing import TYPE_CHECKING, BinaryIO, Generic, TypeVar
 
 from modvault.errors import (
     Forbidden,
@@ -101,6 +99,9 @@ from modvault.sources.vcs.repo_root import (
     httpx_getter,
     resolve_repo_root,
 )
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["GitSource"]
 

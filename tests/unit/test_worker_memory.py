@@ -1,0 +1,79 @@
+"""A worker that serves what is stored must not carry the upstream HTTP client stack (httpx,
+httpcore, h2, certifi's roots: ~6 MiB a worker); the first upstream fetch loads it and works.
+
+Seen from the real server: with PYTHONPROFILEIMPORTTIME every process of the group writes a line
+per module it imports to stderr (the supervisor imports none of these, test_cli_memory.py), so the
+log says what the worker loaded, and when."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from pathlib import Path
+
+import httpx
+
+from modvault.sources.lazyclient import LazyClient
+from tests.support.modvault_proc import ModvaultProcess
+from tests.support.upstream_server import TestUpstreamServer
+
+CLIENT_STACK = ("httpx", "httpcore", "h2", "h11", "certifi")
+INFO = '{"Version":"v1.0.0","Time":"2024-01-01T00:00:00Z"}'
+
+
+def imported(log: str) -> set[str]:
+    return set(re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s*([\w.]+)\s*$", log, re.M))
+
+
+def test_hits_load_no_client_stack_and_the_first_miss_does(tmp_path: Path) -> None:
+    stored = tmp_path / "data" / "example.com" / "m" / "@v"
+    stored.mkdir(parents=True)
+    (stored / "v1.0.0.info").write_text(INFO)
+    (stored / "list").write_text("v1.0.0\n")
+    tree = tmp_path / "upstream" / "example.com" / "up" / "@v"
+    tree.mkdir(parents=True)
+    (tree / "v1.2.0.info").write_text(INFO.replace("v1.0.0", "v1.2.0"))
+    upstream = TestUpstreamServer(tmp_path / "upstream").start()
+    # An upstream is configured and the server is online: only the stored answers are asked first.
+    mv = ModvaultProcess(tmp_path / "data", upstream.url, env={"PYTHONPROFILEIMPORTTIME": "1"})
+    try:
+        for path in ("/example.com/m/@v/list", "/example.com/m/@v/v1.0.0.info",
+                     "/example.com/m/@v/v1.0.0.info", "/healthz", "/metrics"):
+            assert httpx.get(mv.url + path, timeout=10).status_code == 200, path
+        assert upstream.requests == []
+        loaded = imported(mv.output())
+        assert "modvault.server.app" in loaded  # the probe sees the worker's imports
+        assert sorted(m for m in CLIENT_STACK if m in loaded) == []
+
+        resp = httpx.get(mv.url + "/example.com/up/@v/v1.2.0.info", timeout=30)
+        assert resp.status_code == 200, resp.text
+        assert json.loads(resp.text)["Version"] == "v1.2.0"
+        assert "/example.com/up/@v/v1.2.0.info" in upstream.requests
+        assert "httpx" in imported(mv.output())
+    finally:
+        mv.stop()
+        upstream.stop()
+
+
+def test_lazy_client_makes_one_client_on_first_use_and_closes_only_what_it_made() -> None:
+    asyncio.run(lazy_client_checks())
+
+
+async def lazy_client_checks() -> None:
+    made: list[httpx.AsyncClient] = []
+
+    def factory() -> httpx.AsyncClient:
+        made.append(httpx.AsyncClient(timeout=3.0))
+        return made[-1]
+
+    unused = LazyClient(factory)
+    await unused.aclose()
+    assert made == [] and not unused.made
+
+    lazy = LazyClient(factory)
+    assert lazy.timeout.connect == 3.0  # any attribute reaches the real client
+    assert lazy.get == made[0].get and len(made) == 1
+    assert lazy.made
+    await lazy.aclose()
+    assert made[0].is_closed
