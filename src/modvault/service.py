@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -42,9 +42,11 @@ from modvault.module.errors import ModuleError, ZipError
 from modvault.module.path import check, escape_path, escape_version, unescape_version
 from modvault.module.pseudo import is_pseudo_version
 from modvault.module.zipcheck import check_zip
+from modvault.module.zipstream import StreamedEntry, ZipStreamScan
 from modvault.observability import metrics
 from modvault.policy import ModulePolicy
 from modvault.sources.chain import Chain
+from modvault.sources.download import DOWNLOAD_SCAN, ScanSlot
 from modvault.sources.health import HealthRegistry
 from modvault.sources.tracking import Prober
 from modvault.storage import keys
@@ -367,17 +369,27 @@ class ModuleService:
         return art
 
     async def _fetch_zip(self, ref: ArtifactRef, key: str) -> Artifact:
-        """One pass over a new zip's bytes: hashed (SHA-256, the ETag) as it downloads, then read
-        once for the zip rules and its h1: hash while the file is fsynced; the checksum database
-        is asked during the download; the store links the file without hashing or syncing it."""
+        """One pass over a new zip's bytes: hashed (SHA-256, the ETag) and its entries inflated and
+        hashed (module/zipstream.py) as it downloads, then the zip rules checked over the central
+        directory (reading again only what the scan could not) while the file is fsynced; the
+        checksum database is asked during the download; the store links the file without
+        hashing or syncing it."""
         tmp = self.work.temp_path()
         lookup = self._early_lookup(ref)
         syncing: asyncio.Future[None] | None = None
         try:
-            sha256, source = await self.chain_for(ref.module).zip(ref.module, ref.version, tmp)
+            slot = ScanSlot(ZipStreamScan)
+            scanning = DOWNLOAD_SCAN.set(slot)
+            try:
+                sha256, source = await self.chain_for(ref.module).zip(ref.module, ref.version, tmp)
+            finally:
+                DOWNLOAD_SCAN.reset(scanning)
+            scan = slot.scanner_for(sha256)
+            streamed = scan.entries if isinstance(scan, ZipStreamScan) else None
             syncing = asyncio.get_running_loop().run_in_executor(None, fsync_file, tmp)
             try:
-                zip_h1, facts = await asyncio.to_thread(self._check_zip_file, tmp, ref, sha256)
+                zip_h1, facts = await asyncio.to_thread(self._check_zip_file, tmp, ref, sha256,
+                                                        streamed)
             except ZipError as exc:
                 metrics.REJECTED_CONTENT.labels("zip").inc()
                 raise InvalidContent(f"{source}: zip {ref.module}@{ref.version}: {exc}") from None
@@ -408,9 +420,12 @@ class ModuleService:
         return task
 
     @staticmethod
-    def _check_zip_file(path: Path, ref: ArtifactRef, sha256: str | None
+    def _check_zip_file(path: Path, ref: ArtifactRef, sha256: str | None,
+                        streamed: Mapping[int, StreamedEntry] | None = None
                         ) -> tuple[str, ZipFacts]:
-        summary = check_zip(path, ref.module, ref.version)
+        summary = check_zip(path, ref.module, ref.version, streamed)
+        metrics.ZIP_ENTRIES_CHECKED.labels("download").inc(summary.from_scan)
+        metrics.ZIP_ENTRIES_CHECKED.labels("file").inc(summary.from_file)
         digest = (sha256, os.stat(path).st_size) if sha256 else None
         return summary.h1, zip_facts(path, ref.module, ref.version, digest)
 

@@ -5,8 +5,10 @@ nothing behind (no object, no temp file), whatever the download path did concurr
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import threading
+import zipfile
 from pathlib import Path
 
 import httpx
@@ -17,6 +19,7 @@ from modvault.storage.base import etag_for_digest
 from tests.conftest import Corpus, ModvaultFactory
 from tests.sumdb.sumdb_support import FakeSumdb, FakeSumdbServer
 from tests.support.gitrepos import go_env, run_go
+from tests.support.metrics import scrape
 from tests.support.upstream_server import Behaviour, TestUpstreamServer
 
 M, V = "github.com/acme/hello", "v1.0.0"
@@ -147,3 +150,66 @@ def _with_extra_file(original: bytes) -> bytes:
     with zipfile.ZipFile(buf, "a") as zf:
         zf.writestr(f"{M}@{V}/extra.go", "package hello\n")
     return buf.getvalue()
+
+
+def entries_checked(url: str) -> dict[str, float]:
+    got = scrape(url)
+    return {read: got.get(("modvault_zip_entries_checked_total", frozenset({("read", read)})), 0.0)
+            for read in ("download", "file")}
+
+
+def test_go_gets_a_cold_zip_checked_while_it_streamed(
+        corpus: Corpus, modvault: ModvaultFactory, sumdb: tuple[WatchedSumdb, FakeSumdbServer],
+        tmp_path: Path) -> None:
+    """The real go command, checksum database on, through a cold modvault whose upstream sends
+    the zip in small trickled pieces: the zip's entries were inflated and hashed as they arrived
+    (not read again from the file), and the h1: the go command checks is right."""
+    db, srv = sumdb
+    upstream = TestUpstreamServer(corpus.proxy_a).start()
+    upstream.behaviours[ZIP] = Behaviour(trickle=0.002, chunk=97)
+    try:
+        data = tmp_path / "data"
+        mv = modvault(upstream.url, "--sumdb", f"{db.vkey} {srv.url}", "--sumdb-verify",
+                      data_dir=data)
+        home = tmp_path / "gohome"
+        home.mkdir()
+        env = go_env(home, GOPROXY=mv.url, GOSUMDB=f"{db.vkey} {srv.url}", GONOSUMDB="")
+        proc = run_go(["mod", "download", "-json", f"{M}@{V}"], cwd=home, env=env)
+        got = json.loads(proc.stdout)
+        zip_path = corpus.proxy_a / M / "@v" / f"{V}.zip"
+        assert got["Sum"] == hash_zip(zip_path) and "Error" not in got
+        assert (data / ZIP.lstrip("/")).read_bytes() == zip_path.read_bytes()
+        checked = entries_checked(mv.url)
+        with zipfile.ZipFile(zip_path) as zf:
+            files = [n for n in zf.namelist() if not n.endswith("/")]
+        # Every file but go.mod (whose bytes the check returns) came from the scan.
+        assert checked == {"download": len(files) - 1, "file": 1}, checked
+        assert leftovers(data) == []
+    finally:
+        upstream.stop()
+
+
+def test_upstream_killed_mid_body_then_a_whole_zip(
+        corpus: Corpus, modvault: ModvaultFactory, sumdb: tuple[WatchedSumdb, FakeSumdbServer],
+        tmp_path: Path) -> None:
+    """The first try sends part of a different (tampered) zip and dies; the retry sends the real
+    one. The scan of the dead try is never taken for the retry's bytes: the real zip is stored,
+    checked from its own scan, and the database agrees with it."""
+    db, srv = sumdb
+    good = (corpus.proxy_a / M / "@v" / f"{V}.zip").read_bytes()
+    tampered = _with_extra_file(good)
+    upstream = TestUpstreamServer(corpus.proxy_a).start()
+    upstream.behaviours[ZIP] = Behaviour(body=tampered, drop_after=len(tampered) - 30, chunk=512,
+                                         times=1)
+    try:
+        data = tmp_path / "data"
+        mv = modvault(upstream.url, "--sumdb", f"{db.vkey} {srv.url}", "--sumdb-verify",
+                      data_dir=data, env={"MODVAULT_BREAKER_FAILURES": "100"})
+        r = httpx.get(mv.url + ZIP, timeout=60)
+        assert r.status_code == 200, r.text
+        assert r.content == good
+        assert upstream.requests.count(ZIP) == 2
+        assert entries_checked(mv.url)["download"] >= 1
+        assert leftovers(data) == []
+    finally:
+        upstream.stop()

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modvault.errors import StorageError
-from modvault.sources.download import BATCH, DownloadFile
+from modvault.sources.download import BATCH, DOWNLOAD_SCAN, DownloadFile, ScanSlot
 
 
 def open_fds() -> int:
@@ -117,3 +117,44 @@ def test_upstream_client_reads_bodies_in_big_chunks() -> None:
     client = make_client(UpstreamLimits())
     asyncio.run(client.aclose())
     assert httpcore.AsyncHTTP11Connection.READ_NUM_BYTES >= READ_BYTES
+
+
+class Recorder:
+    """A scanner that keeps what it was fed."""
+
+    def __init__(self) -> None:
+        self.fed = bytearray()
+
+    def feed(self, chunk: bytes) -> None:
+        self.fed += chunk
+
+
+def test_scan_slot_gets_the_scanner_of_the_bytes_written(tmp_path: Path) -> None:
+    """Each attempt feeds a fresh scanner; only a clean finish leaves one, tied to its digest:
+    a failed first attempt (or a source that wrote the file itself) is never taken for it."""
+    slot = ScanSlot(Recorder)
+
+    async def main() -> str:
+        token = DOWNLOAD_SCAN.set(slot)
+        try:
+            with pytest.raises(ValueError):
+                async with DownloadFile(tmp_path / "out", "zip m@v1.0.0") as out:
+                    await out.write(b"half" * BATCH)
+                    raise ValueError("the upstream died")
+            assert slot.result is None
+            async with DownloadFile(tmp_path / "out", "zip m@v1.0.0") as out:
+                for _ in range(3):
+                    await out.write(b"whole" * 100_000)
+            return out.sha256
+        finally:
+            DOWNLOAD_SCAN.reset(token)
+
+    sha = asyncio.run(main())
+    scanner = slot.scanner_for(sha)
+    assert isinstance(scanner, Recorder) and bytes(scanner.fed) == b"whole" * 300_000
+    assert slot.scanner_for(hashlib.sha256(b"other bytes").hexdigest()) is None
+    assert slot.scanner_for(None) is None
+    # Outside the context, downloads are not scanned.
+    with DownloadFile(tmp_path / "plain", "zip m@v1.0.0") as out:
+        out.write_sync(b"abc")
+    assert slot.scanner_for(out.sha256) is None

@@ -37,7 +37,11 @@ from modvault.module import path as modpath
 from modvault.module.errors import ModuleError, ZipError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from _typeshed import WriteableBuffer
+
+    from modvault.module.zipstream import StreamedEntry
 
 __all__ = [
     "MAX_GO_MOD",
@@ -412,6 +416,33 @@ class ZipReader:
             raise ZipError(f"{entry.name}: unsupported compression method {entry.method}")
         return io.BufferedReader(_EntryStream(self._fp, entry, body), buffer_size=_CHUNK)
 
+    def streamed_digest(self, entry: ZipEntry, seen: StreamedEntry | None) -> bytes | None:
+        """The SHA-256 of a file entry's content as a download scan read it
+        (module/zipstream.py), if :meth:`open` would read exactly those bytes and find them
+        valid; None otherwise (the caller then reads the entry itself, and fails as it must).
+
+        The same bytes: the local header at the entry's offset puts the data where the scan
+        found it, with the same method; a deflate stream that ended within the declared
+        compressed size (what comes after its end is ignored, as by compress/flate), or stored
+        data exactly that long. Valid: the declared size and the CRC-32 checks agree."""
+        if seen is None or entry.is_dir or seen.method != entry.method:
+            return None
+        header = _read_at(self._fp, entry.header_offset, _LOCAL_HEADER.size)
+        if len(header) != _LOCAL_HEADER.size or header[:4] != _LOCAL_SIG:
+            return None
+        fields = _LOCAL_HEADER.unpack(header)
+        body = entry.header_offset + _LOCAL_HEADER.size + fields[-2] + fields[-1]
+        if body != seen.body_offset or seen.size != entry.uncompressed_size:
+            return None
+        if entry.method == zipfile.ZIP_DEFLATED:
+            if seen.compressed > entry.compressed_size:
+                return None
+        elif entry.method != zipfile.ZIP_STORED or seen.compressed != entry.compressed_size:
+            return None
+        if _end_error(self._fp, entry, body + entry.compressed_size, seen.size, seen.crc32):
+            return None
+        return seen.sha256
+
     def read(self, entry: ZipEntry) -> bytes:
         """The whole (verified) content of a small entry."""
         with self.open(entry) as f:
@@ -497,24 +528,9 @@ class _EntryStream(io.RawIOBase):
 
     def _finish(self) -> None:
         self._done = True
-        entry = self._entry
-        if self._nread != entry.uncompressed_size:
-            raise self._fail(
-                f"uncompressed data is smaller than declared size ({entry.uncompressed_size} bytes)"
-            )
-        if entry.flags & _FLAG_DATA_DESCRIPTOR:
-            # archive/zip readDataDescriptor: optional signature, then the CRC-32 must agree with
-            # the central directory; the sizes that follow are ignored.
-            desc = _read_at(self._fp, self._descriptor_offset, 16)
-            if len(desc) >= 4 and struct.unpack_from("<L", desc)[0] == _DATA_DESCRIPTOR_SIG:
-                desc = desc[4:]
-            if len(desc) < 12:
-                raise self._fail("unexpected EOF (data descriptor is truncated)")
-            if struct.unpack_from("<L", desc)[0] != entry.crc32 or self._crc != entry.crc32:
-                raise self._fail("checksum error")
-        elif entry.crc32 != 0 and self._crc != entry.crc32:
-            # Like archive/zip, a zero CRC-32 in the header is taken as "not set".
-            raise self._fail("checksum error")
+        why = _end_error(self._fp, self._entry, self._descriptor_offset, self._nread, self._crc)
+        if why is not None:
+            raise self._fail(why)
 
     def readinto(self, buffer: WriteableBuffer) -> int:
         view = memoryview(buffer).cast("B")
@@ -522,6 +538,27 @@ class _EntryStream(io.RawIOBase):
         n = len(data)
         view[:n] = data
         return n
+
+
+def _end_error(fp: BinaryIO, entry: ZipEntry, descriptor_offset: int, nread: int, crc: int
+               ) -> str | None:
+    """What is wrong with an entry whose data gave *nread* bytes of CRC-32 *crc*, or None."""
+    if nread != entry.uncompressed_size:
+        return f"uncompressed data is smaller than declared size ({entry.uncompressed_size} bytes)"
+    if entry.flags & _FLAG_DATA_DESCRIPTOR:
+        # archive/zip readDataDescriptor: optional signature, then the CRC-32 must agree with
+        # the central directory; the sizes that follow are ignored.
+        desc = _read_at(fp, descriptor_offset, 16)
+        if len(desc) >= 4 and struct.unpack_from("<L", desc)[0] == _DATA_DESCRIPTOR_SIG:
+            desc = desc[4:]
+        if len(desc) < 12:
+            return "unexpected EOF (data descriptor is truncated)"
+        if struct.unpack_from("<L", desc)[0] != entry.crc32 or crc != entry.crc32:
+            return "checksum error"
+    elif entry.crc32 != 0 and crc != entry.crc32:
+        # Like archive/zip, a zero CRC-32 in the header is taken as "not set".
+        return "checksum error"
+    return None
 
 
 # --- CheckZip ---------------------------------------------------------------------------------
@@ -536,6 +573,10 @@ class ZipSummary:
     has_gomod: bool  # whether "<module>@<version>/go.mod" is present
     gomod: bytes | None  # its content, if present
     h1: str = ""  # the zip's go.sum hash, as dirhash.hash_zip computes it (same single read)
+    # Entries whose content was read from the file / taken from a download scan (how, not what:
+    # not part of the verdict).
+    from_file: int = dataclasses.field(default=0, compare=False)
+    from_scan: int = dataclasses.field(default=0, compare=False)
 
 
 def _first_error(size_error: str | None, invalid: list[str]) -> ZipError:
@@ -546,11 +587,16 @@ def _first_error(size_error: str | None, invalid: list[str]) -> ZipError:
     return ZipError(invalid[0] + more)
 
 
-def check_zip(path: str | os.PathLike[str], module_path: str, version: str) -> ZipSummary:
+def check_zip(path: str | os.PathLike[str], module_path: str, version: str,
+              streamed: Mapping[int, StreamedEntry] | None = None) -> ZipSummary:
     """x/mod zip.CheckZip plus the reading checks of HashZip/Unzip, for a zip on disk.
 
     Raises :class:`ZipError` with a one-line reason if the module path or version is malformed,
     the file is not a readable zip, or any rule in the module docstring is broken.
+
+    *streamed*: what a scan of the download read of each entry, by local header offset
+    (module/zipstream.py); entries it read exactly as this check would are not read again.
+    The verdict and the h1: hash are the same with or without it.
     """
     try:
         modpath.check(module_path, version)
@@ -566,7 +612,7 @@ def check_zip(path: str | os.PathLike[str], module_path: str, version: str) -> Z
         reader = ZipReader(fp)
         prefix = f"{module_path}@{version}/"
         summary = _check_names(reader.entries, prefix)
-        return _check_contents(reader, prefix, summary)
+        return _check_contents(reader, prefix, summary, streamed or {})
 
 
 def _check_names(entries: Sequence[ZipEntry], prefix: str) -> ZipSummary:
@@ -636,7 +682,8 @@ def _check_names(entries: Sequence[ZipEntry], prefix: str) -> ZipSummary:
     return ZipSummary(file_count=files, total_size=total, has_gomod=has_gomod, gomod=None)
 
 
-def _check_contents(reader: ZipReader, prefix: str, summary: ZipSummary) -> ZipSummary:
+def _check_contents(reader: ZipReader, prefix: str, summary: ZipSummary,
+                    streamed: Mapping[int, StreamedEntry]) -> ZipSummary:
     """Read entries with a bound: sizes and checksums must be what the headers declare.
 
     The entries read are those the go command reads: every file (zip.Unzip) and, for each name,
@@ -647,9 +694,16 @@ def _check_contents(reader: ZipReader, prefix: str, summary: ZipSummary) -> ZipS
     gomod: bytes | None = None
     last = {entry.raw_name: i for i, entry in enumerate(reader.entries)}
     digests: dict[int, bytes] = {}
+    from_scan = 0
     for i, entry in enumerate(reader.entries):
         if entry.is_dir and last[entry.raw_name] != i:
             continue
+        if entry.raw_name != gomod_name and streamed:
+            seen = reader.streamed_digest(entry, streamed.get(entry.header_offset))
+            if seen is not None:
+                digests[i] = seen
+                from_scan += 1
+                continue
         h = hashlib.sha256()
         if entry.raw_name == gomod_name:
             gomod = reader.read(entry)
@@ -671,6 +725,8 @@ def _check_contents(reader: ZipReader, prefix: str, summary: ZipSummary) -> ZipS
         has_gomod=gomod is not None,
         gomod=gomod,
         h1="h1:" + base64.b64encode(h1.digest()).decode(),
+        from_file=len(digests) - from_scan,
+        from_scan=from_scan,
     )
 
 

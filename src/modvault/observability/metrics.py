@@ -106,6 +106,10 @@ REJECTED_CONTENT = Counter(
     registry=REGISTRY)
 
 # Checksum database (sumdb/): verification outcomes, security alarms, traffic to databases.
+ZIP_ENTRIES_CHECKED = Counter(
+    "modvault_zip_entries_checked_total", "Entries of new zips whose content was checked, by where"
+    " it was read: while the zip downloaded (download) or again from the file (file)", ["read"],
+    registry=REGISTRY)
 SUMDB_VERIFICATIONS = Counter(
     "modvault_sumdb_verifications_total",
     "Checksum-database verifications of module versions by database and result "

@@ -10,6 +10,15 @@ next batch overlaps writing and hashing this one (both release the GIL), the loo
 slow disk, and a thread hand-off costs once per batch, not once per 64 KiB read. Off the loop
 (``with``, e.g. copying a local file in a thread), :meth:`write_sync` does the same inline.
 
+A download may also be *scanned* as it is written: the caller who wants it (the service, for a new
+zip: module/zipstream.py) sets :data:`DOWNLOAD_SCAN` to a :class:`ScanSlot` around the source's
+``zip()``; every DownloadFile made meanwhile feeds a fresh scanner each chunk, in the writer thread,
+after hashing it, and a clean finish leaves (SHA-256, scanner) in the slot. The digest ties the scan
+to the file: a failed attempt, a retry, or another source that wrote the file without a
+DownloadFile cannot leave a scan that is taken for the bytes in it. (A context variable, not a
+Source argument: every source and the chain stay as they are; a source that ignores it costs the
+whole-file read the scan saves.)
+
 A failure to write (disk full, read-only) is our storage's fault: StorageError (503), never the
 upstream's, and it is not retried against another upstream.
 """
@@ -20,15 +29,39 @@ import asyncio
 import contextlib
 import hashlib
 import threading
+from collections.abc import Callable
+from contextvars import ContextVar
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from modvault.errors import StorageError
 
-__all__ = ["BATCH", "DownloadFile"]
+__all__ = ["BATCH", "DOWNLOAD_SCAN", "DownloadFile", "ScanSlot", "Scanner"]
 
 BATCH = 1024 * 1024  # bytes handed to the writer thread at once (two batches in memory at most)
+
+
+class Scanner(Protocol):
+    def feed(self, chunk: bytes) -> None:
+        """Take the next bytes of the download (in order; must not raise)."""
+
+
+class ScanSlot:
+    """Makes a scanner for each download attempt and keeps the one of the last clean finish."""
+
+    def __init__(self, factory: Callable[[], Scanner]) -> None:
+        self.factory = factory
+        self.result: tuple[str, Scanner] | None = None  # (SHA-256 hex of the bytes, scanner)
+
+    def scanner_for(self, sha256: str | None) -> Scanner | None:
+        """The scanner that read exactly the bytes whose digest is *sha256*, if any did."""
+        if sha256 is None or self.result is None or self.result[0] != sha256:
+            return None
+        return self.result[1]
+
+
+DOWNLOAD_SCAN: ContextVar[ScanSlot | None] = ContextVar("modvault_download_scan", default=None)
 
 
 class DownloadFile:
@@ -49,6 +82,8 @@ class DownloadFile:
         self._pending: asyncio.Future[None] | None = None
         self._batch: list[bytes] = []
         self._batched = 0
+        self._slot = DOWNLOAD_SCAN.get()
+        self._scanner = self._slot.factory() if self._slot is not None else None
 
     # -- off the event loop ------------------------------------------------------------------------
 
@@ -74,12 +109,16 @@ class DownloadFile:
                     raise self._error(exc) from None
                 self._hash.update(chunk)
                 self.size += len(chunk)
+                if self._scanner is not None:
+                    self._scanner.feed(chunk)
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self._close(raise_errors=exc_type is None)
         if exc_type is None:
             self.sha256 = self._hash.hexdigest()
+            if self._slot is not None and self._scanner is not None:
+                self._slot.result = (self.sha256, self._scanner)
 
     def _close(self, *, raise_errors: bool) -> None:
         with self._lock:
