@@ -81,9 +81,12 @@ class Settings:
     mutable_max_stale: float = 1500.0
     # Not-found answers are remembered this long.
     negative_ttl: float = 60.0
-    memory_cache_bytes: int = 64 * 1024 * 1024
-    # Largest body kept in the memory tier (list, .info, .mod only).
-    memory_item_max_bytes: int = 1024 * 1024
+    # Memory tier per worker (list, .info, .mod): sized for a small host. An entry costs its body
+    # plus ~0.5 KiB, so 16 MiB keeps ~10,000 small answers, a large build's whole working set.
+    memory_cache_bytes: int = 16 * 1024 * 1024
+    # Largest body kept in the memory tier: go.mod files and most lists are a few KiB; a bigger one is
+    # read from the store (one stat and one read) rather than crowd out hundreds of small ones.
+    memory_item_max_bytes: int = 256 * 1024
     # A hung upstream fails within ~30 s: 3 tries (retries=2) of at most 10 s without a byte.
     upstream_connect_timeout: float = 5.0
     # Seconds without a byte from an upstream, the first byte of the answer included.

@@ -102,7 +102,8 @@ class ModuleGate:
         self._version: str | None = None
         self.loaded = store is None
         self.active = bool(allow or deny)
-        self._module_refusal = functools.lru_cache(maxsize=65536)(self._module_refusal_uncached)
+        # Bounded for a small host (README "Memory"): a miss costs one pattern match.
+        self._module_refusal = functools.lru_cache(maxsize=8192)(self._module_refusal_uncached)
 
     async def refresh(self) -> None:
         """Reread the blocks if the stored record changed (a stat, rarely a read)."""

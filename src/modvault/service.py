@@ -64,8 +64,9 @@ LOG = logging.getLogger("modvault.service")
 
 # Bounds of the in-process caches that are not the memory tier (every cache is bounded in bytes, and
 # every entry declares at least 200 bytes, so in entries too).
-NEGATIVE_CACHE_BYTES = 8 * 1024 * 1024
-ZIP_ARTIFACTS_BYTES = 16 * 1024 * 1024
+# Per-worker bounds (README "Memory"): ~0.3 KiB a not-found answer, ~0.6 KiB a zip's headers.
+NEGATIVE_CACHE_BYTES = 2 * 1024 * 1024
+ZIP_ARTIFACTS_BYTES = 4 * 1024 * 1024
 # Stores without local files (S3): what a stored zip's HEAD said, reused this long, so a zip hit
 # is one ranged GET instead of HEAD + GET. Stored zips never change; removals are announced
 # (forget) and this bounds what an out-of-band deletion can leave behind.

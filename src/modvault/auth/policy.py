@@ -131,7 +131,8 @@ class AccessPolicy:
         self.roles = roles
         self.private = private
         self.private_patterns = [p.strip() for p in private.split(",") if p.strip()]
-        self._allows = functools.lru_cache(maxsize=65536)(self._allows_uncached)
+        # Bounded for a small host (README "Memory"): a miss costs one pattern match per role.
+        self._allows = functools.lru_cache(maxsize=8192)(self._allows_uncached)
 
     def _expand(self, patterns: str) -> str:
         if PRIVATE_PLACEHOLDER not in patterns:

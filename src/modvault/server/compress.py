@@ -16,7 +16,7 @@ from modvault.cache.memory import ByteLRU
 from modvault.cache.singleflight import SingleFlight
 
 INLINE_BYTES = 32 * 1024
-CACHE_BYTES = 32 * 1024 * 1024
+CACHE_BYTES = 8 * 1024 * 1024  # gzip encodings of small bodies (per worker; README "Memory")
 
 
 def compress(body: bytes) -> bytes:

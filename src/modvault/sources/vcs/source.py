@@ -114,7 +114,9 @@ _MAX_ROOTS = 10000
 _MIN_TIME = int(datetime(1, 1, 1, tzinfo=UTC).timestamp())
 _MAX_TIME = int(datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp())
 _FILE_CACHE_ENTRIES = 4096
+_FILE_CACHE_BYTES = 8 << 20  # go.mod and LICENSE blobs: a few KiB each
 _FILE_CACHE_MAX_BLOB = 256 << 10
+_FILE_ENTRY_OVERHEAD = 300  # key tuple, Blob, dict slot
 
 
 # --- errors of resolution -------------------------------------------------------------------
@@ -282,11 +284,21 @@ class _RevInfo:
 
 
 class _Files:
-    """A bounded cache of small blobs by (repository, commit, path): commits never change."""
+    """A bounded cache of small blobs by (repository, commit, path): commits never change.
 
-    def __init__(self, entries: int = _FILE_CACHE_ENTRIES) -> None:
+    Bounded in entries and in bytes (blob data plus a per-entry overhead), oldest first out."""
+
+    def __init__(self, entries: int = _FILE_CACHE_ENTRIES, max_bytes: int = _FILE_CACHE_BYTES
+                 ) -> None:
         self.entries = entries
+        self.max_bytes = max_bytes
+        self.size = 0
         self._data: dict[tuple[str, str, str, int], Blob | None] = {}
+
+    @staticmethod
+    def _cost(key: tuple[str, str, str, int], value: Blob | None) -> int:
+        data = value.data if value is not None else None
+        return _FILE_ENTRY_OVERHEAD + sum(len(k) for k in key[:3]) + (len(data) if data else 0)
 
     def get(self, key: tuple[str, str, str, int]) -> tuple[bool, Blob | None]:
         if key in self._data:
@@ -298,9 +310,13 @@ class _Files:
     def put(self, key: tuple[str, str, str, int], value: Blob | None) -> None:
         if value is not None and value.data is not None and len(value.data) > _FILE_CACHE_MAX_BLOB:
             return
+        if key in self._data:
+            self.size -= self._cost(key, self._data.pop(key))
         self._data[key] = value
-        while len(self._data) > self.entries:
-            del self._data[next(iter(self._data))]
+        self.size += self._cost(key, value)
+        while len(self._data) > self.entries or self.size > self.max_bytes:
+            oldest = next(iter(self._data))
+            self.size -= self._cost(oldest, self._data.pop(oldest))
 
 
 class _Code:
