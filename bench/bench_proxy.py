@@ -16,6 +16,8 @@ Measured, interleaved (every server once per round, in turn; the median of the r
 Servers: nginx (one worker, the reference every ratio is against); modvault with its access log on
 and off; modvault with two workers (does throughput scale on this machine?); modvault in front-end
 mode (deploy/nginx/modvault-accel.conf: nginx in front, X-Accel-Redirect, nginx sends the zips);
+granian-ceiling (bench/granian_ceiling.py: a bare granian RSGI app answering the same files with
+modvault's granian settings, so the gap to nginx splits into the server's and ours; --no-ceiling);
 goproxy/goproxy when --goproxy names a binary built from bench/goproxy_peer (bench/README.md);
 a modvault from another source tree with --baseline-src DIR (before/after a change, e.g.
 `git archive 2f24c26 src | tar -x -C /tmp/base`, DIR=/tmp/base/src); modvault with auth on (--auth).
@@ -435,6 +437,24 @@ def start_goproxy(binary: str, data: Path) -> tuple[subprocess.Popen[bytes], int
     return proc, port
 
 
+def start_ceiling(data: Path, tls: tuple[Path, Path] | None = None
+                  ) -> tuple[subprocess.Popen[bytes], int]:
+    """bench/granian_ceiling.py: the least a granian RSGI app can do to answer the same files,
+    with modvault's granian settings (one worker, uvloop); its gap to nginx is the server's own."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "granian", "--interface", "rsgi", "--loop", "uvloop", "--no-ws",
+           "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+           "granian_ceiling:app"]
+    if tls is not None:
+        cmd[-1:-1] = ["--ssl-certificate", str(tls[0]), "--ssl-keyfile", str(tls[1])]
+    env = {**os.environ, "CEILING_DATA": str(data),
+           "PYTHONPATH": str(Path(__file__).resolve().parent)}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                            start_new_session=True)
+    wait_port(port)
+    return proc, port
+
+
 SMALL, SMALL_P99 = "small .info req/s", "small .info p99 ms"
 ZIP_MBS, RANGE = "5 MiB zip MB/s", "64 KiB range req/s"
 H2 = "h2 TLS small req/s"
@@ -472,6 +492,8 @@ def main() -> int:
                     help="a goproxy/goproxy binary built from bench/goproxy_peer, measured alongside")
     ap.add_argument("--no-accel", action="store_true", help="skip the front-end mode server")
     ap.add_argument("--no-workers", action="store_true", help="skip the two-worker server")
+    ap.add_argument("--no-ceiling", action="store_true",
+                    help="skip granian-ceiling (bench/granian_ceiling.py, the server's own ceiling)")
     ap.add_argument("--cold", action="store_true", help="also measure the cold path (cold_rows)")
     ap.add_argument("--cold-only", action="store_true", help="measure only the cold path")
     ap.add_argument("--cold-rounds", type=int, default=5, help="interleaved cold rounds (median)")
@@ -543,6 +565,13 @@ def main() -> int:
             procs.extend(accel_procs[:-1])
             groups["modvault-accel"] = [p.pid for p in accel_procs[:-1]]
             add("modvault-accel", accel_procs[-1], accel_port)
+        ceiling_tls = None
+        if not args.no_ceiling:
+            ceil, ceil_port = start_ceiling(data)
+            add("granian-ceiling", ceil, ceil_port)
+            if not args.small_only:
+                ceiling_tls, ceil_tls_port = start_ceiling(data, (cert, key))
+                procs.append(ceiling_tls)
         if args.goproxy:
             gp, gp_port = start_goproxy(args.goproxy, data)
             add("goproxy", gp, gp_port)
@@ -592,7 +621,10 @@ def main() -> int:
                 record(RANGE, who, r["rps"])
                 record(RANGE_CPU, who, r["cpu_us"])
             if not args.small_only:
-                for who, port in (("nginx", ngx_tls), ("modvault-nolog", mv_tls)):
+                tls_servers = [("nginx", ngx_tls), ("modvault-nolog", mv_tls)]
+                if ceiling_tls is not None:
+                    tls_servers.append(("granian-ceiling", ceil_tls_port))
+                for who, port in tls_servers:
                     record(H2, who, h2load(f"https://127.0.0.1:{port}{INFO}", d))
 
         # RSS while 64 clients download a 100 MiB zip.

@@ -1,0 +1,80 @@
+"""The server's own ceiling: the least an RSGI app on granian can do to answer the benchmark's files.
+
+bench_proxy.py runs this beside modvault with the same granian settings (uvloop, one worker) and
+the same answers (status, headers, bodies): small bodies prebuilt in memory, whole files with
+``response_file``, single ranges with ``pread`` from a cached descriptor. Whatever separates it
+from nginx is granian, the event loop and the kernel; whatever separates modvault from it is ours.
+It is a reference for the benchmark only: no routing, no checks, no logging, no metrics.
+
+    python -m granian --interface rsgi --loop uvloop --no-ws bench.granian_ceiling:app
+    (with CEILING_DATA naming the benchmark's data directory)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+DATA = Path(os.environ.get("CEILING_DATA", "."))
+_TYPES = {".info": "application/json", ".mod": "text/plain; charset=utf-8",
+          ".zip": "application/zip"}
+_SMALL: dict[str, tuple[list[tuple[str, str]], bytes]] = {}
+_FILES: dict[str, tuple[str, int, int, list[tuple[str, str]]]] = {}
+
+
+def _load() -> None:
+    for path in DATA.rglob("*"):
+        if not path.is_file() or "@v" not in path.parts:  # only the module files, not modvault's
+            continue
+        url = "/" + path.relative_to(DATA).as_posix()
+        ctype = _TYPES.get(path.suffix, "text/plain; charset=utf-8")
+        base = [("cache-control", "public, max-age=31536000, immutable"),
+                ("etag", f'"{path.stat().st_size:x}-{path.stat().st_mtime_ns:x}"'),
+                ("accept-ranges", "bytes")]
+        if path.suffix == ".zip":
+            size = path.stat().st_size
+            fd = os.open(path, os.O_RDONLY)
+            _FILES[url] = (str(path), fd, size,
+                           [("content-type", ctype), ("content-length", str(size)), *base])
+        else:
+            body = path.read_bytes()
+            _SMALL[url] = ([("content-type", ctype), ("content-length", str(len(body))), *base],
+                           body)
+
+
+def _span(header: str, size: int) -> tuple[int, int] | None:
+    """A single ``bytes=a-b`` range (the benchmark sends no other kind)."""
+    if not header.startswith("bytes=") or "," in header:
+        return None
+    first, _, last = header[6:].partition("-")
+    try:
+        start, end = int(first), min(int(last), size - 1)
+    except ValueError:
+        return None
+    return (start, end) if start <= end else None
+
+
+async def app(scope: Any, proto: Any) -> None:
+    small = _SMALL.get(scope.path)
+    if small is not None:
+        proto.response_bytes(200, small[0], small[1])
+        return
+    found = _FILES.get(scope.path)
+    if found is None:
+        proto.response_bytes(404, [("content-type", "text/plain")], b"not found\n")
+        return
+    path, fd, size, headers = found
+    rng = scope.headers.get("range")
+    span = _span(rng, size) if rng else None
+    if span is None:
+        proto.response_file(200, headers, path)
+        return
+    start, end = span
+    partial = [(k, v) for k, v in headers if k != "content-length"]
+    partial += [("content-length", str(end - start + 1)),
+                ("content-range", f"bytes {start}-{end}/{size}")]
+    proto.response_bytes(206, partial, os.pread(fd, end - start + 1, start))
+
+
+_load()
