@@ -186,18 +186,29 @@ def h2load(url: str, duration: float) -> float:
     return float(m.group(1))
 
 
-def rss_of_group(pid: int) -> int:
-    total = 0
+def _group_procs(pgids: list[int]) -> list[Path]:
+    """/proc entries of the live processes in these process groups (field 5 of stat)."""
+    found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            if os.getpgid(int(entry.name)) != pid:
-                continue
+            if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[2]) in pgids:
+                found.append(entry)
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+def rss_of_group(pid: int) -> int:
+    """Resident bytes (VmRSS) of every process in process group *pid*."""
+    total = 0
+    for entry in _group_procs([pid]):
+        try:
             for line in (entry / "status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1]) * 1024
-        except (OSError, ProcessLookupError):
+        except OSError:
             continue
     return total
 
@@ -233,19 +244,7 @@ def make_cold_upstream(root: Path) -> None:
 
 def group_cpu_seconds(pgid: int) -> float:
     """User + system CPU time used so far by the live processes of process group *pgid*."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if os.getpgid(int(entry.name)) != pgid:
-                continue
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, ProcessLookupError, IndexError):
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / tick
+    return cpu_of_groups([pgid])
 
 
 def curl_seconds(url: str) -> float:
@@ -465,13 +464,10 @@ def cpu_of_groups(pgids: list[int]) -> float:
     """CPU seconds (user + system) used so far by every process in these process groups."""
     tick = os.sysconf("SC_CLK_TCK")
     total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for entry in _group_procs(pgids):
         try:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) in pgids:  # field 5 of stat: the process group
-                total += int(fields[11]) + int(fields[12])
+            total += int(fields[11]) + int(fields[12])  # utime, stime
         except (OSError, IndexError, ValueError):
             continue
     return total / tick

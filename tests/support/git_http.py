@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import unquote
+
+from tests.support.local_http import LocalHTTPServer
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -87,37 +88,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # the client (a killed git) went away
 
 
-class GitHTTPServer(ThreadingHTTPServer):
+class GitHTTPServer(LocalHTTPServer):
     """Serves the bare repositories under ``root`` (``root/<owner>/<repo>``) over smart HTTP."""
 
-    daemon_threads = True
-    allow_reuse_address = True
-
     def __init__(self, root: Path, port: int = 0) -> None:
-        super().__init__(("127.0.0.1", port), _Handler)
+        super().__init__(_Handler, port)
         self.root = root
         self.requests: list[str] = []
         self.fail_status = 0
         self.delay = 0.0
-        self.lock = threading.Lock()
-        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
-
-    @property
-    def port(self) -> int:
-        return int(self.server_address[1])
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> GitHTTPServer:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Close the port: connections are refused until a new server takes it."""
-        self.shutdown()
-        self.server_close()
 
     def count(self, fragment: str) -> int:
         with self.lock:

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import unquote
+
+from tests.support.local_http import LocalHTTPServer
 
 
 @dataclass
@@ -119,34 +120,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
 
-class TestUpstreamServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
+class TestUpstreamServer(LocalHTTPServer):
     def __init__(self, root: Path, port: int = 0) -> None:
-        # port: 0 for a free one; an old server's port to bring an upstream "back up"
-        super().__init__(("127.0.0.1", port), _Handler)
+        super().__init__(_Handler, port)
         self.root = root
         self.requests: list[str] = []
         self.active: list[str] = []  # paths being answered right now
         self.behaviours: dict[str, Behaviour] = {}
         self.prefix_behaviours: dict[str, Behaviour] = {}
         self.hook: Callable[[str], None] | None = None
-        self.lock = threading.Lock()
-        # A short poll: stop() (shutdown) waits for serve_forever to notice, 0.5 s by default.
-        self.thread = threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-    def start(self) -> TestUpstreamServer:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
 
     def count(self, path: str) -> int:
         with self.lock:
