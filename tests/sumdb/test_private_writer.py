@@ -58,3 +58,30 @@ def test_replicas_take_turns_and_refuse_without_redis(tmp_path: Path) -> None:
         asyncio.run(main())
     finally:
         redis.stop()
+
+
+def test_concurrent_lookups_catch_up_once(tmp_path: Path) -> None:
+    """A burst of lookups on a replica behind the log (another replica appended meanwhile): every
+    concurrent catch-up must see one log, not extend it twice from the same size (which failed
+    with "record 0 is malformed or repeated" and a 500 to each client)."""
+    import shutil
+
+    store = FileStore(tmp_path / "store")
+    init_database(tmp_path / "r1", NAME, store)
+    shutil.copytree(database_dir(tmp_path / "r1", NAME), database_dir(tmp_path / "r2", NAME))
+    writer = PrivateSumdb.open(tmp_path / "r1", NAME, store)
+    reader = PrivateSumdb.open(tmp_path / "r2", NAME, store)
+
+    async def main() -> None:
+        await reader.refresh()
+        for i in range(5):
+            await writer.add(f"corp.example/m{i}", "v1.0.0", H1, H1)
+        # Lookups and an append on the lagging replica, all at once.
+        await asyncio.gather(*(reader.refresh() for _ in range(8)),
+                             reader.add("corp.example/late", "v1.0.0", H1, H1),
+                             *(reader.refresh() for _ in range(8)))
+        await writer.refresh()
+        assert reader.size == writer.size == 6 and reader.tree() == writer.tree()
+        assert reader.lookup_id("corp.example/late", "v1.0.0") == 5
+
+    asyncio.run(main())

@@ -350,7 +350,11 @@ class PrivateSumdb:
         self.name = name
         self.directory = directory
         self.store = store
-        self._lock = asyncio.Lock()
+        self._lock = asyncio.Lock()  # one appender in this process
+        # The in-memory log (records, hashes, ids, tree) changes only under this lock: a catch-up
+        # awaits the store between reading the size and extending, and two of them at once (a
+        # burst of lookups) would both extend from the same size.
+        self._state = asyncio.Lock()
         # Across replicas: a lease saying who appends (wiring sets Redis's; CAS keeps it safe).
         self.writer: WriterLease = LocalWriterLease()
         self._signers: list[_note.Ed25519Signer] = []
@@ -394,6 +398,10 @@ class PrivateSumdb:
     async def refresh(self) -> None:
         """Catch up with the head in the store: new records (checked against the signed tree
         hash) and heads re-signed by a key rotation. Raises PrivateSumdbError on damage."""
+        async with self._state:
+            await self._refresh()
+
+    async def _refresh(self) -> None:
         await asyncio.to_thread(self._reload_keys)
         got = await self.store.get(_head_key(self.name))
         if got is None:
@@ -536,6 +544,12 @@ class PrivateSumdb:
     async def _commit(self, n: int, entry: bytes) -> bool:
         """Move the head from the tree of size *n* (ours) to size n+1 with *entry*; False when
         another writer moved it first."""
+        async with self._state:
+            return await self._commit_locked(n, entry)
+
+    async def _commit_locked(self, n: int, entry: bytes) -> bool:
+        if len(self._records) != n:
+            return False  # a catch-up moved the log meanwhile: start again from its head
         key = _record_key(entry)
         if key is None or key in self._ids or not tlog.is_valid_record_text(entry):
             raise PrivateSumdbError(f"{self.name}: record {n} in the store is malformed or repeated; "
