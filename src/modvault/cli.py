@@ -79,6 +79,7 @@ def serve(settings: Settings) -> None:
     from granian.constants import HTTPModes, Interfaces, Loops
 
     from modvault import startup
+    from modvault.cache.coordination.state import changes_file_held
     from modvault.observability.logs import emit, granian_log_config
 
     for name in startup.unknown_variables(os.environ, settings):
@@ -131,7 +132,8 @@ def serve(settings: Settings) -> None:
                                                      lambda: emit("info", "modvault", line)))
     server.on_startup(lambda: install_death_counter(settings.data_dir))
     try:
-        server.serve()
+        with changes_file_held(settings.data_dir):  # the workers' shared change token
+            server.serve()
     finally:
         if listen_lock is not None:
             listen_lock.release()

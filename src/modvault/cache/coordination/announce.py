@@ -17,7 +17,7 @@ LOG = logging.getLogger("modvault.coordination")
 
 
 def announce_sync(settings: Settings, change: Change) -> None:
-    local = LocalChanges(settings.data_dir)
+    local = LocalChanges(settings.data_dir, create=False)  # no file: no server to tell
     local.bump()
     if settings.coordination == "local":
         return

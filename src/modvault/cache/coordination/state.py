@@ -10,12 +10,13 @@ implementations (redis_state.py) degrade to these when Redis cannot be reached.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import logging
 import mmap
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -39,6 +40,56 @@ def changes_path(data_dir: str | Path) -> Path:
         key = hashlib.sha256(os.fsencode(root)).hexdigest()[:20]
         return SHARED_MEMORY / f"modvault-{key}.changes"
     return root / CHANGES_FILE
+
+
+def open_changes_file(path: Path, create: bool = True) -> int:
+    """A descriptor of the change token file. /dev/shm is shared by every user: never follow a
+    planted link, never use another user's file."""
+    if create:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | (os.O_CREAT if create else 0), 0o644)
+    euid = os.geteuid()
+    if euid != 0 and os.fstat(fd).st_uid != euid:
+        owner = os.fstat(fd).st_uid
+        os.close(fd)
+        raise OSError(f"owned by uid {owner}")
+    return fd
+
+
+@contextlib.contextmanager
+def changes_file_held(data_dir: str | Path) -> Iterator[None]:
+    """The change token file lives while a server group on *data_dir* runs, and is removed when
+    the last one stops (not left behind in /dev/shm, one page of memory each). Every server
+    holds a shared lock on it; the one that can turn it into an exclusive lock at exit is the
+    last and removes it. Best effort: a killed server leaves the file, the next start reuses it."""
+    path = changes_path(data_dir)
+    fd = -1
+    try:
+        for _ in range(5):
+            fd = open_changes_file(path)
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            with contextlib.suppress(FileNotFoundError):
+                if os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
+                    break  # not removed by a server stopping meanwhile
+            os.close(fd)
+            fd = -1
+    except OSError as exc:
+        LOG.warning("cannot hold %s: %s", path, exc)
+        if fd >= 0:
+            os.close(fd)
+            fd = -1
+    try:
+        yield
+    finally:
+        if fd >= 0:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
+                    path.unlink()
+            except OSError:
+                pass  # another server still runs on this data directory (or it is gone already)
+            finally:
+                os.close(fd)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,25 +179,24 @@ class LocalChanges:
     (a slice of shared memory, no system call) before answering, and forgets its memory tier when
     they differ. Without a usable file changes stay per process."""
 
-    def __init__(self, data_dir: str | Path) -> None:
+    def __init__(self, data_dir: str | Path, create: bool = True) -> None:
+        """*create* False (a command announcing a change): no file means no server is running on
+        this data directory, so there is no one to tell."""
         self.path = changes_path(data_dir)
         self._map: mmap.mmap | None = None
         self._word: memoryview | None = None  # the token as one unsigned 64-bit integer
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # /dev/shm is shared by every user: never follow a planted link, never use another
-            # user's file.
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            fd = open_changes_file(self.path, create)
             try:
-                euid = os.geteuid()
-                if euid != 0 and os.fstat(fd).st_uid != euid:
-                    raise OSError(f"owned by uid {os.fstat(fd).st_uid}")
                 if os.fstat(fd).st_size < 8:
                     os.ftruncate(fd, 8)
                 self._map = mmap.mmap(fd, 8)
                 self._word = memoryview(self._map).cast("Q")
             finally:
                 os.close(fd)
+        except FileNotFoundError:
+            if create:
+                LOG.warning("changes stay per process (cannot create %s)", self.path)
         except OSError as exc:
             LOG.warning("changes stay per process (cannot map %s: %s)", self.path, exc)
         self._seen = self._word[0] if self._word is not None else 0
