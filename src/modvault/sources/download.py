@@ -36,6 +36,7 @@ from types import TracebackType
 from typing import BinaryIO, Protocol
 
 from modvault.errors import StorageError
+from modvault.storage.writeback import start_writeback
 
 __all__ = ["BATCH", "DOWNLOAD_SCAN", "DownloadFile", "ScanSlot", "Scanner"]
 
@@ -98,19 +99,26 @@ class DownloadFile:
         self._write_batch([chunk])
 
     def _write_batch(self, chunks: list[bytes]) -> None:
+        # One buffer per batch: a write, a hash update and a scan step each per batch, not per
+        # chunk. Each C call that releases the GIL has to take it back from the event loop, which
+        # is busy receiving the next batch: fewer, longer calls wait less (the copy is cheap).
+        chunk = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         with self._lock:
             fh = self._fh
             if fh is None:
                 raise self._error(None)
-            for chunk in chunks:
-                try:
-                    fh.write(chunk)
-                except OSError as exc:
-                    raise self._error(exc) from None
-                self._hash.update(chunk)
-                self.size += len(chunk)
-                if self._scanner is not None:
-                    self._scanner.feed(chunk)
+            try:
+                fh.write(chunk)
+                fh.flush()
+            except OSError as exc:
+                raise self._error(exc) from None
+            # The batch's pages start going to disk now (storage/writeback.py): the fsync
+            # before the file becomes visible then waits for little more than the last batch.
+            start_writeback(fh.fileno(), self.size, len(chunk))
+            self._hash.update(chunk)
+            self.size += len(chunk)
+            if self._scanner is not None:
+                self._scanner.feed(chunk)
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
