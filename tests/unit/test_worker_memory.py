@@ -77,3 +77,27 @@ async def lazy_client_checks() -> None:
     assert lazy.made
     await lazy.aclose()
     assert made[0].is_closed
+
+
+HTTP1_PROBE = """
+import json, sys
+import granian
+from modvault import cli
+granian.Granian.serve = lambda self, *a, **k: print(json.dumps(
+    {"http1_buffer": self.http1_settings.max_buffer_size if self.http1_settings else None}))
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_serve_bounds_what_each_http1_connection_buffers(tmp_path: Path) -> None:
+    """granian's default lets hyper queue ~408 KiB per HTTP/1 connection: 64 clients of one big
+    zip grew the worker by ~22 MiB (bench/bench_proxy.py --rss-only)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", HTTP1_PROBE, "serve", "--listen", "127.0.0.1:0",
+                           "--data-dir", str(tmp_path / "data"), "--upstream", "off", "--offline"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    buffer = json.loads(proc.stdout.strip().splitlines()[-1])["http1_buffer"]
+    assert buffer is not None and 16 << 10 <= buffer <= 128 << 10
