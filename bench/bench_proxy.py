@@ -512,7 +512,9 @@ def main() -> int:
         cert, key = make_cert(root)
         tree_env = {"PYTHONPATH": str(Path(args.tree_src).resolve())} if args.tree_src else {}
         if args.rss_only:
-            trees = {"modvault": tree_env}
+            # process_model = "single" (server/embedded.py): the same tree without a supervisor.
+            trees = {"modvault": tree_env,
+                     "mv single": {**tree_env, "MODVAULT_PROCESS_MODEL": "single"}}
             if args.baseline_src:
                 trees = {"baseline": {"PYTHONPATH": str(Path(args.baseline_src).resolve())}, **trees}
             print_rss(rss_rows(data, args.duration, trees))

@@ -75,7 +75,7 @@ def _flags(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings) -> int:
     from granian import Granian
     from granian.constants import HTTPModes, Interfaces, Loops
     from granian.http import HTTP1Settings
@@ -98,6 +98,19 @@ def serve(settings: Settings) -> None:
     if settings.tls_cert:
         kwargs["ssl_cert"] = Path(settings.tls_cert)
         kwargs["ssl_key"] = Path(settings.tls_key)
+    if settings.process_model == "single":  # no supervisor: server/embedded.py
+        from modvault.server.embedded import serve_single
+
+        try:
+            with changes_file_held(settings.data_dir):
+                return serve_single(
+                    settings, lambda: startup.when_listening(
+                        settings.host, settings.port, lambda: emit("info", "modvault", line)),
+                    HTTP1_BUFFER_BYTES,
+                    (Path(settings.tls_cert), Path(settings.tls_key)) if settings.tls_cert else None)
+        finally:
+            if listen_lock is not None:
+                listen_lock.release()
     server = Granian(
         "modvault.server.app:create_app",
         factory=True,
@@ -143,6 +156,7 @@ def serve(settings: Settings) -> None:
     finally:
         if listen_lock is not None:
             listen_lock.release()
+    return 0
 
 
 def install_death_counter(data_dir: str) -> None:
@@ -210,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(config_file=args.config, flags=_flags(args))
         if args.command == "serve":
-            serve(settings)
+            return serve(settings)
     except ConfigError as exc:
         if args.command == "serve":  # serve speaks JSON lines only, this line included
             from modvault.observability.logs import emit

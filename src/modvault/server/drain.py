@@ -54,6 +54,9 @@ class Drain:
         self.stopping = False
         self.grace = grace
         self._task: asyncio.Task[None] | None = None
+        # What ends the worker once drained: the process exits at once (granian's supervisor
+        # waits for it); the single-process server (server/embedded.py) returns from its loop.
+        self.leave: Callable[[], None] = lambda: os._exit(0)
 
     def install(self, loop: asyncio.AbstractEventLoop,
                 cleanup: Callable[[], Awaitable[None]]) -> None:
@@ -89,4 +92,4 @@ class Drain:
             for handler in logging.getLogger("modvault").handlers:
                 with contextlib.suppress(Exception):
                     handler.flush()
-            os._exit(0)
+            self.leave()

@@ -1,0 +1,123 @@
+"""``process_model = "single"``: serve from this one process, on its own event loop.
+
+granian's embedded server runs the RSGI worker inside the running asyncio loop, so no supervisor
+process sits beside the worker (~35 MiB of resident memory, bench/bench_proxy.py --rss-only). What
+the supervisor did for the workers is done here: the serving line once the port accepts; SIGTERM
+and SIGINT stop accepting, in-flight answers are finished (server/drain.py, which then ends the
+process) and ``shutdown_timeout`` is the hard deadline; a server that stops on its own (the app
+failed to start, or its serving task died) exits with status 1. Nothing is respawned: that is
+the job of the process manager (systemd ``Restart=``, a container runtime).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modvault.config import Settings
+
+if TYPE_CHECKING:
+    from modvault.server.app import App
+
+LOG = logging.getLogger("modvault.server")
+
+
+def serve_single(settings: Settings, on_listening: Callable[[], None], http1_buffer: int,
+                 tls: tuple[Path, Path] | None = None) -> int:
+    """Serve until SIGTERM/SIGINT (exit status 0) or until the server stops on its own (1)."""
+    from granian.constants import HTTPModes, Interfaces
+    from granian.http import HTTP1Settings
+    from granian.server.embed import Server
+
+    from modvault.observability.logs import granian_log_config
+    from modvault.server.app import create_app
+
+    stop_asked = False
+    drained = asyncio.Event()
+
+    def app_factory() -> App:
+        app = create_app()
+        app.drain.leave = drained.set  # drained: return from the loop (no os._exit)
+        return app
+
+    server = Server(
+        app_factory,
+        factory=True,
+        address=settings.host,
+        port=settings.port,
+        interface=Interfaces.RSGI,
+        http=HTTPModes.auto,
+        websockets=False,
+        log_enabled=True,
+        log_level=settings.log_level,  # type: ignore[arg-type]
+        log_dictconfig=granian_log_config(),
+        log_access=False,
+        backpressure=settings.max_connections,
+        backlog=max(1024, settings.max_connections),
+        http1_settings=HTTP1Settings(max_buffer_size=http1_buffer),
+        ssl_cert=tls[0] if tls else None,
+        ssl_key=tls[1] if tls else None,
+    )
+    server.on_startup(on_listening)
+
+    def past_deadline() -> None:
+        LOG.warning("shutdown_timeout (%gs) passed with answers in flight: stopping now",
+                    settings.shutdown_timeout)
+        _leave(0)
+
+    def stop(loop: asyncio.AbstractEventLoop) -> None:
+        nonlocal stop_asked
+        if stop_asked:
+            return
+        stop_asked = True
+        server.stop()  # type: ignore[no-untyped-call]  # granian stops accepting; the app's Drain finishes what is in flight
+        loop.call_later(settings.shutdown_timeout, past_deadline)
+
+    async def serve_rsgi(*args: Any, **kwargs: Any) -> None:
+        try:
+            await Server._spawn_rsgi_worker(*args, **kwargs)
+        except Exception:
+            LOG.exception("the server stopped on an error")
+            raise
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            # A loop handler, so the app's Drain (installed later) chains in front of it and the
+            # loop's wake-up fd still brings the signal here.
+            loop.add_signal_handler(sig, stop, loop)
+        serving = asyncio.ensure_future(
+            server.serve(spawn_target=serve_rsgi))  # type: ignore[arg-type]
+        waiting = asyncio.ensure_future(drained.wait())
+        await asyncio.wait({serving, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        if not stop_asked:
+            waiting.cancel()
+            return 1
+        # Stopping: the Drain returns here once nothing is in flight (an idle HTTP/2 connection
+        # may keep granian's side open: it closes with the process); past_deadline backstops.
+        await waiting
+        return 0
+
+    if importlib.util.find_spec("uvloop") is not None:  # as the workers do (cli.serve)
+        import uvloop
+
+        return int(uvloop.run(main()))
+    return asyncio.run(main())
+
+
+def _leave(code: int) -> None:
+    for handler in logging.getLogger("modvault").handlers:
+        with contextlib.suppress(Exception):
+            handler.flush()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
