@@ -213,3 +213,56 @@ def test_upstream_killed_mid_body_then_a_whole_zip(
         assert leftovers(data) == []
     finally:
         upstream.stop()
+
+
+def test_other_requests_are_served_while_a_big_zip_downloads(modvault: ModvaultFactory,
+                                                             tmp_path: Path) -> None:
+    """A 12 MiB zip nothing has stored, arriving in 256 KiB pieces: while it is received, hashed,
+    scanned and checked, the same server keeps answering other requests (a stored .info, the
+    health check), each well within a generous bound, not after the zip."""
+    big, ver = "example.com/big", "v1.0.0"
+    root = tmp_path / "upstream"
+    at = root / big / "@v"
+    at.mkdir(parents=True)
+    (at / "list").write_text(ver + "\n")
+    (at / f"{ver}.info").write_text(f'{{"Version":"{ver}","Time":"2026-01-02T03:04:05Z"}}')
+    (at / f"{ver}.mod").write_text(f"module {big}\n")
+    with zipfile.ZipFile(at / f"{ver}.zip", "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        zf.writestr(f"{big}@{ver}/go.mod", f"module {big}\n")
+        for i in range(12):
+            zf.writestr(f"{big}@{ver}/data/blob{i}.bin", os.urandom(1 << 20))
+    zip_url = f"/{big}/@v/{ver}.zip"
+    upstream = TestUpstreamServer(root).start()
+    upstream.behaviours[zip_url] = Behaviour(trickle=0.02, chunk=256 << 10)
+    try:
+        mv = modvault(upstream.url, "--no-sumdb-verify", data_dir=tmp_path / "data")
+        info = f"/{big}/@v/{ver}.info"
+        assert httpx.get(mv.url + info, timeout=30).status_code == 200
+        done = threading.Event()
+        got: list[httpx.Response] = []
+
+        def fetch_zip() -> None:
+            try:
+                got.append(httpx.get(mv.url + zip_url, timeout=120))
+            finally:
+                done.set()
+
+        worker = threading.Thread(target=fetch_zip)
+        worker.start()
+        during: list[float] = []
+        with httpx.Client(base_url=mv.url, timeout=30) as c:
+            while not done.is_set():
+                if not upstream.busy(zip_url):
+                    continue  # not started yet, or already sent: not "during"
+                for path in (info, "/healthz"):
+                    r = c.get(path)
+                    assert r.status_code == 200, (path, r.text)
+                    if not done.is_set():
+                        during.append(r.elapsed.total_seconds())
+        worker.join(120)
+        assert got and got[0].status_code == 200
+        assert got[0].content == (at / f"{ver}.zip").read_bytes()
+        assert len(during) >= 10, during  # answered while the zip was still on its way
+        assert max(during) < 5.0, during  # a stalled loop would hold them until the zip is done
+    finally:
+        upstream.stop()
