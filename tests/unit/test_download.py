@@ -8,6 +8,7 @@ import gc
 import hashlib
 import os
 import warnings
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -158,3 +159,29 @@ def test_scan_slot_gets_the_scanner_of_the_bytes_written(tmp_path: Path) -> None
     with DownloadFile(tmp_path / "plain", "zip m@v1.0.0") as out:
         out.write_sync(b"abc")
     assert slot.scanner_for(out.sha256) is None
+
+
+def test_a_file_upstream_copy_is_scanned_too(tmp_path: Path) -> None:
+    """file:// upstreams copy the zip in a worker thread: the scan reaches it there (the context
+    is carried into the thread) and the service gets the copy's scanner by its digest."""
+    from modvault.module.zipstream import ZipStreamScan
+    from modvault.sources.upstream import FileUpstream, UpstreamLimits
+
+    at = tmp_path / "proxy" / "example.com" / "m" / "@v"
+    at.mkdir(parents=True)
+    with zipfile.ZipFile(at / "v1.0.0.zip", "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("example.com/m@v1.0.0/go.mod", "module example.com/m\n")
+        zf.writestr("example.com/m@v1.0.0/m.go", "package m\n" * 1000)
+    slot = ScanSlot(ZipStreamScan)
+
+    async def main() -> str:
+        source = FileUpstream((tmp_path / "proxy").as_uri(), UpstreamLimits())
+        token = DOWNLOAD_SCAN.set(slot)
+        try:
+            return await source.zip("example.com/m", "v1.0.0", tmp_path / "out.zip")
+        finally:
+            DOWNLOAD_SCAN.reset(token)
+
+    sha = asyncio.run(main())
+    scan = slot.scanner_for(sha)
+    assert isinstance(scan, ZipStreamScan) and len(scan.entries) == 2
