@@ -28,11 +28,11 @@ __all__ = ["MAX_OUTPUT", "StreamedEntry", "ZipStreamScan"]
 # scan inflating more than that is reading something the check would refuse (or never read).
 MAX_OUTPUT = MAX_ZIP_FILE
 # Compressed bytes handed to one inflate call, and the most it may produce (bounding the memory one
-# call takes): source compresses about 4:1, so a slice is inflated whole in one call (a slice left
-# partly unconsumed is copied for the next call), and a download batch in four calls (few calls:
-# each one takes the GIL back from the busy event loop).
+# call takes to a download batch's size): source compresses about 4:1, so a slice is mostly
+# inflated whole in one call (what is left unconsumed is copied for the next call), and a download
+# batch in about four calls (few calls: each one takes the GIL back from the busy event loop).
 _INFLATE_INPUT = 256 << 10
-_INFLATE_STEP = 2 << 20
+_INFLATE_STEP = 1 << 20
 
 _LOCAL = struct.Struct("<4s2B4HL2L2H")  # local file header (x/mod and APPNOTE 4.3.7)
 _LOCAL_SIG = b"PK\x03\x04"
