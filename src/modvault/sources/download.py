@@ -36,7 +36,7 @@ from types import TracebackType
 from typing import BinaryIO, Protocol
 
 from modvault.errors import StorageError
-from modvault.storage.writeback import start_writeback
+from modvault.storage.writeback import WriteBehind
 
 __all__ = ["BATCH", "DOWNLOAD_SCAN", "DownloadFile", "ScanSlot", "Scanner"]
 
@@ -83,6 +83,7 @@ class DownloadFile:
         self._pending: asyncio.Future[None] | None = None
         self._batch: list[bytes] = []
         self._batched = 0
+        self._writeback = WriteBehind()
         self._slot = DOWNLOAD_SCAN.get()
         self._scanner = self._slot.factory() if self._slot is not None else None
 
@@ -112,11 +113,11 @@ class DownloadFile:
                 fh.flush()
             except OSError as exc:
                 raise self._error(exc) from None
-            # The batch's pages start going to disk now (storage/writeback.py): the fsync
-            # before the file becomes visible then waits for little more than the last batch.
-            start_writeback(fh.fileno(), self.size, len(chunk))
             self._hash.update(chunk)
             self.size += len(chunk)
+            # The pages written so far start going to disk (storage/writeback.py, from a helper
+            # thread): the fsync before the file becomes visible then has little left to do.
+            self._writeback.grown(fh.fileno(), self.size)
             if self._scanner is not None:
                 self._scanner.feed(chunk)
 
