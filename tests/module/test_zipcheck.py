@@ -195,6 +195,25 @@ def test_zip64_records(tmp_path: Path) -> None:
     assert summary.h1 == hash_zip(p)
 
 
+def test_zip64_offsets_past_any_file_are_format_errors(tmp_path: Path) -> None:
+    """A zip64 record may name any 64-bit offset; one no file system can seek to (EINVAL) reads
+    as nothing there, as Go's ReadAt at EOF: a one-line ZipError, not an OSError (found by the
+    hypothesis test of the download scan, tests/module/test_zipstream.py)."""
+    entries = [RawEntry(PREFIX + "a.go", b"package a\n", zip64=True)]
+    data = bytearray(build_zip(entries, zip64=True))
+    locator = data.rindex(b"PK\x06\x07")
+    far = bytearray(data)
+    far[locator + 8:locator + 16] = (1 << 62).to_bytes(8, "little")  # where the zip64 end record is
+    with pytest.raises(ZipError, match="not a valid zip file"):
+        check_zip(write(tmp_path, bytes(far), "far-end.zip"), M, V)
+    central = data.index(b"PK\x01\x02")
+    name_len = int.from_bytes(data[central + 28:central + 30], "little")
+    offset_at = central + 46 + name_len + 4 + 16  # the zip64 extra's header offset
+    data[offset_at:offset_at + 8] = (1 << 62).to_bytes(8, "little")
+    with pytest.raises(ZipError, match="bad local file header"):
+        check_zip(write(tmp_path, bytes(data), "far-entry.zip"), M, V)
+
+
 def test_zip64_written_by_zipfile(tmp_path: Path) -> None:
     p = tmp_path / "z.zip"
     with zipfile.ZipFile(p, "w", zipfile.ZIP_DEFLATED) as zf:

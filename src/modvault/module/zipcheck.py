@@ -237,9 +237,15 @@ _U16, _U32 = 0xFFFF, 0xFFFFFFFF
 
 
 def _read_at(fp: BinaryIO, offset: int, n: int) -> bytes:
+    """Up to *n* bytes at *offset*; none past the end of the file, or at an offset the file
+    system cannot even seek to (a zip64 record may name any 64-bit offset: EINVAL, EOVERFLOW),
+    as Go's ReadAt, which then reports io.EOF."""
     if offset < 0:
         return b""
-    fp.seek(offset)
+    try:
+        fp.seek(offset)
+    except (OSError, OverflowError):
+        return b""
     return fp.read(n)
 
 
@@ -476,8 +482,7 @@ class _EntryStream(io.RawIOBase):
         n = min(n, self._left)
         if n == 0:
             return b""
-        self._fp.seek(self._pos)
-        data = self._fp.read(n)
+        data = _read_at(self._fp, self._pos, n)
         self._pos += n
         self._left -= n
         if len(data) != n:
