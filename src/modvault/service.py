@@ -186,6 +186,7 @@ class ModuleService:
         self._remote_stats: ByteLRU[tuple[float, ObjectInfo]] | None = \
             ByteLRU(ZIP_ARTIFACTS_BYTES) if getattr(store, "remote", False) else None
         self._refreshing: set[asyncio.Task[None]] = set()
+        self._warming: asyncio.Task[None] | None = None
         # Last use of stored versions, for gc (ops/journal.py): a dict write per request.
         self.access = access
 
@@ -344,6 +345,7 @@ class ModuleService:
             await lease.release()
 
     async def _fetch_immutable(self, ref: ArtifactRef, key: str) -> Artifact:
+        await self.chain.ready()  # the upstream client, made off the loop (sources/lazyclient.py)
         try:
             if ref.kind is Kind.ZIP:
                 return await self._fetch_zip(ref, key)
@@ -636,6 +638,7 @@ class ModuleService:
 
     async def _fetch_mutable(self, ref: ArtifactRef, key: str,
                              fetch: Callable[[], Awaitable[Artifact]]) -> Artifact:
+        await self.chain.ready()
         try:
             art, shared = await self.flights.do(key, fetch)
         except (NotFound, Gone) as exc:
@@ -651,6 +654,7 @@ class ModuleService:
 
         async def refresh() -> None:
             try:
+                await self.chain.ready()
                 await self.flights.do(key, fetch)
             except ModvaultError as exc:
                 LOG.info("background refresh of %s failed: %s", key, exc.message)
@@ -747,10 +751,22 @@ class ModuleService:
             self._probing = asyncio.get_running_loop().create_task(self.prober.run())
         if self._changes is not None:
             self._changes.start(self.forget)
+        if not self.settings.offline and self._warming is None:
+            # A server that may fetch makes its upstream client now, off the loop, so the first
+            # miss does not wait for it; an offline one never loads it (sources/lazyclient.py).
+            self._warming = asyncio.get_running_loop().create_task(self._warm_client())
+
+    async def _warm_client(self) -> None:
+        try:
+            await self.chain.ready()
+        except Unavailable as exc:
+            LOG.warning("%s", exc.message)
 
     async def aclose(self) -> None:
         for task in list(self._refreshing):
             task.cancel()
+        if self._warming is not None:
+            self._warming.cancel()
         if self._probing is not None:
             self._probing.cancel()
             self._probing = None

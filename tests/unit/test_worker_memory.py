@@ -1,9 +1,10 @@
-"""A worker that serves what is stored must not carry the upstream HTTP client stack (httpx,
-httpcore, h2, certifi's roots: ~6 MiB a worker); the first upstream fetch loads it and works.
+"""A worker of an offline server never loads the upstream HTTP client stack (httpx, httpcore,
+h2, certifi's roots: ~6 MiB a worker); a server that may fetch makes its client off the event loop
+and fetches a miss with it.
 
 Seen from the real server: with PYTHONPROFILEIMPORTTIME every process of the group writes a line
 per module it imports to stderr (the supervisor imports none of these, test_cli_memory.py), so the
-log says what the worker loaded, and when."""
+log says what the worker loaded."""
 
 from __future__ import annotations
 
@@ -26,31 +27,43 @@ def imported(log: str) -> set[str]:
     return set(re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s*([\w.]+)\s*$", log, re.M))
 
 
-def test_hits_load_no_client_stack_and_the_first_miss_does(tmp_path: Path) -> None:
-    stored = tmp_path / "data" / "example.com" / "m" / "@v"
+def stored_module(data: Path) -> None:
+    stored = data / "example.com" / "m" / "@v"
     stored.mkdir(parents=True)
     (stored / "v1.0.0.info").write_text(INFO)
     (stored / "list").write_text("v1.0.0\n")
+
+
+def test_an_offline_server_serves_hits_without_the_client_stack(tmp_path: Path) -> None:
+    stored_module(tmp_path / "data")
+    mv = ModvaultProcess(tmp_path / "data", "off", "--offline",
+                         env={"PYTHONPROFILEIMPORTTIME": "1"})
+    try:
+        for path in ("/example.com/m/@v/list", "/example.com/m/@v/v1.0.0.info",
+                     "/example.com/m/@v/v1.0.0.info", "/example.com/m/@v/v9.0.0.info",
+                     "/healthz", "/readyz", "/metrics"):
+            httpx.get(mv.url + path, timeout=10)
+        loaded = imported(mv.output())
+        assert "modvault.server.app" in loaded  # the probe sees the worker's imports
+        assert sorted(m for m in CLIENT_STACK if m in loaded) == []
+    finally:
+        mv.stop()
+
+
+def test_an_online_server_fetches_its_first_miss(tmp_path: Path) -> None:
+    stored_module(tmp_path / "data")
     tree = tmp_path / "upstream" / "example.com" / "up" / "@v"
     tree.mkdir(parents=True)
     (tree / "v1.2.0.info").write_text(INFO.replace("v1.0.0", "v1.2.0"))
     upstream = TestUpstreamServer(tmp_path / "upstream").start()
-    # An upstream is configured and the server is online: only the stored answers are asked first.
     mv = ModvaultProcess(tmp_path / "data", upstream.url, env={"PYTHONPROFILEIMPORTTIME": "1"})
     try:
-        for path in ("/example.com/m/@v/list", "/example.com/m/@v/v1.0.0.info",
-                     "/example.com/m/@v/v1.0.0.info", "/healthz", "/metrics"):
-            assert httpx.get(mv.url + path, timeout=10).status_code == 200, path
-        assert upstream.requests == []
-        loaded = imported(mv.output())
-        assert "modvault.server.app" in loaded  # the probe sees the worker's imports
-        assert sorted(m for m in CLIENT_STACK if m in loaded) == []
-
         resp = httpx.get(mv.url + "/example.com/up/@v/v1.2.0.info", timeout=30)
         assert resp.status_code == 200, resp.text
         assert json.loads(resp.text)["Version"] == "v1.2.0"
         assert "/example.com/up/@v/v1.2.0.info" in upstream.requests
         assert "httpx" in imported(mv.output())
+        assert "cannot set up the upstream HTTP client" not in mv.output()
     finally:
         mv.stop()
         upstream.stop()
@@ -101,3 +114,39 @@ def test_serve_bounds_what_each_http1_connection_buffers(tmp_path: Path) -> None
     assert proc.returncode == 0, proc.stderr[-2000:]
     buffer = json.loads(proc.stdout.strip().splitlines()[-1])["http1_buffer"]
     assert buffer is not None and 16 << 10 <= buffer <= 128 << 10
+
+
+def test_lazy_client_is_made_off_the_event_loop_once_and_retried_after_a_failure() -> None:
+    asyncio.run(ready_checks())
+
+
+async def ready_checks() -> None:
+    import threading
+
+    from modvault.errors import Unavailable
+    from modvault.sources.lazyclient import client_ready
+
+    made_in: list[str] = []
+    fail = [True]
+
+    def factory() -> httpx.AsyncClient:
+        made_in.append(threading.current_thread().name)
+        if fail[0]:
+            raise ValueError("no CA bundle")
+        return httpx.AsyncClient()
+
+    lazy = LazyClient(factory)
+    try:
+        await client_ready(lazy)
+    except Unavailable as exc:
+        assert "no CA bundle" in exc.message
+    else:
+        raise AssertionError("a failing factory must surface as Unavailable")
+    fail[0] = False
+    await asyncio.gather(*(client_ready(lazy) for _ in range(5)))  # concurrent first fetches
+    assert lazy.made and len(made_in) == 2
+    assert threading.main_thread().name not in made_in  # never on the loop's thread
+    await client_ready(lazy)
+    await client_ready(None)  # a chain without HTTP upstreams
+    assert len(made_in) == 2
+    await lazy.aclose()

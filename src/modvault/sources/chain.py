@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, TypeVar
 from modvault.errors import Gone, ModvaultError, NotFound, StorageError, Unavailable
 from modvault.sources.base import Source
 from modvault.sources.health import HealthRecord, HealthRegistry, State
+from modvault.sources.lazyclient import client_ready
 from modvault.sources.tracking import CircuitOpen, check_allowed
 
 if TYPE_CHECKING:
@@ -170,6 +171,10 @@ class Chain:
 
     async def zip(self, module: str, version: str, dest: Path) -> tuple[str | None, str]:
         return await self._walk(lambda s: s.zip(module, version, dest))
+
+    async def ready(self) -> None:
+        """Before fetching: the shared HTTP client exists, made off the event loop."""
+        await client_ready(self._client)
 
     async def aclose(self) -> None:
         for source, _ in self.sources:
