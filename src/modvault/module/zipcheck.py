@@ -244,7 +244,7 @@ def _read_at(fp: BinaryIO, offset: int, n: int) -> bytes:
         return b""
     try:
         fp.seek(offset)
-    except (OSError, OverflowError):
+    except (OSError, OverflowError, ValueError):  # ValueError: past 2**63 - 1
         return b""
     return fp.read(n)
 
