@@ -113,7 +113,7 @@ def test_serve_bounds_what_each_http1_connection_buffers(tmp_path: Path) -> None
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr[-2000:]
     buffer = json.loads(proc.stdout.strip().splitlines()[-1])["http1_buffer"]
-    assert buffer is not None and 16 << 10 <= buffer <= 128 << 10
+    assert buffer is not None and 16 << 10 <= buffer <= 320 << 10  # granian's default: ~408 KiB
 
 
 def test_lazy_client_is_made_off_the_event_loop_once_and_retried_after_a_failure() -> None:
