@@ -440,10 +440,12 @@ def start_ceiling(data: Path, tls: tuple[Path, Path] | None = None
                   ) -> tuple[subprocess.Popen[bytes], int]:
     """bench/granian_ceiling.py: the least a granian RSGI app can do to answer the same files,
     with modvault's granian settings (one worker, uvloop); its gap to nginx is the server's own."""
+    from modvault.cli import HTTP1_BUFFER_BYTES
+
     port = free_port()
     cmd = [sys.executable, "-m", "granian", "--interface", "rsgi", "--loop", "uvloop", "--no-ws",
            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-           "granian_ceiling:app"]
+           "--http1-buffer-size", str(HTTP1_BUFFER_BYTES), "granian_ceiling:app"]
     if tls is not None:
         cmd[-1:-1] = ["--ssl-certificate", str(tls[0]), "--ssl-keyfile", str(tls[1])]
     env = {**os.environ, "CEILING_DATA": str(data),
