@@ -17,9 +17,13 @@ from hypothesis import strategies as st
 
 from modvault.errors import StorageError
 from modvault.sources.download import BATCH, DOWNLOAD_SCAN, DownloadFile, ScanSlot
+from modvault.storage import writeback
 
 
 def open_fds() -> int:
+    """This process's open descriptors, once the write-back helper has closed the duplicates an
+    earlier download handed it (storage/writeback.py: one thread, tasks in order)."""
+    writeback._helper().submit(lambda: None).result(timeout=30)
     return len(os.listdir("/proc/self/fd"))
 
 
