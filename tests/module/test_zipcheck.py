@@ -148,7 +148,9 @@ def test_zip_written_by_zipfile(tmp_path: Path) -> None:
     assert check_zip(p, M, V) == ZipSummary(2, 20, False, None, hash_zip(p))
 
 
-def test_zip_written_to_a_stream_has_data_descriptors(tmp_path: Path) -> None:
+def streamed_zip(files: dict[str, str]) -> bytes:
+    """A deflated zip written to an unseekable stream, as archive/zip's streaming writer does:
+    every entry is followed by a data descriptor (with its signature)."""
     class Unseekable(io.RawIOBase):
         def __init__(self) -> None:
             self.buf = bytearray()
@@ -162,8 +164,13 @@ def test_zip_written_to_a_stream_has_data_descriptors(tmp_path: Path) -> None:
 
     out = Unseekable()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:  # type: ignore[arg-type]
-        zf.writestr(PREFIX + "go.mod", "module example.com/m\n")
-    p = write(tmp_path, bytes(out.buf))
+        for name, text in files.items():
+            zf.writestr(name, text)
+    return bytes(out.buf)
+
+
+def test_zip_written_to_a_stream_has_data_descriptors(tmp_path: Path) -> None:
+    p = write(tmp_path, streamed_zip({PREFIX + "go.mod": "module example.com/m\n"}))
     with open(p, "rb") as fp:
         assert ZipReader(fp).entries[0].flags & 0x8
     assert check_zip(p, M, V).gomod == b"module example.com/m\n"

@@ -4,9 +4,7 @@ the bytes were cut into chunks, and it reads again only what the scan could not 
 
 from __future__ import annotations
 
-import io
 import random
-import zipfile
 import zlib
 from pathlib import Path
 
@@ -19,7 +17,16 @@ from modvault.module.dirhash import hash_zip
 from modvault.module.errors import ZipError
 from modvault.module.zipcheck import ZipSummary, check_zip
 from modvault.module.zipstream import ZipStreamScan
-from tests.module.test_zipcheck import PREFIX, M, RawEntry, V, _random_zip, build_zip, good_files
+from tests.module.test_zipcheck import (
+    PREFIX,
+    M,
+    RawEntry,
+    V,
+    _random_zip,
+    build_zip,
+    good_files,
+    streamed_zip,
+)
 
 
 def scan_of(data: bytes, cuts: list[int] | None = None) -> ZipStreamScan:
@@ -58,24 +65,10 @@ def test_valid_zip_is_checked_from_the_scan(tmp_path: Path) -> None:
 
 def test_zip_written_by_go_style_streaming_writer_is_scanned(tmp_path: Path) -> None:
     """Data descriptors with a signature (as archive/zip writes them) are stepped over."""
-    class Unseekable(io.RawIOBase):
-        def __init__(self) -> None:
-            self.buf = bytearray()
-
-        def writable(self) -> bool:
-            return True
-
-        def write(self, b: bytes) -> int:  # type: ignore[override]
-            self.buf += b
-            return len(b)
-
-    out = Unseekable()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:  # type: ignore[arg-type]
-        zf.writestr(PREFIX + "go.mod", "module example.com/m\n")
-        for i in range(5):
-            zf.writestr(f"{PREFIX}f{i}.go", f"package m // {i}\n" * (i * 300 + 1))
+    files = {PREFIX + "go.mod": "module example.com/m\n"}
+    files.update({f"{PREFIX}f{i}.go": f"package m // {i}\n" * (i * 300 + 1) for i in range(5)})
     p = tmp_path / "m.zip"
-    p.write_bytes(bytes(out.buf))
+    p.write_bytes(streamed_zip(files))
     scan = scan_of(p.read_bytes(), [1000])
     summary = check_zip(p, M, V, scan.entries)
     assert summary.from_scan == 5 and summary.h1 == hash_zip(p)
