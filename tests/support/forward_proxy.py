@@ -8,8 +8,9 @@ from __future__ import annotations
 import contextlib
 import select
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from tests.support.local_http import LocalHTTPServer
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -47,24 +48,8 @@ class _Handler(BaseHTTPRequestHandler):
                     (upstream if s is client else client).sendall(data)
 
 
-class TunnelProxy(ThreadingHTTPServer):
-    daemon_threads = True
-
+class TunnelProxy(LocalHTTPServer):
     def __init__(self, backend_port: int) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(_Handler)
         self.backend = ("127.0.0.1", backend_port)
         self.seen: list[str] = []
-        self.lock = threading.Lock()
-        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-    def start(self) -> TunnelProxy:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
