@@ -19,7 +19,7 @@ def test_git_blob_cache_stays_within_its_byte_bound(puts: list[tuple[int, int]])
         key = ("https://example.com/repo", "c0ffee", f"f{name}", 0)
         files.put(key, Blob(size, b"x" * size))
         assert files.size <= files.max_bytes
-        assert files.size == sum(files._cost(k, v) for k, v in files._data.items())
+        assert files.size == sum(files._cost(k, v) for k, v in files.items())
 
 
 def test_git_blob_cache_keeps_recent_small_blobs_and_drops_the_oldest() -> None:

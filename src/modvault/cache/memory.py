@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterator
 from typing import Generic, TypeVar
 
 V = TypeVar("V")
 
 
 class ByteLRU(Generic[V]):
-    """Least-recently-used map bounded by the summed size its callers declare for each value."""
+    """Least-recently-used map bounded by the summed size its callers declare for each value
+    (and, with ``max_entries``, by the number of values)."""
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, max_entries: int = 0) -> None:
         self.max_bytes = max_bytes
+        self.max_entries = max_entries  # 0: bounded in bytes only
         self.size = 0
         self._items: OrderedDict[str, tuple[V, int]] = OrderedDict()
 
@@ -32,7 +35,8 @@ class ByteLRU(Generic[V]):
             self.size -= old[1]
         self._items[key] = (value, size)
         self.size += size
-        while self.size > self.max_bytes and self._items:
+        while self._items and (self.size > self.max_bytes
+                               or 0 < self.max_entries < len(self._items)):
             _, (_, evicted) = self._items.popitem(last=False)
             self.size -= evicted
 
@@ -44,6 +48,10 @@ class ByteLRU(Generic[V]):
     def clear(self) -> None:
         self._items.clear()
         self.size = 0
+
+    def values(self) -> Iterator[V]:
+        """What is held, oldest first (without touching recency)."""
+        return (value for value, _ in self._items.values())
 
     def __len__(self) -> int:
         return len(self._items)

@@ -40,12 +40,13 @@ import posixpath
 import shutil
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Generic, TypeVar
 
+from modvault.cache.memory import ByteLRU
 from modvault.errors import (
     Forbidden,
     ModvaultError,
@@ -117,6 +118,7 @@ _FILE_CACHE_ENTRIES = 4096
 _FILE_CACHE_BYTES = 8 << 20  # go.mod and LICENSE blobs: a few KiB each
 _FILE_CACHE_MAX_BLOB = 256 << 10
 _FILE_ENTRY_OVERHEAD = 300  # key tuple, Blob, dict slot
+_FileKey = tuple[str, str, str, int]  # repository, commit, path, size limit
 
 
 # --- errors of resolution -------------------------------------------------------------------
@@ -286,37 +288,41 @@ class _RevInfo:
 class _Files:
     """A bounded cache of small blobs by (repository, commit, path): commits never change.
 
-    Bounded in entries and in bytes (blob data plus a per-entry overhead), oldest first out."""
+    Bounded in entries and in bytes (blob data plus a per-entry overhead), least recently used
+    first out (cache/memory.py). A path absent at a commit (None) is remembered too."""
 
     def __init__(self, entries: int = _FILE_CACHE_ENTRIES, max_bytes: int = _FILE_CACHE_BYTES
                  ) -> None:
-        self.entries = entries
-        self.max_bytes = max_bytes
-        self.size = 0
-        self._data: dict[tuple[str, str, str, int], Blob | None] = {}
+        self._lru: ByteLRU[tuple[_FileKey, Blob | None]] = ByteLRU(max_bytes, max_entries=entries)
+
+    @property
+    def max_bytes(self) -> int:
+        return self._lru.max_bytes
+
+    @property
+    def size(self) -> int:
+        return self._lru.size
 
     @staticmethod
-    def _cost(key: tuple[str, str, str, int], value: Blob | None) -> int:
+    def _cost(key: _FileKey, value: Blob | None) -> int:
         data = value.data if value is not None else None
         return _FILE_ENTRY_OVERHEAD + sum(len(k) for k in key[:3]) + (len(data) if data else 0)
 
-    def get(self, key: tuple[str, str, str, int]) -> tuple[bool, Blob | None]:
-        if key in self._data:
-            value = self._data.pop(key)
-            self._data[key] = value
-            return True, value
-        return False, None
+    @staticmethod
+    def _slot(key: _FileKey) -> str:
+        return "\0".join((key[0], key[1], key[2], str(key[3])))
 
-    def put(self, key: tuple[str, str, str, int], value: Blob | None) -> None:
+    def items(self) -> Iterator[tuple[_FileKey, Blob | None]]:
+        return self._lru.values()
+
+    def get(self, key: _FileKey) -> tuple[bool, Blob | None]:
+        held = self._lru.get(self._slot(key))
+        return (True, held[1]) if held is not None else (False, None)
+
+    def put(self, key: _FileKey, value: Blob | None) -> None:
         if value is not None and value.data is not None and len(value.data) > _FILE_CACHE_MAX_BLOB:
             return
-        if key in self._data:
-            self.size -= self._cost(key, self._data.pop(key))
-        self._data[key] = value
-        self.size += self._cost(key, value)
-        while len(self._data) > self.entries or self.size > self.max_bytes:
-            oldest = next(iter(self._data))
-            self.size -= self._cost(oldest, self._data.pop(oldest))
+        self._lru.put(self._slot(key), (key, value), self._cost(key, value))
 
 
 class _Code:
