@@ -16,11 +16,12 @@ bounded work (at most :data:`MAX_OUTPUT` inflated bytes in all).
 from __future__ import annotations
 
 import hashlib
-import struct
 import zlib
 from dataclasses import dataclass
 
-from modvault.module.zipcheck import MAX_ZIP_FILE
+# The zip format's constants, as the whole-file check reads them (x/mod and APPNOTE 4.3.7).
+from modvault.module.zipcheck import _CENTRAL_SIG, _FLAG_DATA_DESCRIPTOR, _LOCAL_SIG, _U32, MAX_ZIP_FILE
+from modvault.module.zipcheck import _LOCAL_HEADER as _LOCAL
 
 __all__ = ["MAX_OUTPUT", "StreamedEntry", "ZipStreamScan"]
 
@@ -34,13 +35,8 @@ MAX_OUTPUT = MAX_ZIP_FILE
 _INFLATE_INPUT = 256 << 10
 _INFLATE_STEP = 1 << 20
 
-_LOCAL = struct.Struct("<4s2B4HL2L2H")  # local file header (x/mod and APPNOTE 4.3.7)
-_LOCAL_SIG = b"PK\x03\x04"
-_CENTRAL_SIG = b"PK\x01\x02"
 _DESCRIPTOR_SIG = b"PK\x07\x08"
-_FLAG_DATA_DESCRIPTOR = 0x8
 _STORED, _DEFLATED = 0, 8
-_U32 = 0xFFFFFFFF
 
 
 @dataclass(frozen=True, slots=True)
