@@ -7,6 +7,7 @@ import asyncio
 import gc
 import hashlib
 import os
+import threading
 import warnings
 import zipfile
 from pathlib import Path
@@ -189,3 +190,65 @@ def test_a_file_upstream_copy_is_scanned_too(tmp_path: Path) -> None:
     sha = asyncio.run(main())
     scan = slot.scanner_for(sha)
     assert isinstance(scan, ZipStreamScan) and len(scan.entries) == 2
+
+
+def test_the_scan_runs_beside_the_write_not_after_it(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the loop, a batch is scanned in its own lane while the writer lane writes and hashes
+    it: a writer that cannot finish before the scan has seen the batch still completes (run one
+    after the other in one thread, as before, this waits out the timeout and fails)."""
+    seen = threading.Event()
+
+    class Gate:
+        def feed(self, chunk: bytes) -> None:
+            seen.set()
+
+    real_write = DownloadFile._write
+
+    def write_after_the_scan(self: DownloadFile, chunk: bytes) -> None:
+        assert seen.wait(10), "the scan waited for the write"
+        real_write(self, chunk)
+
+    monkeypatch.setattr(DownloadFile, "_write", write_after_the_scan)
+    slot = ScanSlot(Gate)
+
+    async def main() -> DownloadFile:
+        token = DOWNLOAD_SCAN.set(slot)
+        try:
+            async with DownloadFile(tmp_path / "out", "zip m@v1.0.0") as out:
+                await out.write(b"b" * BATCH)
+                await out.write(b"c" * 10)
+            return out
+        finally:
+            DOWNLOAD_SCAN.reset(token)
+
+    out = asyncio.run(main())
+    assert (tmp_path / "out").read_bytes() == b"b" * BATCH + b"c" * 10
+    assert isinstance(slot.scanner_for(out.sha256), Gate)
+
+
+def test_a_failing_scan_lane_fails_the_download_and_closes_the_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scanner must not raise; if one does anyway, the download fails with it and leaves no open
+    file or unretrieved error (the writer lane's batch is still waited for and closed)."""
+    before = open_fds()
+
+    class Broken:
+        def feed(self, chunk: bytes) -> None:
+            raise RuntimeError("scanner bug")
+
+    async def main() -> None:
+        token = DOWNLOAD_SCAN.set(ScanSlot(Broken))
+        try:
+            async with DownloadFile(tmp_path / "out", "zip m@v1.0.0") as out:
+                for _ in range(3):
+                    await out.write(b"d" * BATCH)
+        finally:
+            DOWNLOAD_SCAN.reset(token)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(RuntimeError, match="scanner bug"):
+            asyncio.run(main())
+        gc.collect()
+    assert open_fds() == before
