@@ -242,7 +242,9 @@ class ModuleService:
 
     async def note_published(self, module: str, version: str) -> None:
         """A version was just published: forget not-found answers about it and rebuild ``list``
-        now, so it appears at once, here and (told through coordination) everywhere else."""
+        (and ``@latest``, if one is stored) now, so it appears at once, here and (told through
+        coordination) everywhere else. Forgetting alone is not enough: the stored answers are
+        still fresh by their age, and every process would read them back from the store."""
         change = Change("publish", module, version)
         self.forget(change)
         if self.coordination.negative is not None:
@@ -251,6 +253,11 @@ class ModuleService:
         ref = ArtifactRef(module, emod, Kind.LIST)
         key = keys.list_key(emod)
         await self._fetch_mutable(ref, key, lambda: self._fetch_list(ref, key))
+        latest = ArtifactRef(module, emod, Kind.LATEST)
+        latest_key = keys.latest_key(emod)
+        if await self.store.stat(latest_key) is not None:
+            await self._fetch_mutable(latest, latest_key,
+                                      lambda: self._fetch_latest(latest, latest_key))
         if self._changes is not None:
             await self._changes.announce(change)
 

@@ -55,6 +55,12 @@ class Pair:
         mv_cli(self.a.data_dir, "publish", str(lib), "--module", MODULE, "--version", version,
                "--server", self.a.url, env={**self.env, "MODVAULT_TOKEN": self.token})
 
+    def latest(self, mv: ModvaultProcess) -> str:
+        r = httpx.get(f"{mv.url}/{MODULE}/@latest", timeout=30)
+        assert r.status_code == 200, r.text
+        version: str = r.json()["Version"]
+        return version
+
     def versions(self, mv: ModvaultProcess) -> list[str]:
         r = httpx.get(f"{mv.url}/{MODULE}/@v/list", timeout=30)
         assert r.status_code == 200, r.text
@@ -84,8 +90,10 @@ def pair(tmp_path: Path, modvault: ModvaultFactory) -> Iterator[Pair]:
 def test_publish_and_block_reach_the_other_replica_at_once(pair: Pair, tmp_path: Path) -> None:
     pair.publish("v1.0.0")
     assert pair.versions(pair.b) == ["v1.0.0"]  # B now holds the list in its memory tier
+    assert pair.latest(pair.b) == "v1.0.0"
     pair.publish("v1.1.0")
     assert pair.versions(pair.b) == ["v1.0.0", "v1.1.0"]  # at once, not after mutable_ttl
+    assert pair.latest(pair.b) == "v1.1.0"
 
     # The go command through B sees the new version and downloads it.
     home = tmp_path / "gohome"
@@ -122,12 +130,15 @@ def test_publish_reaches_every_worker_at_once(tmp_path: Path, modvault: Modvault
     mv = modvault("off", "--workers", "2", data_dir=data, env=AUTH)
     pair = Pair(mv, mv, AUTH, token, tmp_path)
     pair.publish("v1.0.0")
-    # New connections spread over both workers; each keeps the list in its memory tier.
+    # New connections spread over both workers; each keeps list and @latest in its memory tier.
     for _ in range(20):
         assert pair.versions(mv) == ["v1.0.0"]
+        assert pair.latest(mv) == "v1.0.0"
     pair.publish("v1.1.0")
     for _ in range(20):  # every worker, not only the one that took the upload
         assert pair.versions(mv) == ["v1.0.0", "v1.1.0"]
+        # Not the stored answer of the first publish, still fresh by its age (mutable_ttl).
+        assert pair.latest(mv) == "v1.1.0"
 
 
 def test_private_log_refuses_new_records_while_redis_is_down(tmp_path: Path,
