@@ -12,10 +12,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
 
+import httpx
 import pytest
 
 from modvault.observability import metrics
 from modvault.sources.health import HealthRegistry
+from modvault.sources.lazyclient import lazy_client
 from modvault.sources.tracking import Prober, make_probe_client, probe_once
 from modvault.sources.upstream import tls_context
 from tests.support.tls import make_cert
@@ -117,3 +119,28 @@ def test_probe_by_name_checks_the_certificate_by_name(tmp_path: Path) -> None:
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def test_a_lazy_probe_client_is_made_off_the_event_loop(server: ThreadingHTTPServer) -> None:
+    """The probe client of an online server is lazy (sources/lazyclient.py); the first probe has
+    it made in a thread, not on the event loop by touching one of its attributes."""
+    port = server.server_address[1]
+    made_in: list[int] = []
+
+    def factory() -> httpx.AsyncClient:
+        made_in.append(threading.get_ident())
+        return make_probe_client(True, 5.0)
+
+    async def main() -> int:
+        reg = HealthRegistry()
+        rec = reg.get("lazy", "proxy")
+        prober = Prober(reg, lazy_client(factory), interval=60, idle=600)
+        prober.add(rec, f"http://127.0.0.1:{port}/")
+        reg.allow(rec)
+        await prober.round()
+        await prober.aclose()
+        assert rec.successes == 1, rec.last_error
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(main())
+    assert len(made_in) == 1 and made_in[0] != loop_thread

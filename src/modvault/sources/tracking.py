@@ -29,6 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 from modvault.errors import Unavailable
 from modvault.observability import metrics
 from modvault.sources.health import HealthRecord, HealthRegistry, State
+from modvault.sources.lazyclient import client_ready
 from modvault.sources.retry import describe
 
 if TYPE_CHECKING:
@@ -277,6 +278,9 @@ class Prober:
 
     async def probe(self, name: str) -> tuple[bool, str]:
         _, check = self.targets[name]
+        # A lazy client is made in a thread, not on first touch here: making it (httpx, the CA
+        # roots) held the event loop for 40-200 ms at the first probe after a worker started.
+        await client_ready(self.client)
         try:
             async with asyncio.timeout(self.deadline):
                 return await check()
