@@ -70,7 +70,9 @@ def test_failure_inside_closes_the_file_and_propagates(tmp_path: Path) -> None:
     assert open_fds() == before
 
 
-def test_cancelled_download_closes_the_file_and_leaves_no_noise(tmp_path: Path) -> None:
+@pytest.mark.parametrize("scanned", [False, True], ids=["writer lane", "writer and scan lanes"])
+def test_cancelled_download_closes_the_file_and_leaves_no_noise(tmp_path: Path,
+                                                                scanned: bool) -> None:
     before = open_fds()
 
     async def main() -> None:
@@ -82,7 +84,11 @@ def test_cancelled_download_closes_the_file_and_leaves_no_noise(tmp_path: Path) 
                     await out.write(b"y" * (BATCH // 2))
                     started.set()
 
-        task = asyncio.create_task(download())
+        token = DOWNLOAD_SCAN.set(ScanSlot(Recorder) if scanned else None)
+        try:
+            task = asyncio.create_task(download())
+        finally:
+            DOWNLOAD_SCAN.reset(token)
         await started.wait()
         await asyncio.sleep(0.01)
         task.cancel()
