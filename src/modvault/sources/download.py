@@ -43,7 +43,7 @@ from modvault.storage.writeback import WriteBehind
 
 __all__ = ["BATCH", "DOWNLOAD_SCAN", "DownloadFile", "ScanSlot", "Scanner"]
 
-BATCH = 1024 * 1024  # bytes handed to the writer thread at once (two batches in memory at most)
+BATCH = 1024 * 1024  # bytes handed to the lanes at once (two batches in memory at most)
 
 
 class Scanner(Protocol):
@@ -154,8 +154,8 @@ class DownloadFile:
         return self.__enter__()
 
     async def write(self, chunk: bytes) -> None:
-        """Add *chunk*; a full batch waits for the previous one (raising its failure, if any),
-        then goes to the writer thread."""
+        """Add *chunk*; a full batch waits for the previous one in each lane (raising the first
+        failure, if any), then goes to the writer lane (and the scan lane, when scanned)."""
         self._batch.append(chunk)
         self._batched += len(chunk)
         if self._batched >= BATCH:

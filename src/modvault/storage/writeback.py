@@ -9,8 +9,8 @@ grows, it leaves the final fsync (still the only durability point) little more t
 
 The call itself can wait while the device's queue is full (tens of milliseconds over a 100 MiB
 download here), so :class:`WriteBehind` makes it from one helper thread shared by all downloads,
-on a duplicate of the descriptor, never from the download's own writer thread (the pipeline's
-slowest stage); requests made while one is running are merged into the next.
+on a duplicate of the descriptor, never from the download's own writer lane (which the event
+loop waits for before each batch); requests made while one is running are merged into the next.
 
 Only an optimisation: anywhere the call is missing or fails, nothing changes but the fsync's time.
 """
