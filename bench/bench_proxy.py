@@ -7,10 +7,11 @@ One command prints the whole table (bench/README.md says how to read it):
 Measured, interleaved (every server once per round, in turn; the median of the rounds is printed):
   - cached .info (small body): req/s and p99 with wrk, 64 connections
   - a 5 MiB zip: MB/s with wrk, 16 connections
+  - a 64 KiB zip (about a typical module's): req/s with wrk, 64 connections
   - a 64 KiB Range of that zip: req/s with wrk
   - h2 over TLS, small .info: req/s with h2load (nginx and modvault only)
   - RSS of modvault while 64 clients download a 100 MiB zip
-  - cold path (--cold / --cold-only): a 5 MiB and a 100 MiB module zip fetched through modvault with
+  - cold path (--cold / --cold-only): 64 KiB, 5 MiB and 100 MiB module zips fetched through modvault with
     nothing stored (upstream: nginx serving a GOPROXY directory), against the same zip fetched from
     that upstream directly ("upstream alone"), interleaved; see cold_rows()
 Servers: nginx (one worker, the reference every ratio is against); modvault with its access log on
@@ -47,6 +48,7 @@ MOD = "example.com/bench"
 INFO = f"/{MOD}/@v/v1.0.0.info"
 ZIP5 = f"/{MOD}/@v/v1.0.0.zip"
 ZIP100 = f"/{MOD}/@v/v1.1.0.zip"
+ZIP64K = f"/{MOD}/@v/v1.2.0.zip"
 
 
 def free_port() -> int:
@@ -74,6 +76,7 @@ def make_data(root: Path) -> None:
     (d / "list").write_text("v1.0.0\nv1.1.0\n")
     rnd = os.urandom
     (d / "v1.0.0.zip").write_bytes(rnd(5 << 20))
+    (d / "v1.2.0.zip").write_bytes(rnd(64 << 10))
     with open(d / "v1.1.0.zip", "wb") as fh:
         for _ in range(100):
             fh.write(rnd(1 << 20))
@@ -464,6 +467,7 @@ def start_ceiling(data: Path, tls: tuple[Path, Path] | None = None
 
 SMALL, SMALL_P99 = "small .info req/s", "small .info p99 ms"
 ZIP_MBS, RANGE = "5 MiB zip MB/s", "64 KiB range req/s"
+SMALL_ZIP = "64 KiB zip req/s"
 H2 = "h2 TLS small req/s"
 SMALL_CPU, RANGE_CPU = "small .info CPU us/req", "64 KiB range CPU us/req"
 
@@ -623,6 +627,7 @@ def main() -> int:
                     continue
                 z = run(base + ZIP5, conns=16)
                 record(ZIP_MBS, who, z["mbps"])
+                record(SMALL_ZIP, who, run(base + ZIP64K)["rps"])
                 r = run(base + ZIP5, header="Range: bytes=65536-131071")
                 record(RANGE, who, r["rps"])
                 record(RANGE_CPU, who, r["cpu_us"])

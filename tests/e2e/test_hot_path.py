@@ -14,7 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ModvaultFactory
+from tests.conftest import Corpus, ModvaultFactory
+from tests.support.gitrepos import GO, download_json, go_env, run_go
 from tests.support.upstream_server import Behaviour, TestUpstreamServer
 
 pytestmark = pytest.mark.e2e
@@ -107,16 +108,25 @@ def test_prebuilt_answers_follow_the_memory_tier(upstream_a: TestUpstreamServer,
             == misses + 1
 
 
+def wait_for_zip_bytes(url: str, want: float) -> None:
+    """Until the worker holds ``want`` bytes of zips in memory (read in a thread once learned)."""
+    deadline = time.monotonic() + 15
+    while metric(url, "modvault_hot_zip_bytes") != want:
+        assert time.monotonic() < deadline, metric(url, "modvault_hot_zip_bytes")
+        time.sleep(0.05)
+
+
 def test_removed_zip_is_fetched_again_not_served_from_a_prebuilt_answer(
         upstream_a: TestUpstreamServer, modvault: ModvaultFactory) -> None:
     mv = modvault(upstream_a.url)
+    stored = mv.data_dir / MOD / "@v" / "v1.0.0.zip"
     with httpx.Client(base_url=mv.url) as c:
         for _ in range(4):
             assert c.get(ZIP).headers["cache-status"] in ("modvault; hit",
                                                           "modvault; fwd=miss; stored")
         assert metric(mv.url, "modvault_prebuilt_answers_total", kind="zip") >= 1
-        stored = mv.data_dir / MOD / "@v" / "v1.0.0.zip"
         body = stored.read_bytes()
+        wait_for_zip_bytes(mv.url, len(body))  # answered from memory: removal still counts
         os.unlink(stored)
         r = c.get(ZIP)
         assert r.status_code == 200 and r.content == body
@@ -157,3 +167,95 @@ def test_authenticated_answers_are_never_prebuilt_public_ones(tmp_path: Path,
             assert r.status_code == 200 and r.headers["cache-control"].startswith("private")
         # Not a public answer learned from them: anonymous clients are still refused.
         assert httpx.get(mv.url + INFO).status_code == 401
+
+
+@pytest.mark.parametrize("held", [True, False], ids=["hot_zip_bytes on", "hot_zip_bytes=0"])
+def test_small_zips_are_answered_from_memory(upstream_a: TestUpstreamServer,
+                                             modvault: ModvaultFactory, held: bool) -> None:
+    """Once learned, a small zip's bytes are read once and its answers (whole and ranges) come from
+    memory: bytes written into the stored file afterwards (the same file, a probe no real store
+    sees) do not reach clients. With hot_zip_bytes=0 every answer is sent from the file."""
+    mv = modvault(upstream_a.url, env={} if held else {"MODVAULT_HOT_ZIP_BYTES": "0"})
+    stored = mv.data_dir / MOD / "@v" / "v1.0.0.zip"
+    with httpx.Client(base_url=mv.url) as c:
+        general = [c.get(ZIP) for _ in range(2)][-1]  # fetched and stored, then learned
+        body = general.content
+        wait_for_zip_bytes(mv.url, len(body) if held else 0)
+        with open(stored, "r+b") as fh:  # same inode, other bytes
+            fh.write(bytes(255 - b for b in body))
+        before = metric(mv.url, "modvault_prebuilt_answers_total", kind="zip")
+        r = c.get(ZIP)
+        part = c.get(ZIP, headers={"Range": "bytes=10-99"})
+        assert metric(mv.url, "modvault_prebuilt_answers_total", kind="zip") == before + 2
+        assert raw_items(r) == raw_items(general)
+        if held:
+            assert r.content == body and part.content == body[10:100]
+        else:
+            assert r.content == bytes(255 - b for b in body)
+
+
+def test_a_replaced_zip_file_is_not_answered_from_memory(upstream_a: TestUpstreamServer,
+                                                         modvault: ModvaultFactory) -> None:
+    """Another file at the path (another inode): the prebuilt answer and its bytes are dropped, the
+    general path answers from the file that is there now, and learns that one."""
+    mv = modvault(upstream_a.url)
+    stored = mv.data_dir / MOD / "@v" / "v1.0.0.zip"
+    with httpx.Client(base_url=mv.url) as c:
+        body = [c.get(ZIP) for _ in range(2)][-1].content
+        wait_for_zip_bytes(mv.url, len(body))
+        other = stored.with_name("other.tmp")
+        other.write_bytes(body[::-1])
+        os.replace(other, stored)
+        for _ in range(4):  # dropped, then learned again from the new file
+            r = c.get(ZIP)
+            assert r.status_code == 200 and r.content == body[::-1]
+        wait_for_zip_bytes(mv.url, len(body))
+        assert c.get(ZIP).content == body[::-1]
+
+
+def test_zips_held_in_memory_stay_within_hot_zip_bytes(upstream_a: TestUpstreamServer,
+                                                       modvault: ModvaultFactory) -> None:
+    """Room for one of two small zips: learning the second drops the first's bytes (oldest
+    first); both are still answered, the first from its file."""
+    sizes = {v: len(httpx.get(f"{upstream_a.url}/{MOD}/@v/{v}.zip").content)
+             for v in ("v1.0.0", "v1.1.0")}
+    budget = max(sizes.values()) + 100
+    mv = modvault(upstream_a.url, env={"MODVAULT_HOT_ZIP_BYTES": str(budget)})
+    with httpx.Client(base_url=mv.url) as c:
+        first = [c.get(ZIP) for _ in range(2)][-1].content
+        wait_for_zip_bytes(mv.url, sizes["v1.0.0"])
+        second = f"/{MOD}/@v/v1.1.0.zip"
+        [c.get(second) for _ in range(2)]
+        wait_for_zip_bytes(mv.url, sizes["v1.1.0"])
+        for _ in range(3):
+            assert c.get(ZIP).content == first
+        assert metric(mv.url, "modvault_hot_zip_bytes") <= budget
+
+
+@pytest.mark.skipif(GO is None, reason="go toolchain not on PATH")
+def test_the_go_command_verifies_zips_answered_from_memory(corpus: Corpus,
+                                                           upstream_a: TestUpstreamServer,
+                                                           modvault: ModvaultFactory,
+                                                           tmp_path: Path) -> None:
+    """go mod download through modvault, three times into empty module caches: the third time the
+    zips come from memory (prebuilt answers, the gauge holds them) and the go command's hashes
+    are the reference's."""
+    mv = modvault(upstream_a.url)
+    targets = ["github.com/acme/hello@v1.0.0", "github.com/acme/hello@v1.1.0"]
+    for i in range(3):
+        home = tmp_path / f"gohome{i}"
+        home.mkdir()
+        if i == 2:
+            wait_for_zip_bytes(mv.url, sum(
+                (mv.data_dir / MOD / "@v" / f"{t.split('@')[1]}.zip").stat().st_size
+                for t in targets))
+            before = metric(mv.url, "modvault_prebuilt_answers_total", kind="zip")
+        proc = run_go(["mod", "download", "-json", *targets], cwd=home,
+                      env=go_env(home, GOPROXY=mv.url))
+        docs = {f"{d['Path']}@{d['Version']}": d for d in download_json(proc.stdout)}
+        for key in targets:
+            assert not docs[key].get("Error"), docs[key]
+            assert docs[key]["Sum"] == corpus.reference[key]["Sum"], key
+        if i == 0:
+            wait_for_zip_bytes(mv.url, 0.0)  # learned by the second round, not the first
+    assert metric(mv.url, "modvault_prebuilt_answers_total", kind="zip") == before + len(targets)

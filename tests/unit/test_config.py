@@ -85,7 +85,7 @@ def test_upstream_list_syntax() -> None:
 
 
 NOT_NEGATIVE = ["upstream_max_redirects", "memory_cache_bytes", "max_zip_bytes", "max_mod_bytes",
-                "max_info_bytes", "max_list_bytes", "memory_item_max_bytes", "mutable_ttl",
+                "max_info_bytes", "max_list_bytes", "memory_item_max_bytes", "hot_zip_bytes", "mutable_ttl",
                 "mutable_max_stale", "negative_ttl", "upstream_connect_timeout", "upstream_read_timeout",
                 "upstream_total_timeout", "upstream_probe_interval", "upstream_probe_idle",
                 "breaker_backoff", "unreachable_memory", "refusal_ttl", "breaker_spike_min"]

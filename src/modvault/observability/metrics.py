@@ -83,6 +83,11 @@ REGISTRY.register(_HotCollector([REQUESTS, REQUEST_LATENCY, BYTES_SERVED, CACHE_
                                  PREBUILT_ANSWERS]))
 
 
+HOT_ZIP_BYTES = Gauge(
+    "modvault_hot_zip_bytes", "Bytes of small zips this worker holds in memory to answer from "
+    "(server/hotpath.py; at most hot_zip_bytes)", registry=REGISTRY)
+
+
 def cache_lookup(tier: str, result: str) -> None:
     CACHE_LOOKUPS.inc((tier, result))
 

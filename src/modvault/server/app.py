@@ -101,7 +101,9 @@ class App:
         self._before = [m.before for m in self.middleware if defines(m, "before")]
         self._after = [m.after for m in self.middleware if defines(m, "after")]
         if not self._before:
-            self.hot = HotPath(self.renderer, service, self.access_log)
+            self.hot = HotPath(self.renderer, service, self.access_log,
+                               max_zip_bytes=self.settings.hot_zip_bytes,
+                               max_zip_item=self.settings.memory_item_max_bytes)
 
     def build_middleware(self) -> list[Middleware]:
         """The ordered list: client address, authentication, authorization, rate limit, access log."""

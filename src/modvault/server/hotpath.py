@@ -13,10 +13,17 @@ gc and prewarm). An entry is used only while it is still true:
 - small bodies (``.info``, ``.mod``) while the memory tier still holds the same Artifact object (an
   eviction or invalidation of the memory tier drops the entry too); the lookup also keeps the memory
   tier's recency right;
-- zips while their file is still linked (``fstat`` of a cached descriptor: ``rm`` and gc take effect
-  at once, as in the general path, which looks the file up on every request);
+- zips while their file is still linked and still the file the entry was learned from (``fstat`` of
+  a cached descriptor: ``rm`` and gc take effect at once, as in the general path, which looks the
+  file up on every request);
 - and news from sibling workers or replicas (published, blocked, removed) is handled first, the way
   the service does (``forget``), before any entry is used.
+
+Small zips (most modules' zips are tens of KiB) are answered from memory once learned: their bytes
+are read in a thread after the first answer, within a per-worker budget (``hot_zip_bytes``, items up
+to ``memory_item_max_bytes``). Answered as bytes, a 64 KiB zip went at 2.1 times the requests per
+second of granian's ``response_file`` here (which opens the file and reads it in a blocking-pool
+task for every answer), 0.77 of nginx's against 0.36.
 
 The app consults the table only when no middleware runs before handlers (auth off, no client
 allowlist) and no block/allow/deny list is active; anything else (HEAD, conditional requests, If-Range,
@@ -26,6 +33,7 @@ Bounded in entries and in body bytes.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from dataclasses import dataclass, field
@@ -64,13 +72,16 @@ class HotEntry:
     log: dict[tuple[int, int], tuple[str, str, bool]] = field(default_factory=dict)
     base: Headers = field(default_factory=list)  # headers of every answer (for 206)
     accel: Headers | None = None  # front-end mode: the X-Accel-Redirect answer (server/accel.py)
+    inode: tuple[int, int] = (0, 0)  # zips: (st_dev, st_ino) of the file learned
+    data: bytes | None = None  # small zips: the file's bytes, once read (HotPath._load_zip)
 
 
 class HotPath:
     """Path -> prebuilt answer; see the module docstring for when an entry is used."""
 
     def __init__(self, renderer: Renderer, service: ModuleService, access_log: AccessLog,
-                 max_entries: int = MAX_ENTRIES, max_body_bytes: int = MAX_BODY_BYTES) -> None:
+                 max_entries: int = MAX_ENTRIES, max_body_bytes: int = MAX_BODY_BYTES,
+                 max_zip_bytes: int = 0, max_zip_item: int = 0) -> None:
         self.renderer = renderer
         self.service = service
         self.memory = service.memory
@@ -82,6 +93,9 @@ class HotPath:
         self.max_body_bytes = max_body_bytes
         self.entries: dict[str, HotEntry] = {}
         self.body_bytes = 0
+        self.max_zip_bytes = max_zip_bytes  # small zips' bytes held (0: zips are sent from files)
+        self.max_zip_item = min(max_zip_item, max_zip_bytes)
+        self.zip_bytes = 0
         self._gzip_ok: dict[str, bool] = {}
         self._spans: dict[tuple[str, int], ranges.ByteRange | None] = {}
 
@@ -122,11 +136,13 @@ class HotPath:
         assert path is not None
         files = self.renderer.files
         try:
-            # fstat of a cached descriptor (no path walk): a removed file has no links left.
+            # fstat of a cached descriptor (no path walk): a removed file has no links left, and
+            # a descriptor reopened after eviction from the cache may name another file.
             fd = files.fd(path)
-            if os.fstat(fd).st_nlink == 0:
+            st = os.fstat(fd)
+            if st.st_nlink == 0 or (st.st_dev, st.st_ino) != entry.inode:
                 raise FileNotFoundError(path)
-        except OSError:  # removed (rm, gc): the general path decides
+        except OSError:  # removed (rm, gc) or replaced: the general path decides
             files.forget(path)
             self.drop(scope.path)
             return False
@@ -134,9 +150,13 @@ class HotPath:
             proto.response_empty(200, entry.accel)  # nginx sends the bytes (and the range)
             self._record(entry, scope, 200, 0, started)
             return True
+        data = entry.data
         rng = h.get("range")
         if rng is None:
-            proto.response_file(200, entry.headers, path)
+            if data is not None:
+                proto.response_bytes(200, entry.headers, data)
+            else:
+                proto.response_file(200, entry.headers, path)
             self._record(entry, scope, 200, entry.size, started)
             return True
         if "if-range" in h:
@@ -147,7 +167,9 @@ class HotPath:
         headers = [("content-type", "application/zip"), ("etag", entry.art.etag),
                    ("content-range", span.content_range(entry.size)),
                    ("content-length", str(span.length)), *entry.base]
-        if span.length <= PREAD_MAX:
+        if data is not None:
+            proto.response_bytes(206, headers, data[span.start:span.end + 1])
+        elif span.length <= PREAD_MAX:
             proto.response_bytes(206, headers, os.pread(fd, span.length, span.start))
         else:
             proto.response_file_range(206, headers, path, span.start, span.end)
@@ -219,8 +241,13 @@ class HotPath:
         if art.kind is Kind.ZIP:
             if art.path is None or art.tier != "store":
                 return
+            try:
+                st = os.fstat(self.renderer.files.fd(art.path))
+            except OSError:
+                return
             entry = HotEntry(key, art, art.kind.value, self.renderer.plain_headers(art), art.size,
-                             path=art.path, base=self.renderer._base_headers(art))
+                             path=art.path, base=self.renderer._base_headers(art),
+                             inode=(st.st_dev, st.st_ino))
             accel = self.renderer.accel
             target = accel.target(art.path) if accel is not None else None
             if accel is not None and target is not None:
@@ -240,6 +267,39 @@ class HotPath:
         self.entries[path] = entry
         if entry.body is not None:
             self.body_bytes += entry.size
+        elif entry.accel is None and 0 < entry.size <= self.max_zip_item:
+            self._load_zip(path, entry)
+
+    def _load_zip(self, path: str, entry: HotEntry) -> None:
+        """Read a small zip's bytes in a thread; they serve its answers once there (if the entry
+        is still the one learned and the bytes are its file's)."""
+        assert entry.path is not None
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        reading = loop.run_in_executor(None, _read_whole, entry.path, entry.size)
+        reading.add_done_callback(lambda done: self._install_zip(path, entry, done))
+
+    def _install_zip(self, path: str, entry: HotEntry,
+                     done: asyncio.Future[tuple[tuple[int, int], bytes] | None]) -> None:
+        if done.cancelled() or done.exception() is not None:
+            return
+        got = done.result()
+        if got is None or got[0] != entry.inode or self.entries.get(path) is not entry \
+                or entry.data is not None:
+            return
+        # Oldest first, as entries are: drop other zips' bytes until these fit.
+        for other in list(self.entries.values()):
+            if self.zip_bytes + entry.size <= self.max_zip_bytes:
+                break
+            if other.data is not None:
+                other.data = None
+                self.zip_bytes -= other.size
+        if self.zip_bytes + entry.size <= self.max_zip_bytes:
+            entry.data = got[1]
+            self.zip_bytes += entry.size
+        metrics.HOT_ZIP_BYTES.set(self.zip_bytes)
 
     def _gzip_answer(self, art: Artifact, plain: Headers) -> tuple[Headers, bytes]:
         gz = art.gzipped()
@@ -250,9 +310,32 @@ class HotPath:
 
     def drop(self, path: str) -> None:
         entry = self.entries.pop(path, None)
-        if entry is not None and entry.body is not None:
+        if entry is None:
+            return
+        if entry.body is not None:
             self.body_bytes -= entry.size
+        if entry.data is not None:
+            entry.data = None
+            self.zip_bytes -= entry.size
+            metrics.HOT_ZIP_BYTES.set(self.zip_bytes)
 
     def clear(self) -> None:
+        for entry in self.entries.values():
+            entry.data = None
         self.entries.clear()
         self.body_bytes = 0
+        self.zip_bytes = 0
+        metrics.HOT_ZIP_BYTES.set(0)
+
+
+def _read_whole(path: str, size: int) -> tuple[tuple[int, int], bytes] | None:
+    """A stored zip's (st_dev, st_ino) and bytes, if it still has ``size`` bytes. Blocking."""
+    try:
+        with open(path, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            if st.st_size != size:
+                return None
+            data = fh.read(size + 1)
+    except OSError:
+        return None
+    return ((st.st_dev, st.st_ino), data) if len(data) == size else None
