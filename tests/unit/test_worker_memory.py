@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import threading
 from pathlib import Path
 
 import httpx
@@ -90,6 +91,35 @@ async def lazy_client_checks() -> None:
     assert lazy.made
     await lazy.aclose()
     assert made[0].is_closed
+
+
+def test_a_client_made_after_its_loop_closed_leaves_no_thread_error() -> None:
+    """A worker stopping while its client is still being made in the maker thread: the thread
+    finds the loop closed and ends quietly (it raised RuntimeError in the thread before)."""
+    release = threading.Event()
+    errors: list[BaseException | None] = []
+    hook, threading.excepthook = threading.excepthook, lambda args: errors.append(args.exc_value)
+
+    def factory() -> httpx.AsyncClient:
+        release.wait(10)
+        return httpx.AsyncClient()
+
+    lazy = LazyClient(factory)
+
+    async def start_and_leave() -> None:
+        asyncio.get_running_loop().create_task(lazy.ready())
+        await asyncio.sleep(0.05)  # the maker thread is running, waiting for release
+
+    try:
+        asyncio.run(start_and_leave())
+        makers = [t for t in threading.enumerate() if t.name == "modvault-http-client"]
+        release.set()
+        for t in makers:
+            t.join(10)
+        assert makers and lazy.made
+        assert errors == []
+    finally:
+        threading.excepthook = hook
 
 
 HTTP1_PROBE = """

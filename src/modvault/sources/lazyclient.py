@@ -13,6 +13,7 @@ Closing a client never made makes nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
@@ -64,10 +65,11 @@ class LazyClient:
             def make() -> None:
                 try:
                     self.real()
+                    outcome: BaseException | None = None
                 except Exception as exc:
-                    loop.call_soon_threadsafe(settle, exc)
-                else:
-                    loop.call_soon_threadsafe(settle, None)
+                    outcome = exc
+                with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
+                    loop.call_soon_threadsafe(settle, outcome)
 
             self._making = making
             threading.Thread(target=make, name="modvault-http-client", daemon=True).start()
