@@ -169,7 +169,7 @@ class HotPath:
                    ("content-range", span.content_range(entry.size)),
                    ("content-length", str(span.length)), *entry.base]
         if data is not None:
-            proto.response_bytes(206, headers, data[span.start:span.end + 1])
+            proto.response_bytes(206, headers, data[span.start:span.end])  # end: exclusive
         elif span.length <= PREAD_MAX:
             proto.response_bytes(206, headers, os.pread(fd, span.length, span.start))
         else:
