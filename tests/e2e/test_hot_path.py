@@ -264,3 +264,26 @@ def test_the_go_command_verifies_zips_answered_from_memory(corpus: Corpus,
         if i == 0:
             wait_for_zip_bytes(mv.url, 0.0)  # learned by the second round, not the first
     assert metric(mv.url, "modvault_prebuilt_answers_total", kind="zip") == before + len(targets)
+
+
+def test_ranges_of_a_zip_held_in_memory_frame_the_connection(upstream_a: TestUpstreamServer,
+                                                             modvault: ModvaultFactory) -> None:
+    """Every single-range form, from memory, each followed by a whole GET on the same keep-alive
+    connection: the bytes are the slice asked for and nothing more reaches the connection."""
+    mv = modvault(upstream_a.url)
+    with httpx.Client(base_url=mv.url) as c:
+        body = [c.get(ZIP) for _ in range(2)][-1].content
+        wait_for_zip_bytes(mv.url, len(body))
+        n = len(body)
+        cases = {"bytes=0-0": body[:1], "bytes=0-": body, f"bytes={n - 1}-": body[-1:],
+                 "bytes=-1": body[-1:], "bytes=-10": body[-10:], f"bytes=-{n + 5}": body,
+                 "bytes=10-99": body[10:100], f"bytes=5-{n + 100}": body[5:],
+                 f"bytes={n // 2}-{n // 2}": body[n // 2:n // 2 + 1]}
+        before = metric(mv.url, "modvault_prebuilt_answers_total", kind="zip")
+        for header, want in cases.items():
+            r = c.get(ZIP, headers={"Range": header})
+            assert r.status_code == 206 and r.content == want, header
+            assert r.headers["content-length"] == str(len(want)), header
+            assert c.get(ZIP).content == body, header  # the connection is still framed right
+        assert metric(mv.url, "modvault_prebuilt_answers_total", kind="zip") \
+            == before + 2 * len(cases)
