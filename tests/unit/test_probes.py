@@ -144,3 +144,17 @@ def test_a_lazy_probe_client_is_made_off_the_event_loop(server: ThreadingHTTPSer
 
     loop_thread = asyncio.run(main())
     assert len(made_in) == 1 and made_in[0] != loop_thread
+
+
+def test_a_probe_client_that_cannot_be_made_is_a_failed_probe() -> None:
+    def factory() -> httpx.AsyncClient:
+        raise ssl.SSLError("no such CA file")
+
+    async def main() -> tuple[bool, str]:
+        reg = HealthRegistry()
+        prober = Prober(reg, lazy_client(factory), interval=60, idle=600)
+        prober.add(reg.get("broken", "proxy"), "http://127.0.0.1:9/")
+        return await prober.probe("broken")
+
+    ok, why = asyncio.run(main())
+    assert not ok and "cannot set up the upstream HTTP client" in why, why

@@ -280,7 +280,10 @@ class Prober:
         _, check = self.targets[name]
         # A lazy client is made in a thread, not on first touch here: making it (httpx, the CA
         # roots) held the event loop for 40-200 ms at the first probe after a worker started.
-        await client_ready(self.client)
+        try:
+            await client_ready(self.client)
+        except Unavailable as exc:  # the client cannot be made: a failed probe, not a crash
+            return False, exc.message
         try:
             async with asyncio.timeout(self.deadline):
                 return await check()
