@@ -273,10 +273,8 @@ class HotPath:
         self.entries[path] = entry
         if entry.body is not None:
             self.body_bytes += entry.size
-        elif keep is not None and self.zip_bytes + entry.size <= self.max_zip_bytes:
-            entry.data = keep
-            self.zip_bytes += entry.size
-            metrics.HOT_ZIP_BYTES.set(self.zip_bytes)
+        elif keep is not None:
+            self._hold(entry, keep)
         elif entry.accel is None and 0 < entry.size <= self.max_zip_item:
             self._load_zip(path, entry)
 
@@ -299,17 +297,25 @@ class HotPath:
         if got is None or got[0] != entry.inode or self.entries.get(path) is not entry \
                 or entry.data is not None:
             return
-        # Oldest first, as entries are: drop other zips' bytes until these fit.
+        self._hold(entry, got[1])
+
+    def _hold(self, entry: HotEntry, data: bytes) -> None:
+        """Keep a zip's bytes for its answers, dropping older zips' bytes (oldest first, as
+        entries are) until they fit in ``max_zip_bytes``."""
         for other in list(self.entries.values()):
             if self.zip_bytes + entry.size <= self.max_zip_bytes:
                 break
-            if other.data is not None:
-                other.data = None
-                self.zip_bytes -= other.size
+            self._release(other)
         if self.zip_bytes + entry.size <= self.max_zip_bytes:
-            entry.data = got[1]
+            entry.data = data
             self.zip_bytes += entry.size
-        metrics.HOT_ZIP_BYTES.set(self.zip_bytes)
+            metrics.HOT_ZIP_BYTES.set(self.zip_bytes)
+
+    def _release(self, entry: HotEntry) -> None:
+        if entry.data is not None:
+            entry.data = None
+            self.zip_bytes -= entry.size
+            metrics.HOT_ZIP_BYTES.set(self.zip_bytes)
 
     def _gzip_answer(self, art: Artifact, plain: Headers) -> tuple[Headers, bytes]:
         gz = art.gzipped()
@@ -324,10 +330,7 @@ class HotPath:
             return
         if entry.body is not None:
             self.body_bytes -= entry.size
-        if entry.data is not None:
-            entry.data = None
-            self.zip_bytes -= entry.size
-            metrics.HOT_ZIP_BYTES.set(self.zip_bytes)
+        self._release(entry)
 
     def clear(self) -> None:
         for entry in self.entries.values():
