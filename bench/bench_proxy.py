@@ -43,6 +43,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 MOD = "example.com/bench"
 INFO = f"/{MOD}/@v/v1.0.0.info"
@@ -219,19 +220,58 @@ def rss_of_group(pid: int) -> int:
 # -- cold path: a zip nothing has stored yet ------------------------------------------------------
 
 COLD_MOD = "example.com/cold"
-# name -> (version, KiB). 64 KiB in 16 files is about a typical module (most zips on
+# name -> (version, KiB, files). 64 KiB in 16 files is about a typical module (most zips on
 # proxy.golang.org are well under 1 MiB): there the fixed cost of a fetch shows, not the bytes.
-COLD_ZIPS = {"cold 64 KiB zip": ("v1.2.0", 64), "cold 5 MiB zip": ("v1.0.0", 5 << 10),
-             "cold 100 MiB zip": ("v1.1.0", 100 << 10)}
+# files = 0: 1 MiB files of random bytes (the bytes' cost). The 1,500-file zip is Go-like source
+# written as Go's archive/zip writes it (data descriptors, no sizes in local headers), about the
+# shape of a large module (golang.org/x/text, x/tools): there the cost per entry shows.
+COLD_ZIPS = {"cold 64 KiB zip": ("v1.2.0", 64, 0), "cold 1500-file zip": ("v1.3.0", 1500, 1500),
+             "cold 5 MiB zip": ("v1.0.0", 5 << 10, 0), "cold 100 MiB zip": ("v1.1.0", 100 << 10, 0)}
 
 
-def make_module_zip(path: Path, version: str, kib: int) -> None:
-    """A valid module zip of about *kib* KiB: files of random bytes (1 MiB each, or 4 KiB each
-    below 1 MiB), deflated (as Go's zip.Create writes them), so zip and content are the same
-    size."""
+class _Unseekable:
+    """A write-only file that cannot seek: zipfile then writes data descriptors, as Go does."""
+
+    def __init__(self, fh: Any) -> None:
+        self.fh, self.written = fh, 0
+
+    def write(self, b: bytes) -> int:
+        self.written += len(b)
+        return int(self.fh.write(b))
+
+    def tell(self) -> int:
+        return self.written
+
+    def seekable(self) -> bool:
+        return False
+
+    def flush(self) -> None:
+        self.fh.flush()
+
+
+def make_module_zip(path: Path, version: str, kib: int, files: int = 0) -> None:
+    """A valid module zip: with *files*, that many Go-like source files of about 1 KiB (*kib* is
+    then ignored) in 40 directories; without, about *kib* KiB of random bytes (1 MiB files, or 4
+    KiB files below 1 MiB), deflated (as Go's zip.Create writes them), so zip and content are the
+    same size."""
+    import random
     import zipfile
 
     prefix = f"{COLD_MOD}@{version}/"
+    if files:
+        rnd = random.Random(files)
+        words = ["func", "return", "if", "else", "for", "range", "package", "import", "type",
+                 "struct", "interface", "map", "chan", "go", "defer", "var", "const", "err", "nil",
+                 "string", "int", "byte", "len", "append", "make"]
+        with path.open("wb") as raw, \
+                zipfile.ZipFile(_Unseekable(raw), "w", zipfile.ZIP_DEFLATED) as zf:  # type: ignore[call-overload]
+            zf.writestr(prefix + "go.mod", f"module {COLD_MOD}\n")
+            zf.writestr(prefix + "LICENSE", "Copyright 2026. All rights reserved.\n")
+            for i in range(files - 2):
+                body = "package p\n" + "".join(
+                    "\t" + " ".join(rnd.choices(words, k=8)) + "\n" for _ in range(25))
+                zf.writestr(f"{prefix}pkg{i % 40}/file{i:04d}.go", body)
+        return
     each = 1024 if kib >= 1024 else 4
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
         zf.writestr(prefix + "go.mod", f"module {COLD_MOD}\n")
@@ -243,11 +283,11 @@ def make_module_zip(path: Path, version: str, kib: int) -> None:
 def make_cold_upstream(root: Path) -> None:
     d = root / COLD_MOD / "@v"
     d.mkdir(parents=True)
-    for version, kib in COLD_ZIPS.values():
+    for version, kib, files in COLD_ZIPS.values():
         (d / f"{version}.info").write_text(f'{{"Version":"{version}","Time":"2026-01-02T03:04:05Z"}}')
         (d / f"{version}.mod").write_text(f"module {COLD_MOD}\n")
-        make_module_zip(d / f"{version}.zip", version, kib)
-    (d / "list").write_text("".join(v + "\n" for v, _ in COLD_ZIPS.values()))
+        make_module_zip(d / f"{version}.zip", version, kib, files)
+    (d / "list").write_text("".join(v + "\n" for v, _, _ in COLD_ZIPS.values()))
 
 
 def group_cpu_seconds(pgid: int) -> float:
@@ -291,7 +331,7 @@ def cold_rows(root: Path, cert: Path, key: Path, rounds: int, trees: dict[str, d
         for _, _, port, _ in servers:
             wait_port(port)
         time.sleep(0.5)
-        for name, (version, _) in COLD_ZIPS.items():
+        for name, (version, _, _) in COLD_ZIPS.items():
             tail = f"/{COLD_MOD}/@v/{version}"
             for _, _, port, _ in servers:
                 for ext in ("info", "mod"):
