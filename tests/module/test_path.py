@@ -569,3 +569,57 @@ def test_version_escape_round_trip(v: str) -> None:
         return
     assert mp.unescape_version(esc) == v
     assert not any("A" <= c <= "Z" for c in esc)
+
+
+# -- the whole-element fast path (path._ASCII_OK) agrees with the per-character rules ---------------
+
+
+def _slow_reason(elem: str, kind: str) -> str | None:
+    """_check_elem's character verdict with the fast path taken away: the per-character test only."""
+    for c in elem:
+        if not mp._CHAR_OK[kind](c):
+            return f"invalid char {mp._quote_rune(c)}"
+    return None
+
+
+@pytest.mark.parametrize("kind", [mp._MODULE, mp._IMPORT, mp._FILE])
+def test_ascii_classes_match_the_character_tests(kind: str) -> None:
+    for code in range(128):
+        c = chr(code)
+        assert (mp._ASCII_OK[kind](c) is not None) == mp._CHAR_OK[kind](c), (kind, c)
+
+
+@given(st.sampled_from([mp._MODULE, mp._IMPORT, mp._FILE]),
+       st.text(alphabet=st.characters(max_codepoint=0x2FF, exclude_categories=("Cs",)),
+               min_size=1, max_size=16))
+def test_fast_element_check_names_the_same_character(kind: str, elem: str) -> None:
+    assume(elem.count(".") != len(elem) and elem[-1] != "." and not elem.startswith("."))
+    slow = _slow_reason(elem, kind)
+    fast = mp._check_elem(elem, kind)
+    if slow is not None:
+        assert fast == slow
+    else:
+        assert fast is None or "invalid char" not in fast
+
+
+@given(st.lists(st.sampled_from(
+    ["a", "Z", "0", ".", "..", "/", "//", "-", "~1", " ", "+", "é", "\u00ff", "!", "?", ":",
+     "con", "CoM1", "lpt9", "nul.txt", "aux.", "com10", "prn/", "go.mod", "\t"]), max_size=12)
+    .map("".join))
+def test_file_path_fast_path_agrees_with_the_element_rules(path: str) -> None:
+    """check_file_path settles plain names with two regular expressions (_FILE_PATH_PLAIN,
+    _FILE_PATH_DOUBT); its verdict is always the full rules' (_check_path)."""
+    assert _ok(mp.check_file_path, path) == (mp._check_path(path, mp._FILE) is None)
+
+
+@pytest.mark.parametrize("path", ["con", "a/CON.txt", "x/Lpt3", "a./b", "a/..", "./a", "a//b", "/a",
+                                  "a/", "...", "b/aux.c/d", "nul"])
+def test_file_paths_in_doubt_are_refused_by_the_full_rules(path: str) -> None:
+    assert mp._FILE_PATH_PLAIN(path) is None or mp._FILE_PATH_DOUBT(path) is not None
+    assert not _ok(mp.check_file_path, path)
+
+
+@pytest.mark.parametrize("path", ["a/b.go", "console/x", "com10", "LICENSE", ".github/x.yml",
+                                  "a/.b", "x/con_test.go", "lpt/y"])
+def test_plain_file_paths_are_accepted(path: str) -> None:
+    assert _ok(mp.check_file_path, path)

@@ -16,6 +16,7 @@ Errors are :class:`InvalidPath` / :class:`InvalidVersion` with x/mod's one-line 
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 from modvault.module import semver
@@ -117,6 +118,25 @@ def _file_name_ok(c: str) -> bool:
 
 _CHAR_OK = {_MODULE: _mod_path_ok, _IMPORT: _import_path_ok, _FILE: _file_name_ok}
 
+# The same ASCII classes as whole-string matches: an element made only of these is accepted in
+# one C call; anything else (non-ASCII, a refused character) goes through the per-character test
+# above, which decides and names the character. A zip check runs this on every entry name.
+_FILE_CHARS = r"[-._~!#$%&()+,=@\[\]^{} 0-9A-Za-z]"
+_ASCII_OK = {
+    _MODULE: re.compile(r"[-._~0-9A-Za-z]+").fullmatch,
+    _IMPORT: re.compile(r"[-._~+0-9A-Za-z]+").fullmatch,
+    _FILE: re.compile(_FILE_CHARS + "+").fullmatch,
+}
+
+
+# A file path that is accepted without looking further: ASCII elements of file-name characters,
+# none empty (so no leading, trailing or double slash), and none of the element rules in doubt:
+# a trailing dot (which all-dot elements have too) or a Windows device name before the first dot.
+# Anything else goes through _check_path, which decides and says why.
+_FILE_PATH_PLAIN = re.compile(rf"{_FILE_CHARS}+(?:/{_FILE_CHARS}+)*").fullmatch
+_FILE_PATH_DOUBT = re.compile(
+    r"\.(?:/|$)|(?:^|/)(?:con|prn|aux|nul|com[1-9]|lpt[1-9])(?:[./]|$)", re.IGNORECASE).search
+
 
 # --- shared grammar ---------------------------------------------------------------------------
 
@@ -131,10 +151,11 @@ def _check_elem(elem: str, kind: str) -> str | None:
         return "leading dot in path element"
     if elem[-1] == ".":
         return "trailing dot in path element"
-    ok = _CHAR_OK[kind]
-    for c in elem:
-        if not ok(c):
-            return f"invalid char {_quote_rune(c)}"
+    if _ASCII_OK[kind](elem) is None:
+        ok = _CHAR_OK[kind]
+        for c in elem:
+            if not ok(c):
+                return f"invalid char {_quote_rune(c)}"
     # Windows reserves device names, whatever follows the first dot.
     short = elem.split(".", 1)[0]
     # strings.EqualFold: no non-ASCII letter folds onto a letter of these names (only K and S have
@@ -151,7 +172,7 @@ def _check_elem(elem: str, kind: str) -> str | None:
 
 
 def _has_surrogate(s: str) -> bool:
-    return any(0xD800 <= ord(c) <= 0xDFFF for c in s)
+    return not s.isascii() and any(0xD800 <= ord(c) <= 0xDFFF for c in s)
 
 
 def _check_path(path: str, kind: str) -> str | None:
@@ -213,6 +234,8 @@ def check_file_path(path: str) -> None:
     This is the rule for the names of files inside a module zip (after the ``module@version/``
     prefix).
     """
+    if _FILE_PATH_PLAIN(path) is not None and _FILE_PATH_DOUBT(path) is None:
+        return  # the common case, settled in two C calls (what a zip check does per entry)
     reason = _check_path(path, _FILE)
     if reason is not None:
         raise InvalidPath(f"malformed file path {go_quote(path)}: {reason}")
