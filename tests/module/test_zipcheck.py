@@ -431,6 +431,22 @@ def test_collision_checker() -> None:
     assert cc.check("x", True) is None  # the same directory twice is fine
 
 
+def test_collision_checker_walks_up_again_above_a_failed_walk() -> None:
+    """A walk that stopped at a collision leaves its directories unsettled: the next entry below
+    them meets the collision again (x/mod walks to the root every time), so the error count
+    ("and N more") is x/mod's. Directories whose walk succeeded are not walked again."""
+    cc = CollisionChecker()
+    assert cc.check("a", False) is None
+    collision = 'case-insensitive file name collision: "a" and "A"'
+    assert cc.check("A/b/c", False) == collision
+    assert cc.check("A/b/d", False) == collision
+    assert cc.check("A/e", False) == collision
+    assert cc.check("x/y/z", False) is None
+    assert cc.check("x/y/w", False) is None
+    assert cc._walked == {"x/y", "x"}
+    assert cc.check("x/Y/v", False) == 'case-insensitive file name collision: "x/y" and "x/Y"'
+
+
 @pytest.mark.parametrize(
     ("a", "b", "equal"),
     [("go.mod", "GO.MOD", True), ("k", "\u212a", True), ("s", "\u017f", True),

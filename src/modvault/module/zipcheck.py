@@ -29,7 +29,7 @@ import os
 import struct
 import zipfile
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -158,6 +158,12 @@ def go_path_clean(p: str) -> str:
     return cleaned or "."
 
 
+def _plainly_clean(p: str) -> bool:
+    """A quick sufficient test for ``go_path_clean(p) == p`` (non-empty *p*): no element is empty
+    or starts with a dot, so none is "." or "..". Names it does not settle go to go_path_clean."""
+    return "/." not in p and "//" not in p and p[0] not in "./" and p[-1] != "/"
+
+
 def _parent(p: str) -> str:
     # Go's path.Dir for the clean, relative paths that reach the collision checker.
     i = p.rfind("/")
@@ -171,9 +177,15 @@ class CollisionChecker:
 
     def __init__(self) -> None:
         self._seen: dict[str, tuple[str, bool]] = {}
+        # Directories whose every parent was registered without a collision: x/mod walks up to
+        # the root on every call, and from one of these the rest of the walk finds nothing (what
+        # is registered never changes), so it stops there. A walk that failed part-way leaves
+        # its directories out: the next entry below them is refused again, as in x/mod.
+        self._walked: set[str] = set()
 
     def check(self, p: str, is_dir: bool) -> str | None:
         """Register ``p``; return why it collides with an earlier path, or None."""
+        dirs: list[str] = []
         while True:
             fold = str_to_fold(p)
             other = self._seen.get(fold)
@@ -189,12 +201,18 @@ class CollisionChecker:
                 if not is_dir:
                     return f"multiple entries for file {modpath.go_quote(p)}"
                 # The same directory again (a parent of many files) is fine.
+                if fold in self._walked:
+                    break
             else:
                 self._seen[fold] = (p, is_dir)
+            if is_dir:
+                dirs.append(fold)
             parent = _parent(p)
             if parent == ".":
-                return None
+                break
             p, is_dir = parent, True
+        self._walked.update(dirs)
+        return None
 
 
 # --- reading entries --------------------------------------------------------------------------
@@ -582,6 +600,9 @@ class ZipSummary:
     # not part of the verdict).
     from_file: int = dataclasses.field(default=0, compare=False)
     from_scan: int = dataclasses.field(default=0, compare=False)
+    # (name, content) of the files directly under the module root that check_zip's *keep* asked
+    # for, in zip order.
+    kept: tuple[tuple[str, bytes], ...] = ()
 
 
 def _first_error(size_error: str | None, invalid: list[str]) -> ZipError:
@@ -593,7 +614,8 @@ def _first_error(size_error: str | None, invalid: list[str]) -> ZipError:
 
 
 def check_zip(path: str | os.PathLike[str], module_path: str, version: str,
-              streamed: Mapping[int, StreamedEntry] | None = None) -> ZipSummary:
+              streamed: Mapping[int, StreamedEntry] | None = None,
+              keep: Callable[[str, int], bool] | None = None) -> ZipSummary:
     """x/mod zip.CheckZip plus the reading checks of HashZip/Unzip, for a zip on disk.
 
     Raises :class:`ZipError` with a one-line reason if the module path or version is malformed,
@@ -602,6 +624,11 @@ def check_zip(path: str | os.PathLike[str], module_path: str, version: str,
     *streamed*: what a scan of the download read of each entry, by local header offset
     (module/zipstream.py); entries it read exactly as this check would are not read again.
     The verdict and the h1: hash are the same with or without it.
+
+    *keep*: asked ``keep(name, size)`` for each file directly under the module root, in zip
+    order, once the names are found valid; the content of those it accepts comes back in
+    :attr:`ZipSummary.kept` (so a caller wanting, say, the licence files does not parse the zip
+    again).
     """
     try:
         modpath.check(module_path, version)
@@ -617,7 +644,7 @@ def check_zip(path: str | os.PathLike[str], module_path: str, version: str,
         reader = ZipReader(fp)
         prefix = f"{module_path}@{version}/"
         summary = _check_names(reader.entries, prefix)
-        return _check_contents(reader, prefix, summary, streamed or {})
+        return _check_contents(reader, prefix, summary, streamed or {}, keep)
 
 
 def _check_names(entries: Sequence[ZipEntry], prefix: str) -> ZipSummary:
@@ -643,7 +670,7 @@ def _check_names(entries: Sequence[ZipEntry], prefix: str) -> ZipSummary:
         is_dir = name.endswith("/")
         if is_dir:
             name = name[:-1]
-        if go_path_clean(name) != name:
+        if not _plainly_clean(name) and go_path_clean(name) != name:
             bad(entry, "file path is not clean")
             continue
         try:
@@ -688,7 +715,8 @@ def _check_names(entries: Sequence[ZipEntry], prefix: str) -> ZipSummary:
 
 
 def _check_contents(reader: ZipReader, prefix: str, summary: ZipSummary,
-                    streamed: Mapping[int, StreamedEntry]) -> ZipSummary:
+                    streamed: Mapping[int, StreamedEntry],
+                    keep: Callable[[str, int], bool] | None = None) -> ZipSummary:
     """Read entries with a bound: sizes and checksums must be what the headers declare.
 
     The entries read are those the go command reads: every file (zip.Unzip) and, for each name,
@@ -700,9 +728,15 @@ def _check_contents(reader: ZipReader, prefix: str, summary: ZipSummary,
     last = {entry.raw_name: i for i, entry in enumerate(reader.entries)}
     digests: dict[int, bytes] = {}
     from_scan = 0
+    kept: list[tuple[str, bytes]] = []
+    raw_prefix = prefix.encode()
     for i, entry in enumerate(reader.entries):
         if entry.is_dir and last[entry.raw_name] != i:
             continue
+        if keep is not None and not entry.is_dir and b"/" not in entry.raw_name[len(raw_prefix):]:
+            name = entry.raw_name[len(raw_prefix):].decode("utf-8", "surrogateescape")
+            if keep(name, entry.uncompressed_size):
+                kept.append((name, reader.read(entry)))
         if entry.raw_name != gomod_name and streamed:
             seen = reader.streamed_digest(entry, streamed.get(entry.header_offset))
             if seen is not None:
@@ -732,6 +766,7 @@ def _check_contents(reader: ZipReader, prefix: str, summary: ZipSummary,
         h1="h1:" + base64.b64encode(h1.digest()).decode(),
         from_file=len(digests) - from_scan,
         from_scan=from_scan,
+        kept=tuple(kept),
     )
 
 
