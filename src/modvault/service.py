@@ -58,7 +58,7 @@ from modvault.sumdb.private import PrivateSumdb
 from modvault.sumdb.proxy import SumdbProxy
 from modvault.supply.admission import SupplyChain, origin_from_info, verification_of
 from modvault.supply.provenance import Verification
-from modvault.supply.zipfacts import ZipFacts, zip_facts
+from modvault.supply.zipfacts import LicenceFiles, ZipFacts, zip_facts
 
 LOG = logging.getLogger("modvault.service")
 
@@ -433,11 +433,13 @@ class ModuleService:
     def _check_zip_file(path: Path, ref: ArtifactRef, sha256: str | None,
                         streamed: Mapping[int, StreamedEntry] | None = None
                         ) -> tuple[str, ZipFacts]:
-        summary = check_zip(path, ref.module, ref.version, streamed)
+        licence_files = LicenceFiles()
+        summary = check_zip(path, ref.module, ref.version, streamed, keep=licence_files)
         metrics.ZIP_ENTRIES_CHECKED.labels("download").inc(summary.from_scan)
         metrics.ZIP_ENTRIES_CHECKED.labels("file").inc(summary.from_file)
         digest = (sha256, os.stat(path).st_size) if sha256 else None
-        return summary.h1, zip_facts(path, ref.module, ref.version, digest)
+        return summary.h1, zip_facts(path, ref.module, ref.version, digest,
+                                     licence_files.licence(summary.kept))
 
     async def _record_provenance(self, ref: ArtifactRef, source: str, zip_h1: str, facts: ZipFacts,
                                  proof: Verification) -> None:

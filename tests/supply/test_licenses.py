@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import zipfile
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modvault.supply.licenses import NOASSERTION, detect_file, detect_module, is_licence_file
+from modvault.module.zipcheck import check_zip
+from modvault.supply.licenses import (
+    MAX_LICENCE_BYTES,
+    NOASSERTION,
+    detect_file,
+    detect_module,
+    is_licence_file,
+)
+from modvault.supply.zipfacts import MAX_LICENCE_FILES, LicenceFiles, licence_of_zip
 from tests.supply.licence_texts import ALL, licence_text
 
 
@@ -85,3 +96,72 @@ def test_licence_file_names() -> None:
 def test_noise_never_turns_into_another_licence(spdx_id: str, noise: bytes) -> None:
     got = detect_file(licence_text(spdx_id).encode() + b"\n" + noise)
     assert got in (spdx_id, NOASSERTION)
+
+
+# -- the licence picked while check_zip reads the zip (zipfacts.LicenceFiles) ----------------------
+
+_M, _V = "example.com/lic", "v1.0.0"
+
+
+def _zip_with(tmp_path: Path, files: dict[str, bytes], name: str = "m.zip") -> Path:
+    path = tmp_path / name
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(f"{_M}@{_V}/go.mod", f"module {_M}\n")
+        for rel, body in files.items():
+            zf.writestr(f"{_M}@{_V}/{rel}", body)
+    return path
+
+
+def _picked(path: Path) -> str:
+    picker = LicenceFiles()
+    summary = check_zip(path, _M, _V, keep=picker)
+    # A file too large to be matched is not read into memory either.
+    assert all(len(body) <= MAX_LICENCE_BYTES for _, body in summary.kept)
+    return picker.licence(summary.kept)
+
+
+LICENCE_CASES = {
+    "one": {"LICENSE": "MIT"},
+    "two kinds": {"LICENSE": "MIT", "COPYING": "ISC", "a/LICENSE": "BSD-2-Clause"},
+    "nested only": {"sub/LICENSE": "MIT"},
+    "source file named like one": {"license.go": "MIT"},
+    "none": {},
+    "noise": {"LICENCE.md": None},
+    "too large": {"LICENSE": "MIT", "COPYING": "big"},
+    "too many": {f"LICENSE.{i}": "MIT" for i in range(MAX_LICENCE_FILES + 1)},
+}
+
+
+@pytest.mark.parametrize("case", sorted(LICENCE_CASES))
+def test_licence_picked_during_the_check_is_the_one_read_from_the_zip(tmp_path: Path, case: str
+                                                                        ) -> None:
+    files: dict[str, bytes] = {}
+    for rel, spdx in LICENCE_CASES[case].items():
+        if spdx is None:
+            files[rel] = b"some words that are no licence at all\n"
+        elif spdx == "big":  # a licence the matcher would name, were it not too large
+            files[rel] = licence_text("ISC").encode() + b" " * MAX_LICENCE_BYTES
+        else:
+            files[rel] = licence_text(spdx).encode()
+    path = _zip_with(tmp_path, files)
+    expected = licence_of_zip(path, _M, _V)
+    assert _picked(path) == expected
+    if case in ("too large", "too many", "noise", "none", "nested only",
+                "source file named like one"):
+        assert expected == NOASSERTION
+    else:
+        assert expected != NOASSERTION
+
+
+def test_keep_is_asked_only_for_root_files_and_returns_their_content(tmp_path: Path) -> None:
+    path = _zip_with(tmp_path, {"LICENSE": b"L", "README": b"R", "a/LICENSE": b"X"})
+    asked: list[tuple[str, int]] = []
+
+    def keep(name: str, size: int) -> bool:
+        asked.append((name, size))
+        return name == "LICENSE"
+
+    summary = check_zip(path, _M, _V, keep=keep)
+    assert asked == [("go.mod", len(f"module {_M}\n")), ("LICENSE", 1), ("README", 1)]
+    assert summary.kept == (("LICENSE", b"L"),)
+    assert check_zip(path, _M, _V).kept == ()

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from modvault.supply.licenses import MAX_LICENCE_BYTES, NOASSERTION, detect_module, is_licence_file
 
-__all__ = ["ZipFacts", "licence_of_zip", "sha256_of_file", "zip_facts"]
+__all__ = ["LicenceFiles", "ZipFacts", "licence_of_zip", "sha256_of_file", "zip_facts"]
 
 _CHUNK = 1024 * 1024
 MAX_LICENCE_FILES = 16
@@ -51,9 +52,32 @@ def licence_of_zip(path: Path | str, module: str, version: str) -> str:
     return detect_module(files)
 
 
+class LicenceFiles:
+    """The root licence files, picked while check_zip reads the zip (its ``keep``), so the zip
+    is not parsed a second time for them: the same files and the same outcome as
+    :func:`licence_of_zip`, whose limits it applies (one file too large, or too many, and the
+    licence is NOASSERTION)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.unsure = False
+
+    def __call__(self, name: str, size: int) -> bool:
+        if not is_licence_file(name):
+            return False
+        if size > MAX_LICENCE_BYTES or self.count >= MAX_LICENCE_FILES or self.unsure:
+            self.unsure = True
+            return False
+        self.count += 1
+        return True
+
+    def licence(self, kept: Sequence[tuple[str, bytes]]) -> str:
+        return NOASSERTION if self.unsure else detect_module(list(kept))
+
+
 def zip_facts(path: Path | str, module: str, version: str,
-              digest: tuple[str, int] | None = None) -> ZipFacts:
+              digest: tuple[str, int] | None = None, licence: str | None = None) -> ZipFacts:
     """*digest*: the file's (SHA-256 hex, size) when known (hashed as it was downloaded), so the
-    file is not read again to hash it."""
+    file is not read again to hash it; *licence*: when known (:class:`LicenceFiles`)."""
     sha, size = digest if digest is not None else sha256_of_file(path)
-    return ZipFacts(sha, size, licence_of_zip(path, module, version))
+    return ZipFacts(sha, size, licence if licence is not None else licence_of_zip(path, module, version))
