@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import zlib
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 # The zip format's constants, as the whole-file check reads them (x/mod and APPNOTE 4.3.7).
 from modvault.module.zipcheck import _CENTRAL_SIG, _FLAG_DATA_DESCRIPTOR, _LOCAL_SIG, _U32, MAX_ZIP_FILE
@@ -48,9 +47,9 @@ _DESCRIPTOR_LOOK = 24 + 4
 _STORED, _DEFLATED = 0, 8
 
 
-@dataclass(frozen=True, slots=True)
-class StreamedEntry:
-    """What the scan read of the entry whose local header is at ``header_offset``."""
+class StreamedEntry(NamedTuple):
+    """What the scan read of the entry whose local header is at ``header_offset`` (a named
+    tuple: one per entry, made in a third of a frozen dataclass's time)."""
 
     method: int
     body_offset: int  # where its data starts (after the local header, name and extra field)
