@@ -11,9 +11,9 @@ Measured, interleaved (every server once per round, in turn; the median of the r
   - a 64 KiB Range of that zip: req/s with wrk
   - h2 over TLS, small .info: req/s with h2load (nginx and modvault only)
   - RSS of modvault while 64 clients download a 100 MiB zip
-  - cold path (--cold / --cold-only): 64 KiB, 5 MiB and 100 MiB module zips fetched through modvault with
-    nothing stored (upstream: nginx serving a GOPROXY directory), against the same zip fetched from
-    that upstream directly ("upstream alone"), interleaved; see cold_rows()
+  - cold path (--cold / --cold-only): a 64 KiB, a 1,500-file, a 5 MiB and a 100 MiB module zip fetched
+    through modvault with nothing stored (upstream: nginx serving a GOPROXY directory), against the
+    same zip fetched from that upstream directly ("upstream alone"), interleaved; see cold_rows()
 Servers: nginx (one worker, the reference every ratio is against); modvault with its access log on
 and off; modvault with two workers (does throughput scale on this machine?); modvault in front-end
 mode (deploy/nginx/modvault-accel.conf: nginx in front, X-Accel-Redirect, nginx sends the zips);
