@@ -247,6 +247,8 @@ RULES: list[tuple[str, list[RawEntry], str]] = [
     ("inner dot-dot", [RawEntry(PREFIX + "a/../b.go", b"x")], "file path is not clean"),
     ("dot", [RawEntry(PREFIX + "./a.go", b"x")], "file path is not clean"),
     ("double slash", [RawEntry(PREFIX + "a//b.go", b"x")], "file path is not clean"),
+    ("directory named by a bare slash", [RawEntry(PREFIX + "/")], "file path is not clean"),
+    ("directory with two slashes", [RawEntry(PREFIX + "a//")], "file path is not clean"),
     ("leading slash", [RawEntry(PREFIX + "/a.go", b"x")], "empty path element"),
     ("backslash", [RawEntry(PREFIX + "a\\b.go", b"x")], "invalid char '\\\\'"),
     ("colon", [RawEntry(PREFIX + "c:x", b"x")], "invalid char ':'"),
@@ -489,7 +491,7 @@ _NAMES: list[bytes] = [
     PREFIX.encode() + n for n in
     [b"a.go", b"A.go", b"go.mod", b"GO.MOD", b"sub/go.mod", b"sub/", b"sub/x.go", b"LICENSE", b"",
      b"a.go/", b"../x", b"./x", b"x//y", b"con.txt", b"\xff.go", "ß".encode(), "ẞ".encode(),
-     b"b.go", b"c/d/e.go", b"c/D/f.go", b"a b", b"x\ny"]
+     b"b.go", b"c/d/e.go", b"c/D/f.go", b"a b", b"x\ny", b"/", b"c//", b".x/y"]
 ] + ["é.go".encode(), b"example.com/m@v1.0.1/a.go", b"Example.com/m@v1.0.0/a.go"]
 
 

@@ -159,9 +159,10 @@ def go_path_clean(p: str) -> str:
 
 
 def _plainly_clean(p: str) -> bool:
-    """A quick sufficient test for ``go_path_clean(p) == p`` (non-empty *p*): no element is empty
-    or starts with a dot, so none is "." or "..". Names it does not settle go to go_path_clean."""
-    return "/." not in p and "//" not in p and p[0] not in "./" and p[-1] != "/"
+    """A quick sufficient test for ``go_path_clean(p) == p``: no element is empty or starts with
+    a dot, so none is "." or "..". Names it does not settle (the empty one among them: a
+    directory entry named just "<prefix>/") go to go_path_clean."""
+    return p != "" and p[0] not in "./" and p[-1] != "/" and "/." not in p and "//" not in p
 
 
 def _parent(p: str) -> str:
