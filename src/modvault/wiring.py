@@ -265,7 +265,11 @@ def build_supply(settings: Settings, store: Store) -> SupplyChain:
 def policy_refusal_recorder(settings: Settings, store: Store) -> Callable[[str, str, str, str], None]:
     """What a supply-policy refusal leaves behind: a block with its reason (so every endpoint
     answers 403 and /api/v1/blocks lists it; `modvault unblock` lifts it) and an audit-log line.
-    The block is written by compare-and-swap in its own event loop, off the server's."""
+    The block is written by compare-and-swap in its own event loop, off the server's, then
+    announced as `modvault block` announces one: this machine's other workers and every replica
+    reread the blocks at once, instead of within their next refresh (about a second)."""
+    from modvault.cache.coordination.announce import announce_sync
+    from modvault.cache.coordination.state import Change
     from modvault.errors import ModvaultError
     from modvault.gate import GateError, block_version
     from modvault.observability.audit import AuditLog, audit_path
@@ -279,6 +283,11 @@ def policy_refusal_recorder(settings: Settings, store: Store) -> Callable[[str, 
             block_version(store, data_dir, module, version, reason, by="modvault supply policy")
         except (GateError, OSError, ModvaultError, VersionConflict) as exc:
             LOG.error("cannot record the block of %s@%s: %s", module, version, exc)
+        else:
+            try:
+                announce_sync(settings, Change("block", module, version))
+            except OSError as exc:  # the others still reread the blocks within a second
+                LOG.warning("could not announce the block of %s@%s: %s", module, version, exc)
         audit.record(event, result="denied", identity="modvault", action="admit",
                      target=f"{module}@{version}", reason=reason)
 

@@ -270,3 +270,33 @@ def test_commands_announce_to_workers_and_replicas(tmp_path: Path, redis_server:
             await watcher.aclose()
 
     asyncio.run(main())
+
+
+def test_supply_policy_refusal_announces_its_block(tmp_path: Path, redis_server: RedisServer,
+                                                   upstream: TestUpstreamServer) -> None:
+    """A licence or advisory refusal writes a block; it is announced like `modvault block`'s:
+    the mapped token moves for this machine's workers and the channel tells every replica, which
+    drops what it cached of the module (without it, they reread the blocks within a second)."""
+    from modvault.wiring import policy_refusal_recorder
+
+    settings = _settings(tmp_path, upstream.url, redis_server.url)
+
+    async def main() -> None:
+        async with _replicas(settings, 2) as (here, there):
+            for svc in (here, there):
+                await asyncio.wait_for(svc.coordination.changes.subscribed.wait(), 10)  # type: ignore[union-attr]
+            await there.get(_list_ref())
+            assert len(there.memory)
+            watcher = LocalChanges(tmp_path / "data")
+            refused = policy_refusal_recorder(settings, here.store)
+            await asyncio.to_thread(refused, "supply.licence_denied", MOD, "v1.0.0", "denied")
+            assert watcher.changed()  # the token moved once the block was written
+            deadline = time.monotonic() + 10
+            while len(there.memory) and time.monotonic() < deadline:  # the channel delivered it
+                await asyncio.sleep(0.01)
+            assert not len(there.memory)
+            await watcher.aclose()
+        blocks = (tmp_path / "data" / ".modvault" / "policy" / "blocks.json").read_text()
+        assert f'"{MOD}"' in blocks and "v1.0.0" in blocks
+
+    asyncio.run(main())

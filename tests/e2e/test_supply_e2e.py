@@ -284,7 +284,7 @@ def test_licence_denylist_blocks_new_versions(tmp_path: Path, modvault: Modvault
              (tmp_path / "data" / ".modvault" / "audit" / "audit.log").read_text().splitlines()]
     assert [(a["event"], a["result"], a["target"]) for a in audit
             if a["event"].startswith("supply.")] == [("supply.licence_denied", "denied", f"{P}/d@v0.1.0")]
-    deadline = time.monotonic() + 10  # the server rereads blocks about once a second
+    deadline = time.monotonic() + 10  # the block is written, and announced, just after the 403
     while time.monotonic() < deadline:
         info = httpx.get(f"{mv.url}/{P}/d/@v/v0.1.0.info")
         if info.status_code == 403:
