@@ -165,3 +165,20 @@ def test_keep_is_asked_only_for_root_files_and_returns_their_content(tmp_path: P
     assert asked == [("go.mod", len(f"module {_M}\n")), ("LICENSE", 1), ("README", 1)]
     assert summary.kept == (("LICENSE", b"L"),)
     assert check_zip(path, _M, _V).kept == ()
+
+
+def test_licence_of_a_zip_python_zipfile_refuses_but_go_reads(tmp_path: Path) -> None:
+    """A "version needed to extract" above what Python's zipfile supports: Go (and check_zip)
+    read the zip, zipfile raised NotImplementedError (a 500 for a publish of it). licence_of_zip
+    reads zips as check_zip does."""
+    path = _zip_with(tmp_path, {"LICENSE": licence_text("MIT").encode()})
+    data = bytearray(path.read_bytes())
+    at = data.index(b"PK\x01\x02")
+    while at >= 0:
+        data[at + 6:at + 8] = (0x89).to_bytes(2, "little")  # version needed: 13.7
+        at = data.find(b"PK\x01\x02", at + 4)
+    path.write_bytes(bytes(data))
+    with pytest.raises(NotImplementedError):
+        zipfile.ZipFile(path)
+    assert check_zip(path, _M, _V).file_count == 2
+    assert licence_of_zip(path, _M, _V) == "MIT" == _picked(path)

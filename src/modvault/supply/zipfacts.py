@@ -4,11 +4,12 @@ licence files. Blocking (file I/O): call it off the event loop."""
 from __future__ import annotations
 
 import hashlib
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from modvault.module.errors import ZipError
+from modvault.module.zipcheck import ZipReader
 from modvault.supply.licenses import MAX_LICENCE_BYTES, NOASSERTION, detect_module, is_licence_file
 
 __all__ = ["LicenceFiles", "ZipFacts", "licence_of_zip", "sha256_of_file", "zip_facts"]
@@ -35,28 +36,34 @@ def sha256_of_file(path: Path | str) -> tuple[str, int]:
 
 
 def licence_of_zip(path: Path | str, module: str, version: str) -> str:
-    """The licence of the files directly under ``module@version/`` named like LICENSE/COPYING."""
-    prefix = f"{module}@{version}/"
+    """The licence of the files directly under ``module@version/`` named like LICENSE/COPYING.
+
+    The zip is read as check_zip reads it (Go's archive/zip rules, modvault.module.zipcheck), not
+    with Python's zipfile, which refuses zips Go accepts (a "version needed to extract" above 6.3
+    raised NotImplementedError: a 500 for a publish of such a zip) and decodes names otherwise.
+    So it picks what check_zip's *keep* picks (:class:`LicenceFiles`)."""
+    raw_prefix = f"{module}@{version}/".encode()
+    pick = LicenceFiles()
     files: list[tuple[str, bytes]] = []
     try:
-        with zipfile.ZipFile(path) as zf:
-            for info in zf.infolist():
-                rest = info.filename[len(prefix):] if info.filename.startswith(prefix) else ""
-                if not rest or "/" in rest or not is_licence_file(rest):
+        with open(path, "rb") as fp:
+            reader = ZipReader(fp)
+            for entry in reader.entries:
+                rest = entry.raw_name[len(raw_prefix):]
+                if entry.is_dir or not entry.raw_name.startswith(raw_prefix) or b"/" in rest:
                     continue
-                if info.file_size > MAX_LICENCE_BYTES or len(files) >= MAX_LICENCE_FILES:
-                    return NOASSERTION
-                files.append((rest, zf.read(info)))
-    except (OSError, zipfile.BadZipFile, ValueError):
+                name = rest.decode("utf-8", "surrogateescape")
+                if pick(name, entry.uncompressed_size):
+                    files.append((name, reader.read(entry)))
+    except (OSError, ZipError):
         return NOASSERTION
-    return detect_module(files)
+    return pick.licence(files)
 
 
 class LicenceFiles:
-    """The root licence files, picked while check_zip reads the zip (its ``keep``), so the zip
-    is not parsed a second time for them: the same files and the same outcome as
-    :func:`licence_of_zip`, whose limits it applies (one file too large, or too many, and the
-    licence is NOASSERTION)."""
+    """Picks a zip's root licence files: check_zip's ``keep`` on the cold path (so the zip is not
+    parsed a second time for them), and :func:`licence_of_zip`'s. Within limits: one file too
+    large, or too many files, and the licence is NOASSERTION."""
 
     def __init__(self) -> None:
         self.count = 0
