@@ -18,7 +18,7 @@ from modvault.module.dirhash import hash_gomod, hash_zip
 from modvault.storage.base import etag_for_digest
 from tests.conftest import Corpus, ModvaultFactory
 from tests.sumdb.sumdb_support import FakeSumdb, FakeSumdbServer
-from tests.support.gitrepos import go_env, run_go
+from tests.support.gitrepos import Repo, export_proxy, go_env, run_go
 from tests.support.metrics import scrape
 from tests.support.upstream_server import Behaviour, TestUpstreamServer
 
@@ -264,5 +264,45 @@ def test_other_requests_are_served_while_a_big_zip_downloads(modvault: ModvaultF
         assert got[0].content == (at / f"{ver}.zip").read_bytes()
         assert len(during) >= 10, during  # answered while the zip was still on its way
         assert max(during) < 5.0, during  # a stalled loop would hold them until the zip is done
+    finally:
+        upstream.stop()
+
+
+def test_go_gets_a_cold_zip_of_many_files_made_by_the_go_command(modvault: ModvaultFactory,
+                                                                 tmp_path: Path) -> None:
+    """A module of 600 files in nested directories, zipped by the go command itself (direct mode:
+    data descriptors, no sizes in the local headers), served by a static upstream in odd-sized
+    pieces, fetched cold by the go command through modvault: the same h1: as direct mode, every
+    entry but go.mod checked from the download scan (headers and descriptors cut by the pieces
+    included), and the root licence found while the zip was checked (the provenance record)."""
+    mod, ver = "github.com/acme/many", "v1.0.0"
+    repo = Repo(tmp_path, mod)
+    files: dict[str, str | bytes] = {"go.mod": f"module {mod}\n\ngo 1.21\n",
+                                     "LICENSE": Path("/usr/share/common-licenses/Apache-2.0").read_bytes()}
+    for i in range(598):
+        files[f"pkg{i % 23}/sub{i % 5}/file{i:03d}.go"] = (
+            f"package sub{i % 5}\n\n// " + " ".join(["func", "return", str(i)] * (i % 40 + 1)) + "\n")
+    repo.write(files)
+    repo.commit("many files", tags=[ver])
+    direct = tmp_path / "direct"
+    direct.mkdir()
+    env = go_env(direct, repos=tmp_path / "repos", GOPROXY="direct")
+    want = json.loads(run_go(["mod", "download", "-json", f"{mod}@{ver}"], cwd=direct, env=env).stdout)
+    proxy = tmp_path / "proxy"
+    export_proxy(Path(env["GOMODCACHE"]), proxy)
+    upstream = TestUpstreamServer(proxy).start()
+    upstream.behaviours[f"/{mod}/@v/{ver}.zip"] = Behaviour(chunk=4093)
+    try:
+        data = tmp_path / "data"
+        mv = modvault(upstream.url, "--no-sumdb-verify", data_dir=data)
+        home = tmp_path / "client"
+        home.mkdir()
+        got = json.loads(run_go(["mod", "download", "-json", f"{mod}@{ver}"], cwd=home,
+                                env=go_env(home, GOPROXY=mv.url)).stdout)
+        assert "Error" not in got and got["Sum"] == want["Sum"], (got, want)
+        assert entries_checked(mv.url) == {"download": 599, "file": 1}
+        record = json.loads((data / ".modvault" / "provenance" / mod / "@v" / f"{ver}.json").read_text())
+        assert record["licence"] == "Apache-2.0" and record["zip_h1"] == want["Sum"]
+        assert leftovers(data) == []
     finally:
         upstream.stop()
