@@ -54,6 +54,7 @@ __all__ = [
     "check_zip",
     "equal_fold",
     "go_path_clean",
+    "read_root_files",
     "str_to_fold",
 ]
 
@@ -619,7 +620,8 @@ def check_zip(path: str | os.PathLike[str], module_path: str, version: str,
     The verdict and the h1: hash are the same with or without it.
 
     *keep*: asked ``keep(name, size)`` for each file directly under the module root, in zip
-    order, once the names are found valid; the content of those it accepts comes back in
+    order, once every entry is verified (read_root_files); the content of those it accepts comes
+    back in
     :attr:`ZipSummary.kept` (so a caller wanting, say, the licence files does not parse the zip
     again).
     """
@@ -721,15 +723,9 @@ def _check_contents(reader: ZipReader, prefix: str, summary: ZipSummary,
     last = {entry.raw_name: i for i, entry in enumerate(reader.entries)}
     digests: dict[int, bytes] = {}
     from_scan = 0
-    kept: list[tuple[str, bytes]] = []
-    raw_prefix = prefix.encode()
     for i, entry in enumerate(reader.entries):
         if entry.is_dir and last[entry.raw_name] != i:
             continue
-        if keep is not None and not entry.is_dir and b"/" not in entry.raw_name[len(raw_prefix):]:
-            name = entry.raw_name[len(raw_prefix):].decode("utf-8", "surrogateescape")
-            if keep(name, entry.uncompressed_size):
-                kept.append((name, reader.read(entry)))
         if entry.raw_name != gomod_name and streamed:
             seen = reader.streamed_digest(entry, streamed.get(entry.header_offset))
             if seen is not None:
@@ -759,8 +755,25 @@ def _check_contents(reader: ZipReader, prefix: str, summary: ZipSummary,
         h1="h1:" + base64.b64encode(h1.digest()).decode(),
         from_file=len(digests) - from_scan,
         from_scan=from_scan,
-        kept=tuple(kept),
+        # Every entry is verified by now: reading the kept ones again cannot change the verdict.
+        kept=tuple(read_root_files(reader, prefix, keep)) if keep is not None else (),
     )
+
+
+def read_root_files(reader: ZipReader, prefix: str, keep: Callable[[str, int], bool]
+                    ) -> list[tuple[str, bytes]]:
+    """(name, content) of the files directly under *prefix* that ``keep(name, size)`` accepts,
+    in zip order, each read and verified (ZipReader.read)."""
+    raw_prefix = prefix.encode()
+    kept: list[tuple[str, bytes]] = []
+    for entry in reader.entries:
+        rest = entry.raw_name[len(raw_prefix):]
+        if entry.is_dir or not entry.raw_name.startswith(raw_prefix) or b"/" in rest:
+            continue
+        name = rest.decode("utf-8", "surrogateescape")
+        if keep(name, entry.uncompressed_size):
+            kept.append((name, reader.read(entry)))
+    return kept
 
 
 def _chunks(f: BinaryIO) -> Iterator[bytes]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modvault.module.errors import ZipError
-from modvault.module.zipcheck import ZipReader
+from modvault.module.zipcheck import ZipReader, read_root_files
 from modvault.supply.licenses import MAX_LICENCE_BYTES, NOASSERTION, detect_module, is_licence_file
 
 __all__ = ["LicenceFiles", "ZipFacts", "licence_of_zip", "sha256_of_file", "zip_facts"]
@@ -42,19 +42,10 @@ def licence_of_zip(path: Path | str, module: str, version: str) -> str:
     with Python's zipfile, which refuses zips Go accepts (a "version needed to extract" above 6.3
     raised NotImplementedError: a 500 for a publish of such a zip) and decodes names otherwise.
     So it picks what check_zip's *keep* picks (:class:`LicenceFiles`)."""
-    raw_prefix = f"{module}@{version}/".encode()
     pick = LicenceFiles()
-    files: list[tuple[str, bytes]] = []
     try:
         with open(path, "rb") as fp:
-            reader = ZipReader(fp)
-            for entry in reader.entries:
-                rest = entry.raw_name[len(raw_prefix):]
-                if entry.is_dir or not entry.raw_name.startswith(raw_prefix) or b"/" in rest:
-                    continue
-                name = rest.decode("utf-8", "surrogateescape")
-                if pick(name, entry.uncompressed_size):
-                    files.append((name, reader.read(entry)))
+            files = read_root_files(ZipReader(fp), f"{module}@{version}/", pick)
     except (OSError, ZipError):
         return NOASSERTION
     return pick.licence(files)
