@@ -114,8 +114,7 @@ class ZipStreamScan:
         Returns the position after what was used."""
         fields = _LOCAL.unpack_from(data, pos)
         if fields[0] != _LOCAL_SIG:
-            self._stop("central directory reached" if fields[0] == _CENTRAL_SIG
-                       else "not a local file header")
+            self._not_a_header(fields[0])
             return len(data)
         need: int = _LOCAL.size + fields[-2] + fields[-1]
         if len(data) - pos < need:
@@ -139,8 +138,7 @@ class ZipStreamScan:
             need += fields[-2] + fields[-1]
         used = self._gather(data, need)
         if len(self._buf) >= 4 and bytes(self._buf[:4]) != _LOCAL_SIG:
-            self._stop("central directory reached" if bytes(self._buf[:4]) == _CENTRAL_SIG
-                       else "not a local file header")
+            self._not_a_header(bytes(self._buf[:4]))
             return len(data)
         if len(self._buf) < need:
             return used
@@ -151,11 +149,11 @@ class ZipStreamScan:
         self._start_entry(self._offset - len(self._buf))
         return used
 
+    def _not_a_header(self, sig: bytes) -> None:
+        self._stop("central directory reached" if sig == _CENTRAL_SIG else "not a local file header")
+
     def _start_entry(self, header_offset: int) -> None:
-        if bytes(self._buf[:4]) != _LOCAL_SIG:
-            self._stop("central directory reached" if bytes(self._buf[:4]) == _CENTRAL_SIG
-                       else "not a local file header")
-            return
+        """The whole header is in _buf (its signature checked by _header)."""
         fields = _LOCAL.unpack_from(self._buf)
         self._buf = bytearray()
         self._begin(header_offset, fields)
