@@ -170,6 +170,11 @@ def when_listening(host: str, port: int, then: Callable[[], None], timeout: floa
     """Call ``then`` (in a thread) once a TCP connection to host:port succeeds: the port is bound
     and accepting, so a line printed there is true."""
     target = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    # The first connect by name loads the "idna" codec (getaddrinfo encodes the host with it),
+    # and that import would run in the thread below while granian forks the workers: a worker
+    # forked mid-import inherits the module's import lock held by a thread it does not have, and
+    # hangs for good at its own first connect (an upstream fetch). Loaded here, before the fork.
+    target.encode("idna")
 
     def wait() -> None:
         deadline = time.monotonic() + timeout
