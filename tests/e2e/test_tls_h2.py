@@ -51,11 +51,12 @@ def test_h2c_prior_knowledge(upstream_a: TestUpstreamServer, modvault: ModvaultF
         assert r.json()["Version"] == "v1.0.0"
 
 
-def test_https_upstream_with_private_ca_speaks_h2(corpus: Corpus, upstream_a: TestUpstreamServer,
-                                                  modvault: ModvaultFactory, gohome: Path,
-                                                  tmp_path: Path) -> None:
+def test_https_upstream_with_private_ca(corpus: Corpus, upstream_a: TestUpstreamServer,
+                                        modvault: ModvaultFactory, gohome: Path,
+                                        tmp_path: Path) -> None:
     """modvault behind modvault: the inner one over TLS with a private CA; the outer trusts it
-    through upstream_ca_file and talks HTTP/2 to it."""
+    through upstream_ca_file and fetches over HTTP/1.1, on purpose (upstream.make_client: HTTP/2
+    bodies cost the event loop six times the CPU), on the loop's own TLS (sources/loopnet.py)."""
     cert, key = make_cert(tmp_path)
     inner = modvault(upstream_a.url, tls=(cert, key))
     untrusting = modvault(inner.url, env={"MODVAULT_UPSTREAM_RETRIES": "0"})
@@ -71,4 +72,4 @@ def test_https_upstream_with_private_ca_speaks_h2(corpus: Corpus, upstream_a: Te
         lines = [json.loads(x) for x in inner.output().splitlines()
                  if x.startswith("{") and '"modvault.access"' in x and "v1.1.0.zip" in x]
         time.sleep(0.1)
-    assert lines and lines[0]["http"] == "2" and lines[0]["status"] == 200
+    assert lines and lines[0]["http"] == "1.1" and lines[0]["status"] == 200
