@@ -13,7 +13,8 @@ Measured, interleaved (every server once per round, in turn; the median of the r
   - RSS of modvault while 64 clients download a 100 MiB zip
   - cold path (--cold / --cold-only): a 64 KiB, a 1,500-file, a 5 MiB and a 100 MiB module zip fetched
     through modvault with nothing stored (upstream: nginx serving a GOPROXY directory), against the
-    same zip fetched from that upstream directly ("upstream alone"), interleaved; see cold_rows()
+    same zip fetched from that upstream directly ("upstream alone"), interleaved; then the 64 KiB,
+    5 MiB and 100 MiB zips again from nginx over HTTPS (rows marked TLS); see cold_rows()
 Servers: nginx (one worker, the reference every ratio is against); modvault with its access log on
 and off; modvault with two workers (does throughput scale on this machine?); modvault in front-end
 mode (deploy/nginx/modvault-accel.conf: nginx in front, X-Accel-Redirect, nginx sends the zips);
@@ -295,13 +296,18 @@ def group_cpu_seconds(pgid: int) -> float:
     return cpu_of_groups([pgid])
 
 
-def curl_seconds(url: str) -> float:
+def curl_seconds(url: str, *extra: str) -> float:
     """Wall time of one GET (curl's time_total), failing on anything but a whole 200."""
-    out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{time_total}", url],
-                         capture_output=True, text=True, timeout=120).stdout.split()
+    out = subprocess.run(["curl", "-s", *extra, "-o", "/dev/null", "-w", "%{http_code} %{time_total}",
+                          url], capture_output=True, text=True, timeout=120).stdout.split()
     if not out or out[0] != "200":
         raise RuntimeError(f"GET {url}: {out}")
     return float(out[1])
+
+
+# Over TLS (nginx's HTTPS listener, HTTP/2 offered, as proxy.golang.org does), the zips whose cost
+# is bytes: the receive of a TLS body is the client's work, not the network's.
+COLD_TLS = ("cold 64 KiB zip", "cold 5 MiB zip", "cold 100 MiB zip")
 
 
 def cold_rows(root: Path, cert: Path, key: Path, rounds: int, trees: dict[str, dict[str, str]]
@@ -310,36 +316,54 @@ def cold_rows(root: Path, cert: Path, key: Path, rounds: int, trees: dict[str, d
     in *trees* (name -> environment, e.g. PYTHONPATH of a baseline tree) with the zip removed from
     its store just before, alternating in every round. The .info and .mod are asked first, as the
     go command does; checksum verification is off (no database is reachable here), so the row
-    measures download, zip checks, hashing and storing."""
+    measures download, zip checks, hashing and storing. Every zip from a plain HTTP upstream, then
+    those of COLD_TLS from the same nginx over HTTPS (rows marked "TLS"; the servers trust its
+    certificate through upstream_ca_file, curl through --cacert)."""
     up_root = root / "cold-upstream"
     up_root.mkdir()
     (up_root / "ngx-tmp").mkdir()
     make_cold_upstream(up_root / "data")
-    ngx, up_port, _ = start_nginx(up_root, up_root / "data", cert, key)
-    servers: list[tuple[str, subprocess.Popen[bytes], int, Path]] = []
+    ngx, up_port, tls_port = start_nginx(up_root, up_root / "data", cert, key)
     out: dict[str, dict[str, list[float]]] = {}
     try:
+        for scheme, port_, names, tail_name, curl_extra in (
+                ("http", up_port, list(COLD_ZIPS), "", ()),
+                ("https", tls_port, list(COLD_TLS), " TLS", ("--cacert", str(cert)))):
+            _cold_scheme(root, f"{scheme}://127.0.0.1:{port_}", names, tail_name, curl_extra, cert,
+                         rounds, trees, out)
+    finally:
+        stop(ngx)
+    return out
+
+
+def _cold_scheme(root: Path, upstream: str, names: list[str], suffix: str, curl_extra: tuple[str, ...],
+                 cert: Path, rounds: int, trees: dict[str, dict[str, str]],
+                 out: dict[str, dict[str, list[float]]]) -> None:
+    servers: list[tuple[str, subprocess.Popen[bytes], int, Path]] = []
+    try:
         for who, env in trees.items():
-            data, port = root / f"cold-data-{who}", free_port()
+            data, port = root / f"cold-data-{who}-{upstream.split(':')[0]}", free_port()
             e = {k: v for k, v in os.environ.items() if not k.startswith("MODVAULT_")}
             e.update(env)
+            e["MODVAULT_UPSTREAM_CA_FILE"] = str(cert)
             servers.append((who, subprocess.Popen(
                 [sys.executable, "-m", "modvault", "serve", "--listen", f"127.0.0.1:{port}",
-                 "--data-dir", str(data), "--upstream", f"http://127.0.0.1:{up_port}",
+                 "--data-dir", str(data), "--upstream", upstream,
                  "--no-sumdb-verify"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=e,
                 start_new_session=True), port, data))
         for _, _, port, _ in servers:
             wait_port(port)
         time.sleep(0.5)
-        for name, (version, _, _) in COLD_ZIPS.items():
+        for name in names:
+            version = COLD_ZIPS[name][0]
             tail = f"/{COLD_MOD}/@v/{version}"
             for _, _, port, _ in servers:
                 for ext in ("info", "mod"):
                     curl_seconds(f"http://127.0.0.1:{port}{tail}.{ext}")
-            by = out.setdefault(name, {})
+            by = out.setdefault(name + suffix, {})
             for _ in range(rounds):
                 by.setdefault("upstream alone", []).append(
-                    curl_seconds(f"http://127.0.0.1:{up_port}{tail}.zip") * 1e3)
+                    curl_seconds(f"{upstream}{tail}.zip", *curl_extra) * 1e3)
                 for who, proc, port, data in servers:
                     stored = data / COLD_MOD / "@v" / f"{version}.zip"
                     stored.unlink(missing_ok=True)
@@ -350,12 +374,10 @@ def cold_rows(root: Path, cert: Path, key: Path, rounds: int, trees: dict[str, d
                     by.setdefault(f"{who} cpu", []).append(
                         (group_cpu_seconds(proc.pid) - cpu) * 1e3)
                     if not stored.exists():
-                        raise RuntimeError(f"{name}: {who} did not store the zip")
+                        raise RuntimeError(f"{name}{suffix}: {who} did not store the zip")
     finally:
         for _, proc, _, _ in servers:
             stop(proc)
-        stop(ngx)
-    return out
 
 
 def print_cold(rows: dict[str, dict[str, list[float]]]) -> None:
