@@ -242,3 +242,27 @@ def test_families_alternate_in_getaddrinfo_order() -> None:
     assert _interleave([v6a, v6b, v4a, v6a]) == [v6a, v4a, v6b]
     assert _interleave([v4a]) == [v4a]
     assert _interleave([]) == []
+
+
+def test_a_tls_handshake_that_stalls_or_is_cut_fails_within_the_connect_time_out(
+        servers: list[Server]) -> None:
+    servers.append(Server(lambda conn: time.sleep(3)))  # accepts, never answers the ClientHello
+    servers.append(Server(lambda conn: None))  # accepts and closes at once
+    started = time.monotonic()
+    with pytest.raises(httpx.ConnectTimeout):
+        fetch(f"https://127.0.0.1:{servers[0].port}/x", UpstreamLimits(connect_timeout=0.5))
+    assert time.monotonic() - started < 2.5
+    with pytest.raises(httpx.ConnectError):
+        fetch(f"https://127.0.0.1:{servers[1].port}/x", UpstreamLimits(connect_timeout=2))
+
+
+def test_an_endless_header_is_refused_with_bounded_memory(servers: list[Server]) -> None:
+    def endless(conn: socket.socket) -> None:
+        read_request(conn)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nX-Junk: ")
+        for _ in range(64):
+            conn.sendall(b"a" * 65536)
+
+    servers.append(Server(endless))
+    with pytest.raises(httpx.RemoteProtocolError):
+        fetch(f"http://127.0.0.1:{servers[0].port}/x")
