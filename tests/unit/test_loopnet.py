@@ -18,7 +18,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from modvault.sources.loopnet import LoopBackend, _interleave, connect_staggered
+from modvault.sources.loopnet import (
+    MAX_BUFFER,
+    MIN_BUFFER,
+    LoopBackend,
+    LoopStream,
+    _interleave,
+    connect_staggered,
+)
 from modvault.sources.upstream import UpstreamLimits, make_client
 from tests.support.tls import make_cert
 
@@ -266,3 +273,26 @@ def test_an_endless_header_is_refused_with_bounded_memory(servers: list[Server])
     servers.append(Server(endless))
     with pytest.raises(httpx.RemoteProtocolError):
         fetch(f"http://127.0.0.1:{servers[0].port}/x")
+
+
+def test_the_buffer_grows_for_a_body_and_is_given_back_when_idle(servers: list[Server]) -> None:
+    body = os.urandom(8 * 1024 * 1024)
+    servers.append(Server(answer(body)))
+
+    async def main() -> tuple[int, int, bool]:
+        stream = await LoopBackend().connect_tcp("127.0.0.1", servers[0].port, timeout=5)
+        assert isinstance(stream, LoopStream)
+        await stream.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        whole = len(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body)) + len(body)
+        got, biggest = 0, 0
+        while got < whole:
+            await asyncio.sleep(0.002)  # a consumer that lags: the buffer fills and grows
+            got += len(await stream.read(MAX_BUFFER))
+            biggest = max(biggest, len(stream._r.buf))
+        readable = bool(stream.get_extra_info("is_readable"))
+        size = len(stream._r.buf)
+        await stream.aclose()
+        return biggest, size, readable
+
+    biggest, idle, readable = asyncio.run(main())
+    assert biggest == MAX_BUFFER and idle == MIN_BUFFER and not readable

@@ -11,7 +11,8 @@ How: a :class:`asyncio.BufferedProtocol` per connection receives into one buffer
 at 64 KiB (a request for a ``.info`` never needs more) and grows, up to :data:`MAX_BUFFER`, while
 a body arrives faster than it is taken: httpcore then gets up to a megabyte per read, one trip
 through h11 and httpx for it instead of sixteen. A full buffer pauses reading, as a
-``StreamReader`` does, so a slow consumer holds at most :data:`MAX_BUFFER` per connection.
+``StreamReader`` does, so a slow consumer holds at most :data:`MAX_BUFFER` per connection, and a
+connection idle in the pool gives a grown buffer back.
 
 Connecting follows RFC 8305 ("Happy Eyeballs v2") as anyio did: the addresses of a name are
 tried in getaddrinfo's order with the families interleaved, a new attempt starting every 250 ms
@@ -205,8 +206,14 @@ class LoopStream(httpcore.AsyncNetworkStream):
             return transport.get_extra_info("peername")
         if info == "socket":
             return transport.get_extra_info("socket")
-        if info == "is_readable":  # an idle pooled connection that was closed, or sent something
-            return self._r.eof or self._r.start != self._r.end
+        if info == "is_readable":
+            # httpcore asks this of its idle pooled connections only (has_expired: was it closed,
+            # did it send something unasked), at every request it places: the moment to give
+            # back a buffer a body grew, so that idle keep-alive connections hold 64 KiB each.
+            r = self._r
+            if r.start == r.end and len(r.buf) > MIN_BUFFER:
+                r.buf, r.start, r.end = bytearray(MIN_BUFFER), 0, 0
+            return r.eof or r.start != r.end
         return None
 
 
