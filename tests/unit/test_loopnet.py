@@ -296,3 +296,14 @@ def test_the_buffer_grows_for_a_body_and_is_given_back_when_idle(servers: list[S
 
     biggest, idle, readable = asyncio.run(main())
     assert biggest == MAX_BUFFER and idle == MIN_BUFFER and not readable
+
+
+def test_tls_is_verified_against_the_name_asked_for(servers: list[Server], tmp_path: Path) -> None:
+    cert, key = make_cert(tmp_path, with_ip=False)  # valid for "localhost" only
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    servers.append(Server(answer(b"by name"), tls=ctx))
+    limits = UpstreamLimits(ca_file=str(cert))
+    assert fetch(f"https://localhost:{servers[0].port}/x", limits) == (200, b"by name")
+    with pytest.raises(httpx.ConnectError, match="certificate verify failed"):
+        fetch(f"https://127.0.0.1:{servers[0].port}/x", limits)
