@@ -34,7 +34,7 @@ from typing import Any
 
 import httpcore
 
-__all__ = ["CONNECT_STAGGER", "MAX_BUFFER", "LoopBackend", "LoopStream"]
+__all__ = ["CONNECT_STAGGER", "MAX_BUFFER", "MIN_BUFFER", "LoopBackend", "LoopStream", "connect_staggered"]
 
 MIN_BUFFER = 64 * 1024
 MAX_BUFFER = 1024 * 1024
