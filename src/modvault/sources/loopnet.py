@@ -116,20 +116,11 @@ def _wake(fut: asyncio.Future[None] | None) -> None:
 
 async def _wait(fut: asyncio.Future[None], timeout: float | None,
                 error: type[httpcore.TimeoutException]) -> None:
-    if timeout is None:
-        await fut
-        return
-    loop = asyncio.get_running_loop()
-
-    def expire() -> None:
-        if not fut.done():
-            fut.set_exception(error("timed out"))
-
-    timer = loop.call_later(timeout, expire)
     try:
-        await fut
-    finally:
-        timer.cancel()
+        async with asyncio.timeout(timeout):
+            await fut
+    except TimeoutError:
+        raise error("timed out") from None
 
 
 class LoopStream(httpcore.AsyncNetworkStream):
