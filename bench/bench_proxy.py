@@ -326,19 +326,16 @@ def cold_rows(root: Path, cert: Path, key: Path, rounds: int, trees: dict[str, d
     ngx, up_port, tls_port = start_nginx(up_root, up_root / "data", cert, key)
     out: dict[str, dict[str, list[float]]] = {}
     try:
-        for scheme, port_, names, tail_name, curl_extra in (
-                ("http", up_port, list(COLD_ZIPS), "", ()),
-                ("https", tls_port, list(COLD_TLS), " TLS", ("--cacert", str(cert)))):
-            _cold_scheme(root, f"{scheme}://127.0.0.1:{port_}", names, tail_name, curl_extra, cert,
-                         rounds, trees, out)
+        for upstream, names, suffix in ((f"http://127.0.0.1:{up_port}", list(COLD_ZIPS), ""),
+                                        (f"https://127.0.0.1:{tls_port}", list(COLD_TLS), " TLS")):
+            _cold_scheme(root, upstream, names, suffix, cert, rounds, trees, out)
     finally:
         stop(ngx)
     return out
 
 
-def _cold_scheme(root: Path, upstream: str, names: list[str], suffix: str, curl_extra: tuple[str, ...],
-                 cert: Path, rounds: int, trees: dict[str, dict[str, str]],
-                 out: dict[str, dict[str, list[float]]]) -> None:
+def _cold_scheme(root: Path, upstream: str, names: list[str], suffix: str, cert: Path, rounds: int,
+                 trees: dict[str, dict[str, str]], out: dict[str, dict[str, list[float]]]) -> None:
     servers: list[tuple[str, subprocess.Popen[bytes], int, Path]] = []
     try:
         for who, env in trees.items():
@@ -363,7 +360,7 @@ def _cold_scheme(root: Path, upstream: str, names: list[str], suffix: str, curl_
             by = out.setdefault(name + suffix, {})
             for _ in range(rounds):
                 by.setdefault("upstream alone", []).append(
-                    curl_seconds(f"{upstream}{tail}.zip", *curl_extra) * 1e3)
+                    curl_seconds(f"{upstream}{tail}.zip", "--cacert", str(cert)) * 1e3)
                 for who, proc, port, data in servers:
                     stored = data / COLD_MOD / "@v" / f"{version}.zip"
                     stored.unlink(missing_ok=True)
