@@ -621,9 +621,8 @@ def check_zip(path: str | os.PathLike[str], module_path: str, version: str,
 
     *keep*: asked ``keep(name, size)`` for each file directly under the module root, in zip
     order, once every entry is verified (read_root_files); the content of those it accepts comes
-    back in
-    :attr:`ZipSummary.kept` (so a caller wanting, say, the licence files does not parse the zip
-    again).
+    back in :attr:`ZipSummary.kept` (so a caller wanting, say, the licence files does not parse
+    the zip again).
     """
     try:
         modpath.check(module_path, version)
