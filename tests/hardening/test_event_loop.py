@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import os
+from pathlib import Path
 
 import httpx
 import pytest
 
 from modvault.artifact import Artifact, Kind
 from modvault.server import compress
-from tests.conftest import ModvaultFactory
-from tests.support.probes import LagProbe, rss_mb
+from tests.conftest import Corpus, ModvaultFactory
+from tests.support.gitrepos import download_json, go_env, run_go
+from tests.support.probes import LagProbe, leftovers, rss_mb
 from tests.support.upstream_server import Behaviour, TestUpstreamServer
 
 # Generous: a loaded 2-core CI machine; the stalls fixed here were 0.7 s to 25 s.
@@ -76,3 +79,39 @@ def test_gzip_bomb_from_upstream_is_inflated_off_the_loop_and_bounded(
     assert probe.worst < MAX_LAG, probe.worst
     assert rss_mb(mv.proc.pid) - before < 60  # bounded by max_mod_bytes (16 MiB), not 200 MiB
     assert not (mv.data_dir / "github.com/acme/hello/@v/v1.1.0.mod").exists()
+
+
+@pytest.mark.e2e
+def test_zip_sent_in_crumbs_is_refused_without_stalling_other_clients(
+        upstream_a: TestUpstreamServer, modvault: ModvaultFactory) -> None:
+    # Chunked in 1-byte chunks: before, h11 turned each megabyte read into ~170,000 events with
+    # no suspension between them, and hits waited 5-7 s each for the minute the download took.
+    path = "/github.com/acme/hello/@v/v1.1.0.zip"
+    upstream_a.behaviours[path] = Behaviour(body=os.urandom(4 << 20), chunked=1)
+    mv = modvault(upstream_a.url, env={"MODVAULT_UPSTREAM_RETRIES": "0"})
+    with LagProbe(mv.url) as probe:
+        r = httpx.get(mv.url + path, timeout=120)
+    assert r.status_code == 502 and "pieces of 1 bytes on average" in r.text, r.text
+    assert probe.worst < MAX_LAG, probe.worst
+    assert not (mv.data_dir / "github.com/acme/hello/@v/v1.1.0.zip").exists()
+    assert leftovers(mv.data_dir) == []
+
+
+@pytest.mark.e2e
+def test_go_downloads_through_chunked_upstream_answers(
+        corpus: Corpus, upstream_a: TestUpstreamServer, modvault: ModvaultFactory,
+        gohome: Path) -> None:
+    # Small answers in 1-byte chunks (fewer pieces than a window) and a zip in 200-byte chunks
+    # (above the floor) are taken as they are.
+    mod = "github.com/acme/hello"
+    for name in ("list", "v1.0.0.info", "v1.0.0.mod"):
+        upstream_a.behaviours[f"/{mod}/@v/{name}"] = Behaviour(chunked=1)
+    upstream_a.behaviours[f"/{mod}/@v/v1.0.0.zip"] = Behaviour(chunked=200)
+    mv = modvault(upstream_a.url)
+    proc = run_go(["mod", "download", "-json", f"{mod}@v1.0.0"], cwd=gohome,
+                  env=go_env(gohome, GOPROXY=mv.url))
+    (doc,) = download_json(proc.stdout)
+    assert not doc.get("Error"), doc
+    assert doc["Sum"] == corpus.reference[f"{mod}@v1.0.0"]["Sum"]
+    assert doc["GoModSum"] == corpus.reference[f"{mod}@v1.0.0"]["GoModSum"]
+    assert upstream_a.count(f"/{mod}/@v/v1.0.0.zip") == 1

@@ -26,6 +26,7 @@ class Behaviour:
     trickle: float = 0.0  # seconds between chunks
     chunk: int = 1024
     no_length: bool = False  # no Content-Length: the body ends when the connection closes
+    chunked: int | None = None  # Transfer-Encoding: chunked, in chunks of this many bytes
     redirect_to: str | None = None
     times: int | None = None  # apply this many times, then serve normally
 
@@ -93,6 +94,11 @@ class _Handler(BaseHTTPRequestHandler):
         for k, v in (b.headers or {}).items():
             self.send_header(k, v)
         length = b.content_length if b.content_length is not None else len(body)
+        if b.chunked is not None:
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self._send_chunked(body, b.chunked)
+            return
         if b.no_length:
             self.send_header("Connection", "close")
             self.close_connection = True
@@ -118,6 +124,19 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body[:length] if length < len(body) else body)
         if length != len(body):
             self.close_connection = True
+
+
+    def _send_chunked(self, body: bytes, size: int) -> None:
+        """The body in chunks of ``size`` bytes, written 64 KiB of wire at a time."""
+        wire = bytearray()
+        with contextlib.suppress(OSError):  # the client may refuse it part way
+            for i in range(0, len(body), size):
+                piece = body[i:i + size]
+                wire += b"%x\r\n%s\r\n" % (len(piece), piece)
+                if len(wire) >= 65536:
+                    self.wfile.write(wire)
+                    wire.clear()
+            self.wfile.write(bytes(wire) + b"0\r\n\r\n")
 
 
 class TestUpstreamServer(LocalHTTPServer):

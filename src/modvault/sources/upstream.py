@@ -36,6 +36,7 @@ from modvault.module.pseudo import is_pseudo_version
 from modvault.observability import metrics
 from modvault.sources.download import DownloadFile
 from modvault.sources.health import HealthRecord, HealthRegistry, State
+from modvault.sources.pacing import BodyPace
 from modvault.sources.redact import redact_text, redact_url
 from modvault.sources.retry import RETRY_STATUSES, Retry, describe, retry_after, with_retries
 from modvault.sources.tracking import gave_up, probe_once, remember_unreachable, tracked_get
@@ -333,6 +334,7 @@ class HTTPUpstream:
                     raise InvalidContent(f"{self.name}: {what}: zip sent with Content-Encoding "
                                          f"{encoding[:40]!r} although identity was asked for")
                 got = 0
+                pace = BodyPace(f"{self.name}: {what}")
                 async with DownloadFile(dest, what) as out:
                     # Chunks as they come off the connection (no re-chunking copy).
                     async for chunk in resp.aiter_raw():
@@ -341,6 +343,8 @@ class HTTPUpstream:
                             raise InvalidContent(
                                 f"{self.name}: {what}: zip larger than {limit} bytes")
                         await out.write(chunk)
+                        if pace.took(len(chunk)):
+                            await asyncio.sleep(0)
                 if declared is not None and declared.isdigit() and got != int(declared):
                     raise Retry(Unavailable(
                         f"{self.name}: {what}: body of {got} bytes, Content-Length said {declared}"),
@@ -463,6 +467,7 @@ async def read_bounded(resp: httpx.Response, limit: int, *, what: str = "",
     and never past ``limit`` (a gzip bomb costs neither the event loop nor memory)."""
     encoding = resp.headers.get("content-encoding", "identity").strip().lower()
     buf = bytearray()
+    pace = BodyPace(what or "upstream answer")
     async for chunk in resp.aiter_raw():
         buf += chunk
         if len(buf) > limit:
@@ -470,6 +475,8 @@ async def read_bounded(resp: httpx.Response, limit: int, *, what: str = "",
                 del buf[limit:]
                 break
             raise InvalidContent(f"{what}: answer larger than {limit} bytes")
+        if pace.took(len(chunk)):
+            await asyncio.sleep(0)
     if encoding in ("", "identity"):
         return bytes(buf)
     return await asyncio.to_thread(inflate_bounded, bytes(buf), encoding, limit, what, truncate)

@@ -20,6 +20,7 @@ module", i.e. not found.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 from collections.abc import Awaitable, Callable, Mapping
@@ -27,6 +28,8 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+from modvault.sources.pacing import BodyPace
 
 if TYPE_CHECKING:
     import httpx
@@ -456,10 +459,13 @@ def httpx_getter(client: httpx.AsyncClient,
         headers = dict(headers_for(url)) if headers_for is not None else {}
         async with client.stream("GET", url, headers=headers, follow_redirects=True) as resp:
             body = bytearray()
+            pace = BodyPace(url)
             async for chunk in resp.aiter_bytes():
                 body += chunk
                 if len(body) > _MAX_DISCOVERY_BODY:
                     break
+                if pace.took(len(chunk)):
+                    await asyncio.sleep(0)
             # The go command names the page with its query ("?go-get=1") in messages.
             return HTTPResponse(resp.status_code, str(resp.url), bytes(body))
 
