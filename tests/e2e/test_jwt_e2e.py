@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from tests.support.modvault_proc import ModvaultProcess
+from tests.support.probes import rss_mb
 
 pytestmark = pytest.mark.e2e
 
@@ -199,3 +200,41 @@ def test_jwks_unreachable_is_503_not_500(tmp_path: Path) -> None:
         assert r.status_code == 503 and "identity provider" in r.text
     finally:
         mv.stop()
+
+
+def test_huge_jwks_document_is_refused_without_reading_it_whole(tmp_path: Path) -> None:
+    # Before: the whole answer was read into memory, then its size checked.
+    sent = [0]
+
+    class Endless(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.end_headers()
+            pad = b" " * (1 << 20)
+            try:
+                for _ in range(256):
+                    self.wfile.write(pad)
+                    sent[0] += len(pad)
+            except OSError:
+                pass
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Endless)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    mv = ModvaultProcess(tmp_path / "data", "off", "--offline", "--auth", "on", "--jwt-jwks-url",
+                         f"http://127.0.0.1:{server.server_address[1]}/jwks.json")
+    try:
+        before = rss_mb(mv.proc.pid)
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        r = _status(mv, jwt.encode(claims(), key, algorithm="RS256", headers={"kid": "k"}))
+        assert r.status_code == 503 and "identity provider" in r.text, r.text
+        assert rss_mb(mv.proc.pid) - before < 40
+        assert sent[0] < 64 << 20  # the connection was dropped early, not read to the end
+        assert "JWKS document: answer larger than 1048576 bytes" in mv.output()
+    finally:
+        mv.stop()
+        server.shutdown()
+        server.server_close()

@@ -25,8 +25,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from modvault.auth.identity import Identity
-from modvault.errors import ModvaultError
+from modvault.errors import InvalidContent, ModvaultError
 from modvault.sources.redact import redact_url
+from modvault.sources.upstream import read_bounded
 
 LOG = logging.getLogger("modvault.auth")
 
@@ -135,13 +136,13 @@ class JwtVerifier:
         if self.client is None:
             self.client = httpx.AsyncClient(timeout=10.0, trust_env=False)
         try:
-            resp = await self.client.get(self.jwks_url)
-            if resp.status_code != 200:
-                raise ValueError(f"HTTP {resp.status_code}")
-            if len(resp.content) > MAX_JWKS_BYTES:
-                raise ValueError("JWKS document too large")
-            keys = keys_from_jwks(resp.json())
-        except (httpx.HTTPError, ValueError) as exc:
+            # Streamed and bounded: the document is read up to MAX_JWKS_BYTES, never whole first.
+            async with self.client.stream("GET", self.jwks_url) as resp:
+                if resp.status_code != 200:
+                    raise ValueError(f"HTTP {resp.status_code}")
+                body = await read_bounded(resp, MAX_JWKS_BYTES, what="JWKS document")
+            keys = keys_from_jwks(json.loads(body))
+        except (httpx.HTTPError, ValueError, InvalidContent) as exc:
             self._fetched = time.monotonic()  # do not hammer a failing provider
             LOG.warning("JWKS fetch from %s failed: %s", redact_url(self.jwks_url),
                         str(exc)[:200])
