@@ -12,13 +12,14 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from modvault.sources.loopnet import (
+    FIRST_READ,
     MAX_BUFFER,
     MIN_BUFFER,
     LoopBackend,
@@ -307,3 +308,74 @@ def test_tls_is_verified_against_the_name_asked_for(servers: list[Server], tmp_p
     assert fetch(f"https://localhost:{servers[0].port}/x", limits) == (200, b"by name")
     with pytest.raises(httpx.ConnectError, match="certificate verify failed"):
         fetch(f"https://127.0.0.1:{servers[0].port}/x", limits)
+
+
+def _loop_gaps(work: Callable[[], Awaitable[object]]) -> tuple[object, float]:
+    """Run *work* beside a task that notes the longest time the event loop did not come back
+    to it: what any other client of the loop would wait."""
+
+    async def main() -> tuple[object, float]:
+        worst, stop = 0.0, False
+
+        async def ticker() -> None:
+            nonlocal worst
+            last = time.perf_counter()
+            while not stop:
+                await asyncio.sleep(0)
+                now = time.perf_counter()
+                worst, last = max(worst, now - last), now
+
+        task = asyncio.create_task(ticker())
+        try:
+            result: object = await work()
+        except (TimeoutError, httpx.HTTPError) as exc:
+            result = exc
+        finally:
+            stop = True
+            await task
+        return result, worst
+
+    return asyncio.run(main())
+
+
+def test_a_flood_of_informational_heads_does_not_hold_the_loop(servers: list[Server]) -> None:
+    # httpcore takes every buffered event before it reads again: a megabyte of "100 Continue"
+    # heads is ~40,000 events, and before reads were paced the loop waited 0.8 s and more for
+    # each read's worth.
+    def flood(conn: socket.socket) -> None:
+        read_request(conn)
+        heads = b"HTTP/1.1 100 Continue\r\n\r\n" * 4000
+        ends = time.monotonic() + 5
+        while time.monotonic() < ends:
+            conn.sendall(heads)
+
+    servers.append(Server(flood))
+
+    async def work() -> object:
+        async with make_client(UpstreamLimits()) as client:
+            return await asyncio.wait_for(
+                client.get(f"http://127.0.0.1:{servers[0].port}/m/@v/v1.0.0.zip"), 2.0)
+
+    result, worst = _loop_gaps(work)
+    assert isinstance(result, TimeoutError), result  # the answer never came
+    assert worst < 0.25, worst  # a read's worth is what the caller gets through in ~2 ms
+
+
+def test_reads_grow_to_a_megabyte_for_a_reader_that_keeps_up(servers: list[Server]) -> None:
+    body = os.urandom(16 * 1024 * 1024)
+    servers.append(Server(answer(body)))
+
+    async def work() -> object:
+        sizes = []
+        async with make_client(UpstreamLimits()) as client, \
+                client.stream("GET", f"http://127.0.0.1:{servers[0].port}/big") as r:
+            async for chunk in r.aiter_raw():
+                sizes.append(len(chunk))
+                if len(sizes) < 12:
+                    await asyncio.sleep(0.02)  # the connection's buffer fills meanwhile
+        return sizes
+
+    sizes, _ = _loop_gaps(work)
+    assert isinstance(sizes, list) and sum(sizes) == len(body)
+    assert sizes[0] <= FIRST_READ  # an answer starts with a small read
+    assert max(sizes) == MAX_BUFFER

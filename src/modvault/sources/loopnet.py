@@ -29,15 +29,21 @@ import asyncio
 import contextlib
 import socket
 import ssl
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import httpcore
 
-__all__ = ["CONNECT_STAGGER", "MAX_BUFFER", "MIN_BUFFER", "LoopBackend", "LoopStream", "connect_staggered"]
+from modvault.sources.pacing import SLICE
+
+__all__ = ["CONNECT_STAGGER", "FIRST_READ", "MAX_BUFFER", "MIN_BUFFER", "MIN_READ", "LoopBackend",
+           "LoopStream", "connect_staggered"]
 
 MIN_BUFFER = 64 * 1024
 MAX_BUFFER = 1024 * 1024
+MIN_READ = 1024  # the least a read hands over, however slowly the caller gets through it
+FIRST_READ = 16 * 1024  # the most an answer's first read hands over (then fourfold per read)
 _MIN_FREE = 16 * 1024  # less room than this at the buffer's end: move what is unread to its start
 CONNECT_STAGGER = 0.25  # RFC 8305 section 5: the recommended Connection Attempt Delay
 
@@ -124,13 +130,42 @@ async def _wait(fut: asyncio.Future[None], timeout: float | None,
 
 
 class LoopStream(httpcore.AsyncNetworkStream):
-    """httpcore's view of one connection."""
+    """httpcore's view of one connection.
+
+    What one read hands over is also bounded by how fast the caller gets through it. h11 turns
+    what a read gives into events, and httpcore takes every event already buffered before it
+    reads again, without suspending: a megabyte of 1-byte chunks, or of ``100 Continue`` heads,
+    is tens of thousands of events, and the loop waited for all of them (0.65 s per read of the
+    heads, measured). So an answer's first read hands over at most :data:`FIRST_READ`, and reads
+    grow fourfold (up to :data:`MAX_BUFFER`) while the caller comes back within a slice
+    (:data:`modvault.sources.pacing.SLICE`). A read the caller took longer over, without letting
+    the event loop run, is followed by a pause (``sleep(0)``), and the next read hands over what
+    the caller gets through in a slice at that rate, at least :data:`MIN_READ`."""
 
     def __init__(self, receiver: _Receiver) -> None:
         self._r = receiver
+        self._limit = FIRST_READ  # the most the next read hands over
+        self._given = 0  # bytes the last read handed over
+        self._given_at = 0.0  # when
+        self._loop_ran = True  # whether the event loop ran since then
+
+    def _ran(self) -> None:
+        self._loop_ran = True
+
+    async def _pace(self) -> None:
+        """Adapt the read size to the caller's pace over the last read (see the class)."""
+        if not self._loop_ran:
+            busy = time.perf_counter() - self._given_at
+            if busy > SLICE:
+                self._limit = max(MIN_READ, int(self._given * SLICE / busy))
+                await asyncio.sleep(0)
+                return
+        self._limit = min(self._limit * 4, MAX_BUFFER)
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         r = self._r
+        if self._given:
+            await self._pace()
         while r.start == r.end and not r.eof:
             r.waiter = asyncio.get_running_loop().create_future()
             try:
@@ -141,18 +176,21 @@ class LoopStream(httpcore.AsyncNetworkStream):
             if r.error is not None:
                 raise httpcore.ReadError(str(r.error) or type(r.error).__name__)
             return b""
-        n = min(max_bytes, r.end - r.start)
+        n = min(max_bytes, r.end - r.start, self._limit)
         out = bytes(memoryview(r.buf)[r.start:r.start + n])
         r.start += n
         if r.reading_paused and len(r.buf) - (r.end - r.start) >= _MIN_FREE:
             r.reading_paused = False
             r.transport.resume_reading()
+        self._given, self._given_at, self._loop_ran = n, time.perf_counter(), False
+        asyncio.get_running_loop().call_soon(self._ran)
         return out
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
         r = self._r
         if not buffer:
             return
+        self._limit = FIRST_READ  # a new request: its answer starts with a small read
         if r.transport.is_closing():
             raise httpcore.WriteError("connection closed")
         r.transport.write(buffer)
