@@ -109,17 +109,21 @@ def behaviours(kind: str) -> st.SearchStrategy[Callable[[str], Behaviour]]:
         bodies = st.one_of(st.binary(max_size=300), st.just(f"module {MOD}\n".encode())).map(
             lambda b: lambda v: b)
 
-    def build(render: Render, status: int, enc: str, lie: int | None) -> Callable[[str], Behaviour]:
+    def build(render: Render, status: int, enc: str, lie: int | None,
+              chunked: int | None) -> Callable[[str], Behaviour]:
         def make(v: str) -> Behaviour:
             body = render(v)
             sent = gzip.compress(body) if enc == "gzip" else body
             return Behaviour(status=status, body=sent, headers={"Content-Encoding": enc} if enc else None,
-                             content_length=None if lie is None else max(0, len(sent) + lie))
+                             content_length=None if lie is None else max(0, len(sent) + lie),
+                             chunked=chunked)
         return make
 
     return st.builds(build, bodies, st.sampled_from([200, 200, 200, 404, 410, 500, 502, 503, 403, 204, 302]),
                      st.sampled_from(["", "", "gzip", "br"]),
-                     st.one_of(st.none(), st.none(), st.integers(-50, 50)))
+                     st.one_of(st.none(), st.none(), st.integers(-50, 50)),
+                     # Transfer-Encoding: chunked (Content-Length then unsent), in chunks this big.
+                     st.one_of(st.none(), st.none(), st.none(), st.sampled_from([1, 7, 200, 4096])))
 
 
 def _stored_is_valid(data: Path, kind: str, version: str, answer: httpx.Response) -> None:
