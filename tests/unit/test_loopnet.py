@@ -379,3 +379,27 @@ def test_reads_grow_to_a_megabyte_for_a_reader_that_keeps_up(servers: list[Serve
     assert isinstance(sizes, list) and sum(sizes) == len(body)
     assert sizes[0] <= 4 * FIRST_READ  # small reads first (the head may take the first alone)
     assert max(sizes) == MAX_BUFFER
+
+
+def test_an_answers_first_read_is_small_even_on_a_reused_connection(servers: list[Server]) -> None:
+    body = os.urandom(4 * 1024 * 1024)
+    servers.append(Server(answer(body)))
+
+    async def main() -> list[int]:
+        stream = await LoopBackend().connect_tcp("127.0.0.1", servers[0].port, timeout=5)
+        firsts = []
+        try:
+            for _ in range(2):
+                await stream.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                await asyncio.sleep(0.2)  # the whole answer is buffered by now (or up to 1 MiB)
+                got = await stream.read(MAX_BUFFER)
+                firsts.append(len(got))
+                total = len(got)
+                whole = len(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body)) + len(body)
+                while total < whole:  # the rest of this answer
+                    total += len(await stream.read(MAX_BUFFER))
+        finally:
+            await stream.aclose()
+        return firsts
+
+    assert asyncio.run(main()) == [FIRST_READ, FIRST_READ]

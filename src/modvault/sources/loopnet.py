@@ -190,7 +190,8 @@ class LoopStream(httpcore.AsyncNetworkStream):
         r = self._r
         if not buffer:
             return
-        self._limit = FIRST_READ  # a new request: its answer starts with a small read
+        # A new request: its answer starts with a small read, not paced by the last answer's.
+        self._limit, self._given = FIRST_READ, 0
         if r.transport.is_closing():
             raise httpcore.WriteError("connection closed")
         r.transport.write(buffer)
