@@ -137,7 +137,10 @@ class JwtVerifier:
             self.client = httpx.AsyncClient(timeout=10.0, trust_env=False)
         try:
             # Streamed and bounded: the document is read up to MAX_JWKS_BYTES, never whole first.
-            async with self.client.stream("GET", self.jwks_url) as resp:
+            # Identity asked for: read_bounded inflates gzip and deflate only (an httpx with
+            # brotli installed would offer br).
+            async with self.client.stream("GET", self.jwks_url,
+                                          headers={"Accept-Encoding": "identity"}) as resp:
                 if resp.status_code != 200:
                     raise ValueError(f"HTTP {resp.status_code}")
                 body = await read_bounded(resp, MAX_JWKS_BYTES, what="JWKS document")
