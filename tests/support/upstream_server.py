@@ -125,7 +125,6 @@ class _Handler(BaseHTTPRequestHandler):
         if length != len(body):
             self.close_connection = True
 
-
     def _send_chunked(self, body: bytes, size: int) -> None:
         """The body in chunks of ``size`` bytes, written 64 KiB of wire at a time."""
         wire = bytearray()
