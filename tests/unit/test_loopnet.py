@@ -340,8 +340,8 @@ def _loop_gaps(work: Callable[[], Awaitable[object]]) -> tuple[object, float]:
 
 def test_a_flood_of_informational_heads_does_not_hold_the_loop(servers: list[Server]) -> None:
     # httpcore takes every buffered event before it reads again: a megabyte of "100 Continue"
-    # heads is ~40,000 events, and before reads were paced the loop waited 0.8 s and more for
-    # each read's worth.
+    # heads is ~40,000 events, and before reads were paced the loop waited for each read's
+    # worth (0.65 s here).
     def flood(conn: socket.socket) -> None:
         read_request(conn)
         heads = b"HTTP/1.1 100 Continue\r\n\r\n" * 4000
