@@ -20,13 +20,16 @@ import pytest
 
 from modvault.sources.loopnet import (
     FIRST_READ,
+    HEAD_REFUSED,
     MAX_BUFFER,
+    MAX_HEAD_READ,
     MIN_BUFFER,
     LoopBackend,
     LoopStream,
     _interleave,
     connect_staggered,
 )
+from modvault.sources.retry import describe
 from modvault.sources.upstream import UpstreamLimits, make_client
 from tests.support.tls import make_cert
 
@@ -357,8 +360,32 @@ def test_a_flood_of_informational_heads_does_not_hold_the_loop(servers: list[Ser
                 client.get(f"http://127.0.0.1:{servers[0].port}/m/@v/v1.0.0.zip"), 2.0)
 
     result, worst = _loop_gaps(work)
-    assert isinstance(result, TimeoutError), result  # the answer never came
+    # Refused after MAX_HEAD_READ bytes (before: the request waited for its total time-out).
+    assert isinstance(result, httpx.RemoteProtocolError), result
+    assert f"no final answer head within the first {MAX_HEAD_READ} bytes" in str(result)
     assert worst < 0.25, worst  # a read's worth is what the caller gets through in ~2 ms
+
+
+def test_the_refusal_is_named_in_messages_other_protocol_errors_are_not() -> None:
+    refused = httpx.RemoteProtocolError(f"{HEAD_REFUSED} {MAX_HEAD_READ} bytes")
+    assert describe(refused) == f"no final answer head within the first {MAX_HEAD_READ} bytes"
+    assert describe(httpx.RemoteProtocolError("illegal header line: bytearray(b'\\x00')")) == \
+        "connection closed before the answer was complete"
+
+
+def test_an_informational_answer_and_a_large_head_are_taken(servers: list[Server]) -> None:
+    fields = b"".join(b"X-Field-%d: %s\r\n" % (i, b"v" * 200) for i in range(400))  # ~85 KiB
+    body = os.urandom(3 * 1024 * 1024)
+
+    def handle(conn: socket.socket) -> None:
+        read_request(conn)
+        conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n"
+                     b"HTTP/1.1 200 OK\r\n" + fields
+                     + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+    servers.append(Server(handle))
+    status, got = fetch(f"http://127.0.0.1:{servers[0].port}/m/@v/v1.0.0.zip")
+    assert status == 200 and got == body
 
 
 def test_reads_grow_to_a_megabyte_for_a_reader_that_keeps_up(servers: list[Server]) -> None:

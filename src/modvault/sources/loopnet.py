@@ -31,14 +31,15 @@ import socket
 import ssl
 import time
 from collections.abc import Iterable, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 import httpcore
 
 from modvault.sources.pacing import SLICE
 
-__all__ = ["CONNECT_STAGGER", "FIRST_READ", "MAX_BUFFER", "MIN_BUFFER", "MIN_READ", "LoopBackend",
-           "LoopStream", "connect_staggered"]
+__all__ = ["CONNECT_STAGGER", "FIRST_READ", "HEAD_REFUSED", "MAX_BUFFER", "MAX_HEAD_READ", "MIN_BUFFER",
+           "MIN_READ", "LoopBackend", "LoopPool", "LoopStream", "connect_staggered"]
 
 MIN_BUFFER = 64 * 1024
 MAX_BUFFER = 1024 * 1024
@@ -46,6 +47,10 @@ MIN_READ = 1024  # the least a read hands over, however slowly the caller gets t
 FIRST_READ = 16 * 1024  # the most an answer's first read hands over (then fourfold per read)
 _MIN_FREE = 16 * 1024  # less room than this at the buffer's end: move what is unread to its start
 CONNECT_STAGGER = 0.25  # RFC 8305 section 5: the recommended Connection Attempt Delay
+# What may be read before an answer's final head is in (h11, as httpcore sets it, takes a head of
+# up to 100 KiB; informational answers before it are not counted by anyone else).
+MAX_HEAD_READ = 1024 * 1024
+HEAD_REFUSED = "no final answer head within the first"  # its error's text (retry.describe)
 
 
 class _Receiver(asyncio.BufferedProtocol):
@@ -129,6 +134,35 @@ async def _wait(fut: asyncio.Future[None], timeout: float | None,
         raise error("timed out") from None
 
 
+class _HeadRead:
+    """Bytes still allowed before the final head of the answer being read."""
+
+    __slots__ = ("left",)
+
+    def __init__(self) -> None:
+        self.left = MAX_HEAD_READ
+
+
+_HEAD: ContextVar[_HeadRead | None] = ContextVar("modvault_loopnet_head", default=None)
+
+
+class LoopPool(httpcore.AsyncConnectionPool):
+    """httpcore's connection pool, with what is read before an answer's final head bounded.
+
+    httpcore takes informational answers (``100 Continue``...) for as long as they come, so an
+    upstream sending them without end held its request until the fetch's total time-out. The
+    pool's ``handle_async_request`` returns once the final head is in; the reads made meanwhile
+    (by :class:`LoopStream`, in the same task) are counted, and past :data:`MAX_HEAD_READ` the
+    answer is refused (RemoteProtocolError: 502 for a fetch)."""
+
+    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
+        token = _HEAD.set(_HeadRead())
+        try:
+            return await super().handle_async_request(request)
+        finally:
+            _HEAD.reset(token)
+
+
 class LoopStream(httpcore.AsyncNetworkStream):
     """httpcore's view of one connection.
 
@@ -177,6 +211,11 @@ class LoopStream(httpcore.AsyncNetworkStream):
                 raise httpcore.ReadError(str(r.error) or type(r.error).__name__)
             return b""
         n = min(max_bytes, r.end - r.start, self._limit)
+        head = _HEAD.get()
+        if head is not None:
+            head.left -= n
+            if head.left < 0:
+                raise httpcore.RemoteProtocolError(f"{HEAD_REFUSED} {MAX_HEAD_READ} bytes")
         out = bytes(memoryview(r.buf)[r.start:r.start + n])
         r.start += n
         if r.reading_paused and len(r.buf) - (r.end - r.start) >= _MIN_FREE:

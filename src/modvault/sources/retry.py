@@ -64,8 +64,12 @@ def retry_after(value: str | None) -> float | None:
 def describe(exc: BaseException) -> str:
     """A transport failure in words a user can act on; never a URL with credentials."""
     import httpx  # loaded with the first upstream request (sources/lazyclient.py)
+
+    from modvault.sources.loopnet import HEAD_REFUSED
     if isinstance(exc, httpx.RemoteProtocolError):
-        return "connection closed before the answer was complete"
+        text = str(exc)
+        return text if text.startswith(HEAD_REFUSED) else \
+            "connection closed before the answer was complete"
     if isinstance(exc, httpx.ConnectError):
         return "cannot connect"
     return type(exc).__name__

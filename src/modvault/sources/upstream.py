@@ -111,10 +111,9 @@ def make_client(limits: UpstreamLimits) -> httpx.AsyncClient:
     loop's CPU against 0.2 s over HTTP/1.1 on the same TLS (a cold fetch of proxy.golang.org's
     zips would have paid that). Many small requests to one upstream lose nothing that matters:
     they are spread over pooled keep-alive connections instead of multiplexed over one."""
-    import httpcore
     import httpx  # loaded with the first upstream request (sources/lazyclient.py)
 
-    from modvault.sources.loopnet import LoopBackend
+    from modvault.sources.loopnet import LoopBackend, LoopPool
 
     _read_in_bigger_chunks()
     ctx = tls_context(limits.ca_file)
@@ -123,7 +122,7 @@ def make_client(limits: UpstreamLimits) -> httpx.AsyncClient:
     transport = httpx.AsyncHTTPTransport(verify=ctx, http2=False, limits=pool_limits)
     # httpx takes no network backend of its own; its pool is rebuilt with the same settings
     # and ours (tests/unit/test_loopnet.py checks that the client's connections are ours).
-    transport._pool = httpcore.AsyncConnectionPool(
+    transport._pool = LoopPool(
         ssl_context=ctx, max_connections=pool_limits.max_connections,
         max_keepalive_connections=pool_limits.max_keepalive_connections,
         keepalive_expiry=pool_limits.keepalive_expiry, http1=True, http2=False,
