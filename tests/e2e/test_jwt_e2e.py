@@ -4,8 +4,10 @@ served on 127.0.0.1, tokens signed with PyJWT, and a real modvault with auth on 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import math
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -242,3 +244,32 @@ def test_huge_jwks_document_is_refused_without_reading_it_whole(tmp_path: Path) 
         mv.stop()
         server.shutdown()
         server.server_close()
+
+
+def test_a_jwks_answer_that_never_ends_its_head_is_refused(tmp_path: Path) -> None:
+    # Informational heads without end: the upstreams' client refuses the answer after 1 MiB of
+    # them (before: the fetch, and every JWT request behind its lock, waited without end).
+    sock = socket.create_server(("127.0.0.1", 0))
+
+    def flood() -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = sock.accept()
+            with conn:
+                conn.recv(65536)
+                heads = b"HTTP/1.1 100 Continue\r\n\r\n" * 4000
+                while True:
+                    conn.sendall(heads)
+
+    threading.Thread(target=flood, daemon=True).start()
+    mv = ModvaultProcess(tmp_path / "data", "off", "--offline", "--auth", "on", "--jwt-jwks-url",
+                         f"http://127.0.0.1:{sock.getsockname()[1]}/jwks.json")
+    try:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        started = time.monotonic()
+        r = _status(mv, jwt.encode(claims(), key, algorithm="RS256", headers={"kid": "k"}))
+        assert r.status_code == 503 and "identity provider" in r.text, r.text
+        assert time.monotonic() - started < 25  # not the 30 s deadline: the head bound
+        assert "no final answer head within the first 1048576 bytes" in mv.output()
+    finally:
+        mv.stop()
+        sock.close()

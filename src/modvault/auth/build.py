@@ -18,7 +18,7 @@ from modvault.config import Settings
 from modvault.observability.audit import AuditLog
 from modvault.server.clientaddr import parse_cidrs
 from modvault.server.middleware import Middleware
-from modvault.sources.upstream import tls_context
+from modvault.sources.upstream import UpstreamLimits, make_client
 from modvault.storage.base import Store
 
 if TYPE_CHECKING:
@@ -37,10 +37,9 @@ def build_jwt(settings: Settings) -> JwtVerifier | None:
 
     client = None
     if settings.jwt_jwks_url:
-        import httpx
-
-        client = httpx.AsyncClient(timeout=10.0, trust_env=False,
-                                   verify=tls_context(settings.upstream_ca_file))
+        # The upstreams' client (paced reads, a bounded answer head), trusting upstream_ca_file.
+        client = make_client(UpstreamLimits(connect_timeout=5.0, read_timeout=10.0,
+                                            ca_file=settings.upstream_ca_file))
     return JwtVerifier(jwks_url=settings.jwt_jwks_url, key_files=files, issuer=settings.jwt_issuer,
                        audience=settings.jwt_audience, roles_claim=settings.jwt_roles_claim,
                        client=client)

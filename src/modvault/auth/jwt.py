@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from modvault.auth.identity import Identity
 from modvault.errors import InvalidContent, ModvaultError
 from modvault.sources.redact import redact_url
-from modvault.sources.upstream import read_bounded
+from modvault.sources.upstream import UpstreamLimits, make_client, read_bounded
 
 LOG = logging.getLogger("modvault.auth")
 
@@ -35,6 +35,7 @@ LEEWAY = 60.0
 JWKS_TTL = 300.0
 JWKS_MIN_REFRESH = 1.0
 MAX_JWKS_BYTES = 1024 * 1024
+JWKS_DEADLINE = 30.0  # seconds for a whole JWKS fetch
 
 ALGORITHMS = {
     "RSA": ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512"),
@@ -133,29 +134,37 @@ class JwtVerifier:
         self._lock = asyncio.Lock()
 
     async def _fetch_jwks(self) -> None:
-        if self.client is None:
-            self.client = httpx.AsyncClient(timeout=10.0, trust_env=False)
+        if self.client is None:  # build_jwt passes one; this is for direct use
+            self.client = make_client(UpstreamLimits(connect_timeout=5.0, read_timeout=10.0))
         try:
-            # Streamed and bounded: the document is read up to MAX_JWKS_BYTES, never whole first.
-            # Identity asked for: read_bounded inflates gzip and deflate only (an httpx with
-            # brotli installed would offer br).
-            async with self.client.stream("GET", self.jwks_url,
-                                          headers={"Accept-Encoding": "identity"}) as resp:
+            # Streamed and bounded: the document is read up to MAX_JWKS_BYTES, never whole first,
+            # within JWKS_DEADLINE in all (a provider that trickles would hold every JWT request
+            # waiting on the lock). Identity asked for: read_bounded inflates gzip and deflate only
+            # (an httpx with brotli installed would offer br).
+            async with asyncio.timeout(JWKS_DEADLINE), \
+                    self.client.stream("GET", self.jwks_url,
+                                       headers={"Accept-Encoding": "identity"}) as resp:
                 if resp.status_code != 200:
                     raise ValueError(f"HTTP {resp.status_code}")
                 body = await read_bounded(resp, MAX_JWKS_BYTES, what="JWKS document")
             keys = keys_from_jwks(json.loads(body))
+        except TimeoutError:
+            self._failed(f"no whole answer within {JWKS_DEADLINE:.0f} s")
+            return
         except (httpx.HTTPError, ValueError, InvalidContent) as exc:
-            self._fetched = time.monotonic()  # do not hammer a failing provider
-            LOG.warning("JWKS fetch from %s failed: %s", redact_url(self.jwks_url),
-                        str(exc)[:200])
-            if not self._jwks_keys:
-                raise IdentityProviderUnavailable(
-                    f"cannot fetch the identity provider's keys from {redact_url(self.jwks_url)}"
-                ) from None
+            self._failed(str(exc))
             return
         self._jwks_keys = keys
         self._fetched = time.monotonic()
+
+    def _failed(self, why: str) -> None:
+        """A failed JWKS fetch: the keys known so far stay; with none, IdentityProviderUnavailable."""
+        self._fetched = time.monotonic()  # do not hammer a failing provider
+        LOG.warning("JWKS fetch from %s failed: %s", redact_url(self.jwks_url), why[:200])
+        if not self._jwks_keys:
+            raise IdentityProviderUnavailable(
+                f"cannot fetch the identity provider's keys from {redact_url(self.jwks_url)}"
+            ) from None
 
     async def _keys(self, kid: str | None) -> list[VerifyKey]:
         if not self.jwks_url:
