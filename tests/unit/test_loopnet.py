@@ -27,6 +27,7 @@ from modvault.sources.loopnet import (
     LoopBackend,
     LoopStream,
     _interleave,
+    _literal,
     connect_staggered,
 )
 from modvault.sources.retry import describe
@@ -430,3 +431,12 @@ def test_an_answers_first_read_is_small_even_on_a_reused_connection(servers: lis
         return firsts
 
     assert asyncio.run(main()) == [FIRST_READ, FIRST_READ]
+
+
+def test_an_address_written_as_such_is_not_resolved() -> None:
+    assert _literal("127.0.0.1", 80) == [
+        (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("127.0.0.1", 80))]
+    v6 = [(socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("::1", 443, 0, 0))]
+    assert _literal("::1", 443) == v6 and _literal("[::1]", 443) == v6
+    assert _literal("proxy.golang.org", 443) == []
+    assert _literal("fe80::1%eth0", 443) == []  # scoped: left to getaddrinfo

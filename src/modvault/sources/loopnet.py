@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import socket
 import ssl
 import time
@@ -298,7 +299,8 @@ class LoopBackend(httpcore.AsyncNetworkBackend):
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout):
-                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+                infos = _literal(host, port) or await loop.getaddrinfo(
+                    host, port, type=socket.SOCK_STREAM)
                 sock = await connect_staggered(_interleave(infos), local_address)
         except TimeoutError:
             raise httpcore.ConnectTimeout(f"connecting to {host}:{port} timed out") from None
@@ -319,6 +321,22 @@ class LoopBackend(httpcore.AsyncNetworkBackend):
 
 
 _AddrInfo = tuple[int, int, int, str, Any]
+
+
+def _literal(host: str, port: int) -> list[_AddrInfo]:
+    """An address written as such needs no resolver, and no thread to ask it in: a probe
+    connects to the address it resolved itself (sources/tracking.py), and asyncio's getaddrinfo
+    runs in the default thread pool, behind queued file work. [] for a name (or a scoped
+    IPv6 address, left to getaddrinfo)."""
+    try:
+        addr = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return []
+    if addr.version == 4:
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (str(addr), port))]
+    if "%" in host:
+        return []
+    return [(socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (str(addr), port, 0, 0))]
 
 
 def _interleave(infos: Sequence[_AddrInfo]) -> list[_AddrInfo]:
