@@ -4,9 +4,12 @@ a queue of seconds): they resolve names in threads of their own and still check 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import ssl
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -72,7 +75,7 @@ def test_probe_by_name_while_the_default_pool_is_blocked(server: ThreadingHTTPSe
         try:
             reg = HealthRegistry()
             rec = reg.get("starved", "proxy")
-            client = make_probe_client(True, 5.0)
+            client = make_probe_client(None, 5.0)
             prober = Prober(reg, client, interval=60, idle=600)
             prober.add(rec, f"http://localhost:{port}/")
             reg.allow(rec)  # in use: due for probing
@@ -129,7 +132,7 @@ def test_a_lazy_probe_client_is_made_off_the_event_loop(server: ThreadingHTTPSer
 
     def factory() -> httpx.AsyncClient:
         made_in.append(threading.get_ident())
-        return make_probe_client(True, 5.0)
+        return make_probe_client(None, 5.0)
 
     async def main() -> int:
         reg = HealthRegistry()
@@ -158,3 +161,60 @@ def test_a_probe_client_that_cannot_be_made_is_a_failed_probe() -> None:
 
     ok, why = asyncio.run(main())
     assert not ok and "cannot set up the upstream HTTP client" in why, why
+
+
+def _raw_server(send: Callable[[socket.socket], None]) -> socket.socket:
+    """A server whose every connection gets *send* after the request (in a thread)."""
+    sock = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return
+
+            def one(c: socket.socket = conn) -> None:
+                with c, contextlib.suppress(OSError):
+                    c.recv(65536)
+                    send(c)
+
+            threading.Thread(target=one, daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return sock
+
+
+@pytest.mark.parametrize("kind", ["flood", "trickle"])
+def test_a_probe_of_an_answer_without_end_fails_in_bounded_time(kind: str) -> None:
+    """Endless informational heads are refused after 1 MiB (the upstreams' transport); a head
+    trickled a byte at a time, each within the read time-out, by the probe's own deadline.
+    Before, both kept the probe (and the prober's round) going without end."""
+    def flood(c: socket.socket) -> None:
+        while True:
+            c.sendall(b"HTTP/1.1 100 Continue\r\n\r\n" * 4000)
+
+    def trickle(c: socket.socket) -> None:
+        for _ in range(600):
+            c.sendall(b"X")
+            time.sleep(0.1)
+
+    sock = _raw_server(flood if kind == "flood" else trickle)
+
+    async def main() -> tuple[bool, str]:
+        reg = HealthRegistry()
+        client = make_probe_client(None, 1.0)
+        try:
+            return await asyncio.wait_for(probe_once(
+                client, f"http://127.0.0.1:{sock.getsockname()[1]}/", reg, reg.get(kind, "proxy"),
+                timeout=1.0), 20)
+        finally:
+            await client.aclose()
+
+    try:
+        ok, why = asyncio.run(main())
+    finally:
+        sock.close()
+    assert not ok
+    assert why == ("no final answer head within the first 1048576 bytes" if kind == "flood"
+                   else "no answer within 3s"), why

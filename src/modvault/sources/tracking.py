@@ -19,6 +19,7 @@ import contextlib
 import ipaddress
 import logging
 import socket
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -138,11 +139,20 @@ def remember_unreachable(registry: HealthRegistry | None, rec: HealthRecord | No
 # -- active probes ---------------------------------------------------------------------------
 
 
-def make_probe_client(verify: Any, timeout: float) -> httpx.AsyncClient:
-    """No keep-alive: every probe opens a connection, so connect and TLS phases are measured."""
+PROBE_DEADLINE = 3  # a probe's whole time, in probe time-outs (each read has one)
+
+
+def make_probe_client(ctx: ssl.SSLContext | None, timeout: float) -> httpx.AsyncClient:
+    """No keep-alive: every probe opens a connection, so connect and TLS phases are measured.
+    On the upstreams' transport (paced reads, a bounded answer head); ``ctx`` None: the default
+    trust (tls_context)."""
     import httpx  # loaded with the first upstream request (sources/lazyclient.py)
-    return httpx.AsyncClient(verify=verify, timeout=timeout, trust_env=False,
-                             limits=httpx.Limits(max_keepalive_connections=0),
+
+    from modvault.sources.upstream import loop_transport, tls_context
+
+    ctx = ctx or tls_context()
+    return httpx.AsyncClient(transport=loop_transport(ctx, httpx.Limits(max_keepalive_connections=0)),
+                             timeout=timeout, trust_env=False,
                              headers={"User-Agent": "modvault-probe"})
 
 
@@ -210,12 +220,19 @@ async def probe_once(client: httpx.AsyncClient, url: str, registry: HealthRegist
                    for addr in addrs[:3]]
     for i, (target, extra) in enumerate(targets):
         try:
-            async with tracked_get(client, target, registry, rec, timeout=timeout,
-                                   **extra) as resp:
+            # A whole probe is bounded too: each read is, but an answer trickled byte by byte
+            # would keep one going, and the prober with it.
+            async with asyncio.timeout(PROBE_DEADLINE * timeout), \
+                    tracked_get(client, target, registry, rec, timeout=timeout, **extra) as resp:
                 status = resp.status_code
                 with contextlib.suppress(httpx.HTTPError):
                     async for _ in resp.aiter_bytes():
                         break
+        except TimeoutError:
+            why = f"no answer within {PROBE_DEADLINE * timeout:g}s"
+            registry.failure(rec, why)
+            metrics.UPSTREAM_PROBES.labels(rec.name, "error").inc()
+            return False, why
         except httpx.ConnectError as exc:
             if i + 1 < len(targets):
                 continue  # the next address of the name (an IPv6 one may be unroutable here)

@@ -113,20 +113,11 @@ def make_client(limits: UpstreamLimits) -> httpx.AsyncClient:
     they are spread over pooled keep-alive connections instead of multiplexed over one."""
     import httpx  # loaded with the first upstream request (sources/lazyclient.py)
 
-    from modvault.sources.loopnet import LoopBackend, LoopPool
-
     _read_in_bigger_chunks()
     ctx = tls_context(limits.ca_file)
-    pool_limits = httpx.Limits(max_connections=limits.max_connections,
-                               max_keepalive_connections=min(20, limits.max_connections))
-    transport = httpx.AsyncHTTPTransport(verify=ctx, http2=False, limits=pool_limits)
-    # httpx takes no network backend of its own; its pool is rebuilt with the same settings
-    # and ours (tests/unit/test_loopnet.py checks that the client's connections are ours).
-    transport._pool = LoopPool(
-        ssl_context=ctx, max_connections=pool_limits.max_connections,
-        max_keepalive_connections=pool_limits.max_keepalive_connections,
-        keepalive_expiry=pool_limits.keepalive_expiry, http1=True, http2=False,
-        network_backend=LoopBackend())
+    transport = loop_transport(ctx, httpx.Limits(
+        max_connections=limits.max_connections,
+        max_keepalive_connections=min(20, limits.max_connections)))
     return httpx.AsyncClient(
         transport=transport,
         follow_redirects=True,
@@ -142,6 +133,24 @@ def make_client(limits: UpstreamLimits) -> httpx.AsyncClient:
         headers={"User-Agent": "modvault", "Accept-Encoding": "identity"},
         trust_env=False,
     )
+
+
+def loop_transport(ctx: ssl.SSLContext, limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
+    """An httpx transport, HTTP/1.1, whose connections are the event loop's own
+    (sources/loopnet.py: paced reads, a bounded answer head)."""
+    import httpx
+
+    from modvault.sources.loopnet import LoopBackend, LoopPool
+
+    transport = httpx.AsyncHTTPTransport(verify=ctx, http2=False, limits=limits)
+    # httpx takes no network backend of its own; its pool is rebuilt with the same settings
+    # and ours (tests/unit/test_loopnet.py checks that the client's connections are ours).
+    transport._pool = LoopPool(
+        ssl_context=ctx, max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry, http1=True, http2=False,
+        network_backend=LoopBackend())
+    return transport
 
 
 def first_line(body: bytes, limit: int = 200, content_type: str = "") -> str:
