@@ -18,7 +18,6 @@ from modvault.config import Settings
 from modvault.observability.audit import AuditLog
 from modvault.server.clientaddr import parse_cidrs
 from modvault.server.middleware import Middleware
-from modvault.sources.upstream import UpstreamLimits, make_client
 from modvault.storage.base import Store
 
 if TYPE_CHECKING:
@@ -33,13 +32,10 @@ def build_jwt(settings: Settings) -> JwtVerifier | None:
     files = key_files(settings)
     if not settings.jwt_jwks_url and not files:
         return None
-    from modvault.auth.jwt import JwtVerifier  # PyJWT + cryptography: only when JWTs are used
+    # PyJWT + cryptography: only when JWTs are used
+    from modvault.auth.jwt import JwtVerifier, jwks_client
 
-    client = None
-    if settings.jwt_jwks_url:
-        # The upstreams' client (paced reads, a bounded answer head), trusting upstream_ca_file.
-        client = make_client(UpstreamLimits(connect_timeout=5.0, read_timeout=10.0,
-                                            ca_file=settings.upstream_ca_file))
+    client = jwks_client(settings.upstream_ca_file) if settings.jwt_jwks_url else None
     return JwtVerifier(jwks_url=settings.jwt_jwks_url, key_files=files, issuer=settings.jwt_issuer,
                        audience=settings.jwt_audience, roles_claim=settings.jwt_roles_claim,
                        client=client)

@@ -117,6 +117,12 @@ def roles_from_claim(value: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(i.rsplit(":", 1)[-1] for i in items if i))
 
 
+def jwks_client(ca_file: str = "") -> httpx.AsyncClient:
+    """The client the JWKS document is fetched with: the upstreams' (paced reads, a bounded
+    answer head), trusting ``ca_file`` beside the default roots."""
+    return make_client(UpstreamLimits(connect_timeout=5.0, read_timeout=10.0, ca_file=ca_file))
+
+
 class JwtVerifier:
     def __init__(self, *, jwks_url: str = "", key_files: list[str] | None = None, issuer: str = "",
                  audience: str = "", roles_claim: str = "roles",
@@ -135,7 +141,7 @@ class JwtVerifier:
 
     async def _fetch_jwks(self) -> None:
         if self.client is None:  # build_jwt passes one; this is for direct use
-            self.client = make_client(UpstreamLimits(connect_timeout=5.0, read_timeout=10.0))
+            self.client = jwks_client()
         try:
             # Streamed and bounded: the document is read up to MAX_JWKS_BYTES, never whole first,
             # within JWKS_DEADLINE in all (a provider that trickles would hold every JWT request
