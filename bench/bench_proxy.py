@@ -508,7 +508,7 @@ def start_ceiling(data: Path, tls: tuple[Path, Path] | None = None
                   ) -> tuple[subprocess.Popen[bytes], int]:
     """bench/granian_ceiling.py: the least a granian RSGI app can do to answer the same files,
     with modvault's granian settings (one worker, uvloop); its gap to nginx is the server's own."""
-    from modvault.cli import HTTP1_BUFFER_BYTES
+    from modvault.server.embedded import HTTP1_BUFFER_BYTES
 
     port = free_port()
     cmd = [sys.executable, "-m", "granian", "--interface", "rsgi", "--loop", "uvloop", "--no-ws",

@@ -1,29 +1,26 @@
-"""The `modvault` command: `modvault serve` starts the proxy on granian, in-process."""
+"""The `modvault` command: `modvault serve` checks the settings, then serves (server/)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
-import math
 import os
 import sys
 from pathlib import Path
 
 from modvault import __version__
 from modvault.auth.cli import add_auth_commands, add_serve_flags, run_auth_command, serve_flags
-from modvault.config import SETTINGS_ENV, ConfigError, Settings, load_settings
+from modvault.config import SERVING_LINE_ENV, SETTINGS_ENV, ConfigError, Settings, load_settings
 from modvault.sources.redact import redact_text
 
-# `modvault serve` becomes granian's supervisor, whose memory every worker is forked from and which
-# stays resident beside them: it imports what serving needs to start (config, startup checks,
-# logs, granian), never the other commands (httpx, cryptography, the sumdb and ops modules)
-# nor the app itself, which each worker imports (bench/bench_proxy.py measures the RSS).
+# `modvault serve` imports what starting needs (config, startup checks, logs), never the other
+# commands (httpx, cryptography, the sumdb and ops modules): with process_model = "single" this
+# process goes on to serve, and what it loaded stays resident (bench/bench_proxy.py measures the
+# RSS); with "workers" it becomes server/supervisor.py, a fresh interpreter.
 # Where the private checksum databases and the attestation key live (sumdb/private.py PRIVATE_DIR,
 # supply/attestkey.py KEY_FILE; tests/unit/test_cli_memory.py keeps them equal).
 PRIVATE_SUMDB_DIR = ".modvault/sumdb-private"
 ATTESTATION_KEY_FILE = ".modvault/attestation/key.pem"
-HTTP1_BUFFER_BYTES = 256 * 1024 + 8192
 
 
 def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -76,13 +73,8 @@ def _flags(args: argparse.Namespace) -> dict[str, object]:
 
 
 def serve(settings: Settings) -> int:
-    from granian import Granian
-    from granian.constants import HTTPModes, Interfaces, Loops
-    from granian.http import HTTP1Settings
-
     from modvault import startup
-    from modvault.cache.coordination.state import changes_file_held
-    from modvault.observability.logs import emit, granian_log_config
+    from modvault.observability.logs import emit
 
     for name in startup.unknown_variables(os.environ, settings):
         emit("warning", "modvault.config", f"{name} names no setting and is ignored "
@@ -94,76 +86,43 @@ def serve(settings: Settings) -> int:
     _check_attestation_key(settings)
     os.environ[SETTINGS_ENV] = settings.to_json()
     line = startup.serving_line(settings, __version__)
-    kwargs: dict[str, object] = {}
-    if settings.tls_cert:
-        kwargs["ssl_cert"] = Path(settings.tls_cert)
-        kwargs["ssl_key"] = Path(settings.tls_key)
-    if settings.process_model == "single":  # no supervisor: server/embedded.py
-        from modvault.server.embedded import serve_single
+    if settings.process_model == "single":  # no supervisor: this process serves
+        from modvault.server.embedded import serve_here
 
         try:
-            with changes_file_held(settings.data_dir):
-                return serve_single(
-                    settings, lambda: startup.when_listening(
-                        settings.host, settings.port, lambda: emit("info", "modvault", line)),
-                    HTTP1_BUFFER_BYTES,
-                    (Path(settings.tls_cert), Path(settings.tls_key)) if settings.tls_cert else None)
+            return serve_here(settings, line)
         finally:
             if listen_lock is not None:
                 listen_lock.release()
-    server = Granian(
-        "modvault.server.app:create_app",
-        factory=True,
-        address=settings.host,
-        port=settings.port,
-        interface=Interfaces.RSGI,
-        http=HTTPModes.auto,
-        workers=settings.workers,
-        log_enabled=True,
-        log_level=settings.log_level,  # type: ignore[arg-type]
-        log_dictconfig=granian_log_config(),  # one format: JSON lines, granian's included
-        # SIGTERM: in-flight answers get shutdown_timeout seconds, then workers are killed.
-        workers_kill_timeout=max(1, math.ceil(settings.shutdown_timeout)),
-        log_access=False,
-        websockets=False,
-        # Not task_impl=rust: it gave ~17% more small-body req/s here, but with granian 2.8.7 a
-        # request coroutine that awaits after catching an exception from an awaited Task/Future
-        # is closed (GeneratorExit), which breaks fallbacks such as list-from-store.
-        # A worker that dies (OOM killer, crash) is respawned, logged and counted; one that dies
-        # again within 5.5 s of its respawn is a crash loop and granian stops the server.
-        # uvloop when installed (a dependency on Linux): ~20% less CPU per cached request than
-        # asyncio's loop here (bench/README.md). Named, not "auto", which would prefer any other
-        # loop package that happens to be installed.
-        loop=Loops.uvloop if importlib.util.find_spec("uvloop") is not None else Loops.asyncio,
-        respawn_failed_workers=True,
-        respawn_interval=1.0,
-        # Connection slots per worker; the idle ones are cut by server/connreaper.py.
-        backpressure=settings.max_connections,
-        backlog=max(1024, settings.max_connections),
-        # Per HTTP/1 connection, what hyper may buffer (queued response chunks, request head):
-        # granian's default (~408 KiB) let 64 clients of a 100 MiB zip add ~22 MiB to the worker.
-        # 264 KiB keeps granian's 128 KiB file chunks flowing: 5 MiB zips at 16 connections, 4
-        # interleaved rounds, MB/s 1405 vs 1435 without a cap, but 1250 at 136 KiB and 1185 at 72.
-        http1_settings=HTTP1Settings(max_buffer_size=HTTP1_BUFFER_BYTES),
-        **kwargs,  # type: ignore[arg-type]
-    )
-    # The serving line is printed once the port accepts connections, not before.
-    server.on_startup(lambda: startup.when_listening(settings.host, settings.port,
-                                                     lambda: emit("info", "modvault", line)))
-    server.on_startup(lambda: install_death_counter(settings.data_dir))
-    try:
-        with changes_file_held(settings.data_dir):  # the workers' shared change token
-            server.serve()
-    finally:
-        if listen_lock is not None:
-            listen_lock.release()
-    return 0
+    _become_supervisor(settings, line, listen_lock.fd if listen_lock is not None else None)
+    return 1  # not reached: exec replaced this process
 
 
-def install_death_counter(data_dir: str) -> None:
-    from modvault.observability.workers import install
+def _become_supervisor(settings: Settings, line: str, lock_fd: int | None) -> None:
+    """Replace this process with server/supervisor.py, which starts the workers.
 
-    install(data_dir)
+    The supervisor stays resident for as long as the server runs, so it is a fresh interpreter
+    with only the standard library (``-I -S``), not this one with the settings, start-up checks
+    and command line loaded. It keeps this process's pid (and so its process group and its place
+    under systemd) and the listen address's lock."""
+    import json
+
+    from modvault.server import supervisor
+
+    os.environ[SERVING_LINE_ENV] = line
+    if lock_fd is not None:
+        os.set_inheritable(lock_fd, True)
+    spec = {
+        "workers": settings.workers,
+        "argv": [sys.executable, "-m", "modvault.server.worker"],
+        "shutdown_timeout": settings.shutdown_timeout,
+        "respawn_interval": 1.0,
+        "deaths_file": str(Path(settings.data_dir) / supervisor.DEATHS_FILE),
+        "lock_fd": lock_fd,
+    }
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os.execv(sys.executable, [sys.executable, "-I", "-S", supervisor.__file__, json.dumps(spec)])
 
 
 def _check_private_sumdb(settings: Settings) -> None:

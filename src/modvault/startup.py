@@ -47,7 +47,9 @@ def absolute_paths(settings: Settings) -> Settings:
 def unknown_variables(environ: Mapping[str, str], settings: Settings) -> list[str]:
     """MODVAULT_* variables that name no setting (typos are otherwise silently ignored)."""
     known = {env_name(f.name) for f in dataclasses.fields(settings)} | KNOWN_VARIABLES
-    return sorted(k for k in environ if k.startswith("MODVAULT_") and k not in known)
+    # MODVAULT__* (two underscores) carry state from `modvault serve` to its workers.
+    return sorted(k for k in environ if k.startswith("MODVAULT_") and k not in known
+                  and not k.startswith("MODVAULT__"))
 
 
 def check_data_dir(path: str) -> None:

@@ -64,5 +64,21 @@ def test_dead_workers_are_respawned(workers: int, kill: int, upstream_a: TestUps
     assert mv.proc.poll() is None
     assert _deaths(mv.url) == kill
     out = mv.output()
-    assert out.count("Unexpected exit from worker") == kill
+    assert out.count("exited unexpectedly (killed by SIGKILL, death ") == kill
     assert out.count('"logger":"modvault.workers"') == kill
+
+
+def test_workers_stop_when_the_supervisor_is_killed(upstream_a: TestUpstreamServer,
+                                                    modvault: ModvaultFactory) -> None:
+    """A supervisor killed with SIGKILL leaves no worker serving the port behind it."""
+    mv = modvault(upstream_a.url, "--workers", "2")
+    workers = _wait_workers(mv.proc.pid, 2, set())
+    _serves(mv.url)
+    os.kill(mv.proc.pid, signal.SIGKILL)
+    mv.proc.wait(timeout=10)
+    deadline = time.monotonic() + 20
+    while any(os.path.exists(f"/proc/{pid}") for pid in workers):
+        assert time.monotonic() < deadline, "workers outlived their supervisor"
+        time.sleep(0.1)
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(mv.url + "/healthz", timeout=2)

@@ -1,41 +1,64 @@
-"""`modvault serve` is granian's supervisor: it stays resident beside the workers it forks, so it
-must not import what only the workers (or other commands) need."""
+"""`modvault serve` becomes a supervisor that stays resident beside its workers for as long as they
+serve, so it must carry nothing but the interpreter; and no process loads what only other commands
+(or requests that were not made) need."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from modvault import cli
+from modvault.server import supervisor
 from modvault.sumdb.private import PRIVATE_DIR
 from modvault.supply.attestkey import KEY_FILE
 
-# Imported by the workers (the app), by upstream fetches or by other commands; never needed to
-# start serving.
-HEAVY = ("httpx", "cryptography", "jinja2", "jwt", "redis", "obstore", "prometheus_client",
-         "modvault.server.app", "modvault.wiring", "modvault.service", "modvault.sumdb.private",
-         "modvault.ops.store_cli", "modvault.supply.commands")
+# What the supervisor must never load: the package, the server, the event loop, TLS.
+NOT_IN_SUPERVISOR = ("modvault", "granian", "asyncio", "ssl", "_ssl", "uvloop", "httpx",
+                     "prometheus_client", "multiprocessing", "threading")
 
 PROBE = """
-import json, sys
-import granian
-from modvault import cli
-# Stand in for the server loop: report what the supervisor imported by the time it would serve.
-granian.Granian.serve = lambda self, *a, **k: print(json.dumps(sorted(sys.modules)))
-sys.exit(cli.main(sys.argv[1:]))
+import json, runpy, sys
+runpy.run_path(sys.argv[1], run_name="probe")  # its module body, as `python -I -S` runs it
+print(json.dumps(sorted(sys.modules)))
 """
 
 
-def test_serve_supervisor_imports_nothing_heavy(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-c", PROBE, "serve", "--listen", "127.0.0.1:0",
-                           "--data-dir", str(tmp_path / "data"), "--upstream", "off", "--offline"],
+def test_supervisor_loads_only_the_standard_library_it_needs() -> None:
+    proc = subprocess.run([sys.executable, "-I", "-S", "-c", PROBE, supervisor.__file__],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    modules = set(json.loads(proc.stdout.strip().splitlines()[-1]))
-    assert "granian" in modules and "modvault.config" in modules
-    assert sorted(m for m in HEAVY if m in modules) == []
+    modules = set(json.loads(proc.stdout))
+    assert "json" in modules and "signal" in modules
+    assert sorted(m for m in modules if m.split(".")[0] in NOT_IN_SUPERVISOR) == []
+
+
+def test_running_supervisor_maps_no_server_code(tmp_path: Path) -> None:
+    """The process `modvault serve` leaves resident (its pid, the group leader) after the exec:
+    neither granian's nor OpenSSL's native code is mapped there, only in the workers."""
+    from tests.support.modvault_proc import ModvaultProcess
+
+    mv = ModvaultProcess(tmp_path / "data", "off", "--offline")
+    try:
+        deadline = time.monotonic() + 30
+        workers: list[str] = []
+        while not workers and time.monotonic() < deadline:
+            workers = subprocess.run(["pgrep", "-P", str(mv.proc.pid)], capture_output=True,
+                                     text=True).stdout.split()
+            time.sleep(0.1)
+        cmdline = Path(f"/proc/{mv.proc.pid}/cmdline").read_bytes().split(b"\0")
+        assert cmdline[1:3] == [b"-I", b"-S"] and cmdline[3].endswith(b"supervisor.py")
+        maps = Path(f"/proc/{mv.proc.pid}/maps").read_text()
+        for native in ("_granian", "libssl", "_ssl", "uvloop", "_asyncio"):
+            assert native not in maps, native
+        assert workers and all("_granian" in Path(f"/proc/{pid}/maps").read_text()
+                               for pid in workers)
+        assert os.getpgid(int(workers[0])) == mv.proc.pid
+    finally:
+        mv.stop()
 
 
 def test_other_commands_still_parse() -> None:

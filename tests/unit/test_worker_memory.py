@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import threading
 from pathlib import Path
@@ -124,24 +125,30 @@ def test_a_client_made_after_its_loop_closed_leaves_no_thread_error() -> None:
 
 HTTP1_PROBE = """
 import json, sys
-import granian
+from granian.server.embed import Server
 from modvault import cli
-granian.Granian.serve = lambda self, *a, **k: print(json.dumps(
-    {"http1_buffer": self.http1_settings.max_buffer_size if self.http1_settings else None}))
+async def report(self, *a, **k):  # in place of serving: what granian was given
+    print(json.dumps({"http1_buffer": self.http1_settings.max_buffer_size
+                      if self.http1_settings else None}), flush=True)
+Server.serve = report
 sys.exit(cli.main(sys.argv[1:]))
 """
 
 
 def test_serve_bounds_what_each_http1_connection_buffers(tmp_path: Path) -> None:
     """granian's default lets hyper queue ~408 KiB per HTTP/1 connection: 64 clients of one big
-    zip grew the worker by ~22 MiB (bench/bench_proxy.py --rss-only)."""
+    zip grew the worker by ~22 MiB (bench/bench_proxy.py --rss-only). Every process model
+    serves through server/embedded.py; the single one runs it in the probe's own process."""
     import subprocess
     import sys
 
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODVAULT_")}
     proc = subprocess.run([sys.executable, "-c", HTTP1_PROBE, "serve", "--listen", "127.0.0.1:0",
                            "--data-dir", str(tmp_path / "data"), "--upstream", "off", "--offline"],
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+                          capture_output=True, text=True, timeout=60,
+                          env=env | {"MODVAULT_PROCESS_MODEL": "single"})
+    # The probe's "server" returns at once: a server that stopped on its own, exit status 1.
+    assert proc.returncode == 1 and proc.stdout, proc.stderr[-2000:]
     buffer = json.loads(proc.stdout.strip().splitlines()[-1])["http1_buffer"]
     assert buffer is not None and 16 << 10 <= buffer <= 320 << 10  # granian's default: ~408 KiB
 

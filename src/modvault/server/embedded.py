@@ -1,12 +1,13 @@
-"""``process_model = "single"``: serve from this one process, on its own event loop.
+"""One server process: granian's embedded server, on this process's own event loop.
 
-granian's embedded server runs the RSGI worker inside the running asyncio loop, so no supervisor
-process sits beside the worker (~35 MiB of resident memory, bench/bench_proxy.py --rss-only). What
-the supervisor did for the workers is done here: the serving line once the port accepts; SIGTERM
-and SIGINT stop accepting, in-flight answers are finished (server/drain.py, which then ends the
-process) and ``shutdown_timeout`` is the hard deadline; a server that stops on its own (the app
-failed to start, or its serving task died) exits with status 1. Nothing is respawned: that is
-the job of the process manager (systemd ``Restart=``, a container runtime).
+It is the whole server with ``process_model = "single"``, and each worker of ``"workers"``
+(server/worker.py, started by server/supervisor.py). granian's embedded server runs the RSGI
+worker inside the running asyncio loop, with no process of granian's beside it. Done here: the
+serving line once the port accepts; SIGTERM and SIGINT stop accepting, in-flight answers are
+finished (server/drain.py, which then ends the process) and ``shutdown_timeout`` is the hard
+deadline; a server that stops on its own (the app failed to start, or its serving task died)
+exits with status 1. Nothing is respawned here: that is the supervisor's job, or with
+``"single"`` the process manager's (systemd ``Restart=``, a container runtime).
 """
 
 from __future__ import annotations
@@ -28,9 +29,38 @@ if TYPE_CHECKING:
     from modvault.server.app import App
 
 LOG = logging.getLogger("modvault.server")
+# Per HTTP/1 connection, what hyper may buffer (queued response chunks, request head): granian's
+# default (~408 KiB) let 64 clients of a 100 MiB zip add ~22 MiB to the worker. 264 KiB keeps
+# granian's 128 KiB file chunks flowing: 5 MiB zips at 16 connections, 4 interleaved rounds, MB/s
+# 1405 vs 1435 without a cap, but 1250 at 136 KiB and 1185 at 72.
+HTTP1_BUFFER_BYTES = 256 * 1024 + 8192
 
 
-def serve_single(settings: Settings, on_listening: Callable[[], None], http1_buffer: int,
+class _Unsaid(logging.Filter):
+    """granian warns at every start that its embedded server is experimental: it is what modvault
+    serves with, in every process model, and is tested as such (tests/e2e)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Embedded server is experimental")
+
+
+def serve_here(settings: Settings, serving_line: str | None) -> int:
+    """Serve from this process until stopped; ``serving_line`` is logged once the port accepts."""
+    from modvault import startup
+    from modvault.cache.coordination.state import changes_file_held
+    from modvault.observability.logs import emit
+
+    def on_listening() -> None:
+        if serving_line is not None:
+            startup.when_listening(settings.host, settings.port,
+                                   lambda: emit("info", "modvault", serving_line))
+
+    tls = (Path(settings.tls_cert), Path(settings.tls_key)) if settings.tls_cert else None
+    with changes_file_held(settings.data_dir):  # the change token that workers share
+        return serve_embedded(settings, on_listening, tls)
+
+
+def serve_embedded(settings: Settings, on_listening: Callable[[], None],
                  tls: tuple[Path, Path] | None = None) -> int:
     """Serve until SIGTERM/SIGINT (exit status 0) or until the server stops on its own (1)."""
     from granian.constants import HTTPModes, Interfaces
@@ -60,12 +90,18 @@ def serve_single(settings: Settings, on_listening: Callable[[], None], http1_buf
         log_level=settings.log_level,  # type: ignore[arg-type]
         log_dictconfig=granian_log_config(),
         log_access=False,
+        # task_impl stays asyncio (the default), not rust: it gave ~17% more small-body req/s
+        # here, but with granian 2.8.7 a request coroutine that awaits after catching an
+        # exception from an awaited Task/Future is closed (GeneratorExit), which breaks
+        # fallbacks such as list-from-store.
+        # Connection slots per process; the idle ones are cut by server/connreaper.py.
         backpressure=settings.max_connections,
         backlog=max(1024, settings.max_connections),
-        http1_settings=HTTP1Settings(max_buffer_size=http1_buffer),
+        http1_settings=HTTP1Settings(max_buffer_size=HTTP1_BUFFER_BYTES),
         ssl_cert=tls[0] if tls else None,
         ssl_key=tls[1] if tls else None,
     )
+    logging.getLogger("_granian").addFilter(_Unsaid())
     server.on_startup(on_listening)
 
     def past_deadline() -> None:
@@ -106,7 +142,9 @@ def serve_single(settings: Settings, on_listening: Callable[[], None], http1_buf
         await waiting
         return 0
 
-    if importlib.util.find_spec("uvloop") is not None:  # as the workers do (cli.serve)
+    # uvloop when installed (a dependency on Linux): ~20% less CPU per cached request than
+    # asyncio's loop here (bench/README.md).
+    if importlib.util.find_spec("uvloop") is not None:
         import uvloop
 
         return int(uvloop.run(main()))

@@ -1,0 +1,196 @@
+"""The supervisor of ``process_model = "workers"``: starts the workers and respawns one that dies.
+
+It is the process ``modvault serve`` becomes (``cli.serve`` execs it once the settings and the
+start-up checks passed), and it stays resident beside the workers for as long as they serve, so
+it is the bare interpreter and nothing else: run as ``python -I -S supervisor.py SPEC``, it
+imports only ``json``, ``os``, ``signal``, ``sys`` and ``time`` (about 10 MiB resident, against
+about 35 MiB for granian's own supervisor, which imports asyncio, ssl, uvloop and the command
+line). Each worker is a separate ``python -m modvault.server.worker``: one granian embedded server
+(server/embedded.py) on the listen address, which granian binds with ``SO_REUSEPORT``, so the
+kernel spreads connections over the workers as it did over granian's.
+
+What it does, as granian's supervisor did for the workers before:
+- a worker that exits while nothing asked it to (the OOM killer, a crash) is logged as a JSON
+  line, counted in ``DEATHS_FILE`` (every worker's ``/metrics`` exports the count) and respawned
+  after ``respawn_interval`` seconds; one that dies again within ``CRASH_LOOP`` seconds of its
+  respawn is a crash loop, and the server stops with exit status 1;
+- SIGTERM or SIGINT is passed on to every worker, which stops accepting and finishes what is in
+  flight (server/drain.py) within ``shutdown_timeout``; a worker still running a second after
+  that is killed, and the supervisor exits 0 once every worker is gone.
+SIGHUP is logged and ignored: new settings take a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+CRASH_LOOP = 5.5  # seconds: a respawned worker dying within this is a crash loop (as granian)
+KILL_MARGIN = 1.0  # seconds past shutdown_timeout before a stopping worker is killed
+WATCHED = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+ANNOUNCE_ENV = "MODVAULT__ANNOUNCE"  # set for the first worker's first start: it logs "serving"
+WORKER_ENV = "MODVAULT__WORKER"  # the worker's number, 1-based
+SUPERVISOR_ENV = "MODVAULT__SUPERVISOR"  # this process's pid: a worker stops when it is gone
+DEATHS_FILE = ".modvault/run/worker-deaths"  # under the data directory (observability/workers.py)
+
+
+def log(level: str, msg: str) -> None:
+    """One JSON line on stderr, in the shape of observability/logs.py (which it cannot import)."""
+    sys.stderr.write(json.dumps({"ts": round(time.time(), 3), "level": level,
+                                 "logger": "modvault.workers", "msg": msg},
+                                separators=(",", ":")) + "\n")
+    sys.stderr.flush()
+
+
+def write_count(path: str, count: int) -> None:
+    """Best effort (the disk may be full): the count is a metric, not a record."""
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}"
+        with open(tmp, "w") as fh:
+            fh.write(f"{count}\n")
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def send(pid: int, sig: signal.Signals) -> bool:
+    """Signal a worker; False when it is gone already (not reaped yet)."""
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def describe_exit(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            return f"killed by {signal.Signals(sig).name}"
+        except ValueError:
+            return f"killed by signal {sig}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"
+
+
+class Supervisor:
+    """The workers, by number, and what to do when one of them exits."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.workers = int(spec["workers"])
+        self.argv: list[str] = list(spec["argv"])
+        self.shutdown_timeout = float(spec["shutdown_timeout"])
+        self.respawn_interval = float(spec.get("respawn_interval", 1.0))
+        self.crash_loop = float(spec.get("crash_loop", CRASH_LOOP))
+        self.deaths_file = str(spec["deaths_file"])
+        self.pids: dict[int, int] = {}  # pid -> worker number
+        self.respawned: dict[int, float] = {}  # worker number -> when it was last respawned
+        self.due: dict[int, float] = {}  # worker number -> when to respawn it
+        self.deaths = 0
+        self.stopping = False
+        self.code = 0
+
+    def spawn(self, number: int, announce: bool = False) -> None:
+        env = dict(os.environ)
+        env[WORKER_ENV] = str(number)
+        env[SUPERVISOR_ENV] = str(os.getpid())
+        env.pop(ANNOUNCE_ENV, None)
+        if announce:
+            env[ANNOUNCE_ENV] = "1"
+        try:
+            # The worker starts with no signal blocked (this process blocks those it waits for).
+            pid = os.posix_spawn(self.argv[0], self.argv, env, setsigmask=set())
+        except OSError as exc:  # out of processes or memory: as if it had died at once
+            self.died(number, f"not started: {exc.strerror or exc}")
+            return
+        self.pids[pid] = number
+
+    def run(self) -> int:
+        signal.pthread_sigmask(signal.SIG_BLOCK, WATCHED)
+        write_count(self.deaths_file, 0)  # per server run
+        for number in range(1, self.workers + 1):
+            self.spawn(number, announce=number == 1)
+        while self.pids or (self.due and not self.stopping):
+            now = time.monotonic()
+            for number, when in sorted(self.due.items()):
+                if when <= now and not self.stopping:
+                    del self.due[number]
+                    self.respawned[number] = now
+                    self.spawn(number)
+            wait = min([w - now for w in self.due.values()] + [1.0])
+            info = signal.sigtimedwait(WATCHED, max(0.01, wait))
+            if info is not None and info.si_signo in (signal.SIGTERM, signal.SIGINT):
+                self.stop(signal.Signals(info.si_signo))
+            elif info is not None and info.si_signo == signal.SIGHUP:
+                log("warning", "SIGHUP ignored: modvault reloads nothing; restart it to apply "
+                               "new settings")
+            self.reap()
+        return self.code
+
+    def reap(self) -> None:
+        while self.pids:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                self.pids.clear()
+                return
+            if pid == 0:
+                return
+            number = self.pids.pop(pid, None)
+            if number is not None and not self.stopping:
+                self.died(number, describe_exit(status))
+
+    def died(self, number: int, how: str) -> None:
+        self.deaths += 1
+        write_count(self.deaths_file, self.deaths)
+        now = time.monotonic()
+        if now - self.respawned.get(number, -self.crash_loop - 1) <= self.crash_loop:
+            log("error", f"worker-{number} exited unexpectedly ({how}) again within "
+                         f"{self.crash_loop:g}s of its respawn: a crash loop, stopping the server")
+            self.code = 1
+            self.stop(None)
+            return
+        log("error", f"worker-{number} exited unexpectedly ({how}, death {self.deaths} since "
+                     f"start); respawning it")
+        self.due[number] = now + self.respawn_interval
+
+    def stop(self, sig: signal.Signals | None) -> None:
+        """Pass the signal on, wait for the workers' drain, kill what outlives its deadline."""
+        if self.stopping:
+            return
+        self.stopping = True
+        self.due.clear()
+        for pid in list(self.pids):
+            send(pid, sig or signal.SIGTERM)
+        deadline = time.monotonic() + self.shutdown_timeout + KILL_MARGIN
+        while self.pids:
+            self.reap()
+            left = deadline - time.monotonic()
+            if not self.pids or left <= 0:
+                break
+            signal.sigtimedwait({signal.SIGCHLD}, min(left, 0.5))
+        for pid in list(self.pids):
+            send(pid, signal.SIGKILL)
+        while self.pids:
+            try:
+                pid, _ = os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
+            self.pids.pop(pid, None)
+
+
+def main(argv: list[str]) -> int:
+    spec = json.loads(argv[1])
+    lock_fd = spec.get("lock_fd")
+    if isinstance(lock_fd, int) and lock_fd >= 0:
+        # The listen address's lock stays held here, and is not handed on to the workers.
+        os.set_inheritable(lock_fd, False)
+    return Supervisor(spec).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,45 @@
+"""One worker of ``process_model = "workers"``: ``python -m modvault.server.worker``.
+
+server/supervisor.py starts it, with the settings that ``modvault serve`` read and checked in
+the environment (``SETTINGS_ENV``); it serves on the listen address beside its sibling workers
+(server/embedded.py) until SIGTERM, and the supervisor respawns it if it dies.
+"""
+
+from __future__ import annotations
+
+import os
+
+from modvault.config import SERVING_LINE_ENV, SETTINGS_ENV, Settings
+from modvault.server.embedded import _leave, serve_here
+from modvault.server.supervisor import ANNOUNCE_ENV, SUPERVISOR_ENV
+
+PR_SET_PDEATHSIG = 1  # prctl(2)
+
+
+def stop_with_supervisor() -> None:
+    """SIGTERM this worker when its supervisor is gone (killed with SIGKILL, say): a worker left
+    behind would keep serving the port, with no one to stop it or to respawn its siblings."""
+    import ctypes
+    import signal
+
+    parent = os.environ.get(SUPERVISOR_ENV, "")
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
+        return  # best effort: without it, a worker outlives a killed supervisor, as before
+    if str(os.getppid()) != parent:  # the supervisor died before the call above
+        raise SystemExit(f"{__name__}: the supervisor ({parent or 'unknown'}) is gone")
+
+
+def main() -> int:
+    raw = os.environ.get(SETTINGS_ENV)
+    if not raw:
+        raise SystemExit(f"{__name__} is started by `modvault serve`, which sets {SETTINGS_ENV}")
+    stop_with_supervisor()
+    settings = Settings.from_json(raw)
+    # Only the first worker's first start logs the serving line: once, as with one process.
+    line = os.environ.get(SERVING_LINE_ENV) if os.environ.get(ANNOUNCE_ENV) else None
+    return serve_here(settings, line)
+
+
+if __name__ == "__main__":
+    _leave(main())

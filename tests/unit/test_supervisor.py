@@ -1,0 +1,151 @@
+"""server/supervisor.py with real processes: stand-in workers (small Python programs) whose exits,
+signals and environment the tests choose, under the supervisor run as `modvault serve` runs it
+(`python -I -S supervisor.py SPEC`). The real workers are covered end to end by
+tests/hardening/test_worker_death.py and tests/e2e/test_startup.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from modvault.server import supervisor
+
+
+def start(tmp_path: Path, worker: str, workers: int = 1, shutdown_timeout: float = 5,
+          respawn_interval: float = 0.2, crash_loop: float = supervisor.CRASH_LOOP
+          ) -> tuple[subprocess.Popen[str], Path]:
+    deaths = tmp_path / "data" / supervisor.DEATHS_FILE
+    spec = {"workers": workers, "argv": [sys.executable, "-c", worker],
+            "shutdown_timeout": shutdown_timeout, "respawn_interval": respawn_interval,
+            "crash_loop": crash_loop, "deaths_file": str(deaths), "lock_fd": None}
+    proc = subprocess.Popen([sys.executable, "-I", "-S", supervisor.__file__, json.dumps(spec)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path, start_new_session=True)
+    return proc, deaths
+
+
+def lines(err: str) -> list[dict[str, str]]:
+    return [json.loads(x) for x in err.splitlines() if x.startswith("{")]
+
+
+def children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(x) for x in out.split()]
+
+
+def wait_for(cond: object, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition never held")
+
+
+SLEEPER = """
+import os, sys, time
+open(os.environ["MODVAULT__WORKER"] + "-" + str(os.getpid()), "w").write(
+    os.environ.get("MODVAULT__ANNOUNCE", "-"))
+time.sleep(600)
+"""
+
+
+def test_each_worker_gets_its_number_and_only_the_first_announces(tmp_path: Path) -> None:
+    proc, deaths = start(tmp_path, SLEEPER, workers=3)
+    try:
+        wait_for(lambda: len(list(tmp_path.glob("[0-9]-*"))) == 3)
+        got = sorted((p.name.split("-")[0], p.read_text()) for p in tmp_path.glob("[0-9]-*"))
+        assert got == [("1", "1"), ("2", "-"), ("3", "-")]
+        assert deaths.read_text() == "0\n"
+        assert sorted(children(proc.pid)) == sorted(int(p.name.split("-")[1])
+                                                    for p in tmp_path.glob("[0-9]-*"))
+        # A respawned first worker does not announce again.
+        first = next(tmp_path.glob("1-*"))
+        os.kill(int(first.name.split("-")[1]), signal.SIGKILL)
+        wait_for(lambda: len(list(tmp_path.glob("1-*"))) == 2)
+        again = next(p for p in tmp_path.glob("1-*") if p != first)
+        assert again.read_text() == "-"
+        assert deaths.read_text() == "1\n"
+        os.kill(proc.pid, signal.SIGHUP)  # ignored, and said so
+        time.sleep(0.3)
+        assert proc.poll() is None and len(children(proc.pid)) == 3
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0
+    msgs = [d["msg"] for d in lines(err)]
+    assert any(m == "worker-1 exited unexpectedly (killed by SIGKILL, death 1 since start); "
+               "respawning it" for m in msgs), msgs
+    assert any(m.startswith("SIGHUP ignored") for m in msgs), msgs
+
+
+def test_a_worker_dying_again_soon_after_its_respawn_stops_the_server(tmp_path: Path) -> None:
+    proc, deaths = start(tmp_path, "import sys; sys.exit(3)", workers=2)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1
+    msgs = [d["msg"] for d in lines(err)]
+    assert any("exit status 3, death 1 since start); respawning it" in m for m in msgs), msgs
+    assert any("again within 5.5s of its respawn: a crash loop" in m for m in msgs), msgs
+    assert int(deaths.read_text()) >= 3  # both died once, and one again after its respawn
+    assert all(d["logger"] == "modvault.workers" and d["level"] == "error" for d in lines(err))
+
+
+def test_a_worker_dying_long_after_its_respawn_is_respawned_again(tmp_path: Path) -> None:
+    # Each start lives 0.4 s: past a crash-loop window of 0.2 s, so every death is respawned.
+    worker = "import time; time.sleep(0.4); raise SystemExit(4)"
+    proc, deaths = start(tmp_path, worker, respawn_interval=0.1, crash_loop=0.2)
+    try:
+        wait_for(lambda: deaths.exists() and int(deaths.read_text()) >= 3, timeout=20)
+        assert proc.poll() is None
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0
+    assert "crash loop" not in err and err.count("respawning it") >= 3
+
+
+def test_sigterm_is_passed_on_and_the_supervisor_waits_for_the_drain(tmp_path: Path) -> None:
+    worker = """
+import signal, sys, time
+def bye(*_):
+    time.sleep(0.5)  # finishing what is in flight
+    open("drained", "w").write("yes")
+    sys.exit(0)
+signal.signal(signal.SIGTERM, bye)
+open("ready", "w").write("1")
+time.sleep(600)
+"""
+    proc, deaths = start(tmp_path, worker)
+    wait_for(lambda: (tmp_path / "ready").exists())
+    started = time.monotonic()
+    os.kill(proc.pid, signal.SIGTERM)  # the supervisor alone, as `kill <pid>` would
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0 and (tmp_path / "drained").read_text() == "yes"
+    assert time.monotonic() - started >= 0.5
+    assert deaths.read_text() == "0\n" and "exited unexpectedly" not in err
+
+
+def test_a_worker_outliving_its_deadline_is_killed(tmp_path: Path) -> None:
+    worker = """
+import signal, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+open("ready", "w").write("1")
+time.sleep(600)
+"""
+    proc, _ = start(tmp_path, worker, workers=2, shutdown_timeout=0.5)
+    wait_for(lambda: (tmp_path / "ready").exists() and len(children(proc.pid)) == 2)
+    pids = children(proc.pid)
+    started = time.monotonic()
+    os.kill(proc.pid, signal.SIGINT)
+    proc.communicate(timeout=20)
+    took = time.monotonic() - started
+    assert proc.returncode == 0
+    assert 0.5 + supervisor.KILL_MARGIN - 0.1 <= took < 0.5 + supervisor.KILL_MARGIN + 5, took
+    for pid in pids:  # gone, and reaped (no zombie left behind)
+        assert not Path(f"/proc/{pid}").exists()
