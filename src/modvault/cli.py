@@ -106,9 +106,13 @@ def _become_supervisor(settings: Settings, line: str, lock_fd: int | None) -> No
     and command line loaded. It keeps this process's pid (and so its process group and its place
     under systemd) and the listen address's lock."""
     import json
+    import signal
 
     from modvault.server import supervisor
 
+    if not hasattr(signal, "sigtimedwait"):  # macOS, for one
+        raise ConfigError("process_model: 'workers' needs a system with sigtimedwait (Linux); "
+                          "use process_model = 'single' here")
     os.environ[SERVING_LINE_ENV] = line
     if lock_fd is not None:
         os.set_inheritable(lock_fd, True)

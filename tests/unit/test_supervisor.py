@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from modvault.server import supervisor
 
 
@@ -149,3 +151,35 @@ time.sleep(600)
     assert 0.5 + supervisor.KILL_MARGIN - 0.1 <= took < 0.5 + supervisor.KILL_MARGIN + 5, took
     for pid in pids:  # gone, and reaped (no zombie left behind)
         assert not Path(f"/proc/{pid}").exists()
+
+
+def test_a_closed_stderr_does_not_stop_the_supervisor(tmp_path: Path) -> None:
+    """Its log lines go nowhere, but deaths are still counted and workers still respawned."""
+    proc, deaths = start(tmp_path, SLEEPER, crash_loop=0.01)  # two deaths in a row: no loop
+    try:
+        wait_for(lambda: len(list(tmp_path.glob("1-*"))) == 1)
+        assert proc.stderr is not None
+        proc.stderr.close()  # the reading end: the supervisor's next write gets EPIPE
+        first = next(tmp_path.glob("1-*"))
+        os.kill(int(first.name.split("-")[1]), signal.SIGKILL)
+        wait_for(lambda: len(list(tmp_path.glob("1-*"))) == 2)
+        os.kill(int(next(p for p in tmp_path.glob("1-*") if p != first).name.split("-")[1]),
+                signal.SIGKILL)  # a second death: after the first write failed
+        wait_for(lambda: len(list(tmp_path.glob("1-*"))) == 3, timeout=30)
+        assert proc.poll() is None and deaths.read_text() == "2\n"
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+    assert proc.returncode == 0
+
+
+def test_serve_refuses_the_workers_model_where_the_supervisor_cannot_wait(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where signal.sigtimedwait is missing (macOS), `modvault serve` says to use the single
+    model instead of exec'ing a supervisor that would fail."""
+    from modvault import cli
+    from modvault.config import ConfigError, Settings
+
+    monkeypatch.delattr(signal, "sigtimedwait")
+    with pytest.raises(ConfigError, match="process_model = 'single'"):
+        cli._become_supervisor(Settings(), "serving", None)

@@ -39,11 +39,20 @@ DEATHS_FILE = ".modvault/run/worker-deaths"  # under the data directory (observa
 
 
 def log(level: str, msg: str) -> None:
-    """One JSON line on stderr, in the shape of observability/logs.py (which it cannot import)."""
-    sys.stderr.write(json.dumps({"ts": round(time.time(), 3), "level": level,
-                                 "logger": "modvault.workers", "msg": msg},
-                                separators=(",", ":")) + "\n")
-    sys.stderr.flush()
+    """One JSON line on stderr, in the shape of observability/logs.py (which it cannot import).
+    Best effort: with stderr gone (a closed pipe), the workers must still be looked after."""
+    written(json.dumps({"ts": round(time.time(), 3), "level": level, "logger": "modvault.workers",
+                        "msg": msg}, separators=(",", ":")) + "\n")
+
+
+def written(text: str) -> bool:
+    """Write and flush stderr; False when it cannot be written any more."""
+    try:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def write_count(path: str, count: int) -> None:
@@ -193,4 +202,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    status = main(sys.argv)
+    written("")  # then os._exit: the interpreter's own flush of a stderr that is gone (a
+    os._exit(status)  # closed pipe) would turn the status into 120

@@ -23,9 +23,9 @@ def stop_with_supervisor() -> None:
     import signal
 
     parent = os.environ.get(SUPERVISOR_ENV, "")
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
-        return  # best effort: without it, a worker outlives a killed supervisor, as before
+    prctl = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)  # Linux only
+    if prctl is None or prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
+        return  # best effort: without it, a worker outlives a killed supervisor
     if str(os.getppid()) != parent:  # the supervisor died before the call above
         raise SystemExit(f"{__name__}: the supervisor ({parent or 'unknown'}) is gone")
 
