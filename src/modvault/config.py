@@ -355,6 +355,10 @@ def validate(settings: Settings) -> None:
     if settings.process_model == "single" and settings.workers != 1:
         raise ConfigError(f"process_model: 'single' serves with one process; workers is "
                           f"{settings.workers}")
+    if settings.workers > 1 and settings.port == 0:
+        raise ConfigError(f"listen: port 0 lets the system pick a port for each process, so "
+                          f"{settings.workers} workers would listen on {settings.workers} "
+                          f"different ports: name a port")
     for bounded, least, rule in _RANGE_CHECKS:
         for name in bounded:
             if getattr(settings, name) < least:

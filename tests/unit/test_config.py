@@ -102,3 +102,10 @@ def test_range_checks_name_the_setting_and_value(name: str, bad: str, rule: str)
         load_settings(environ={f"MODVAULT_{name.upper()}": bad})
     assert str(exc.value) == f"{name}: {rule}, got {kind(bad)}"
     load_settings(environ={f"MODVAULT_{name.upper()}": "0" if bad == "-1" else "1"})  # the bound is fine
+
+
+def test_port_zero_is_refused_with_several_workers() -> None:
+    """Each worker binds the listen address itself: port 0 would give each its own port."""
+    with pytest.raises(ConfigError, match="port 0 lets the system pick"):
+        load_settings(environ={"MODVAULT_LISTEN": "127.0.0.1:0", "MODVAULT_WORKERS": "2"})
+    assert load_settings(environ={"MODVAULT_LISTEN": "127.0.0.1:0"}).port == 0
