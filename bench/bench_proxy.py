@@ -18,8 +18,9 @@ Measured, interleaved (every server once per round, in turn; the median of the r
 Servers: nginx (one worker, the reference every ratio is against); modvault with its access log on
 and off; modvault with two workers (does throughput scale on this machine?); modvault in front-end
 mode (deploy/nginx/modvault-accel.conf: nginx in front, X-Accel-Redirect, nginx sends the zips);
-granian-ceiling (bench/granian_ceiling.py: a bare granian RSGI app answering the same files with
-modvault's granian settings, so the gap to nginx splits into the server's and ours; --no-ceiling);
+granian-ceiling (bench/granian_ceiling.py: a bare granian RSGI app answering the same files on
+the same server as a modvault worker, so the gap to nginx splits into the server's and ours;
+--no-ceiling);
 goproxy/goproxy when --goproxy names a binary built from bench/goproxy_peer (bench/README.md);
 a modvault from another source tree with --baseline-src DIR (before/after a change, e.g.
 `git archive 2f24c26 src | tar -x -C /tmp/base`, DIR=/tmp/base/src); modvault with auth on (--auth).
@@ -507,17 +508,12 @@ def start_goproxy(binary: str, data: Path) -> tuple[subprocess.Popen[bytes], int
 def start_ceiling(data: Path, tls: tuple[Path, Path] | None = None
                   ) -> tuple[subprocess.Popen[bytes], int]:
     """bench/granian_ceiling.py: the least a granian RSGI app can do to answer the same files,
-    with modvault's granian settings (one worker, uvloop); its gap to nginx is the server's own."""
-    from modvault.server.embedded import HTTP1_BUFFER_BYTES
-
+    on the same server as a modvault worker; its gap to nginx is the server's own."""
     port = free_port()
-    cmd = [sys.executable, "-m", "granian", "--interface", "rsgi", "--loop", "uvloop", "--no-ws",
-           "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-           "--http1-buffer-size", str(HTTP1_BUFFER_BYTES), "granian_ceiling:app"]
+    cmd = [sys.executable, str(Path(__file__).resolve().parent / "granian_ceiling.py"), str(port)]
     if tls is not None:
-        cmd[-1:-1] = ["--ssl-certificate", str(tls[0]), "--ssl-keyfile", str(tls[1])]
-    env = {**os.environ, "CEILING_DATA": str(data),
-           "PYTHONPATH": str(Path(__file__).resolve().parent)}
+        cmd += [str(tls[0]), str(tls[1])]
+    env = {**os.environ, "CEILING_DATA": str(data)}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
                             start_new_session=True)
     wait_port(port)

@@ -1,13 +1,13 @@
 """The server's own ceiling: the least an RSGI app on granian can do to answer the benchmark's files.
 
-bench_proxy.py runs this beside modvault with the same granian settings (uvloop, one worker) and
-the same answers (status, headers, bodies): small bodies prebuilt in memory, whole files with
+bench_proxy.py runs this beside modvault on the same server as one modvault worker (granian's
+embedded server on a uvloop loop, with the settings of server/embedded.py) and with the same
+answers (status, headers, bodies): small bodies prebuilt in memory, whole files with
 ``response_file``, single ranges with ``pread`` from a cached descriptor. Whatever separates it
 from nginx is granian, the event loop and the kernel; whatever separates modvault from it is ours.
 It is a reference for the benchmark only: no routing, no checks, no logging, no metrics.
 
-    python -m granian --interface rsgi --loop uvloop --no-ws bench.granian_ceiling:app
-    (with CEILING_DATA naming the benchmark's data directory)
+    CEILING_DATA=<the benchmark's data directory> python bench/granian_ceiling.py PORT [CERT KEY]
 """
 
 from __future__ import annotations
@@ -78,3 +78,40 @@ async def app(scope: Any, proto: Any) -> None:
 
 
 _load()
+
+
+def serve(port: int, tls: tuple[str, str] | None) -> None:
+    import asyncio
+
+    import uvloop
+    from granian.constants import HTTPModes, Interfaces
+    from granian.http import HTTP1Settings
+    from granian.server.embed import Server
+
+    from modvault.config import Settings
+    from modvault.server.embedded import HTTP1_BUFFER_BYTES
+
+    slots = Settings().max_connections
+    server = Server(app, address="127.0.0.1", port=port, interface=Interfaces.RSGI,
+                    http=HTTPModes.auto, websockets=False, log_level="warning",  # type: ignore[arg-type]
+                    backpressure=slots, backlog=max(1024, slots),
+                    http1_settings=HTTP1Settings(max_buffer_size=HTTP1_BUFFER_BYTES),
+                    ssl_cert=Path(tls[0]) if tls else None, ssl_key=Path(tls[1]) if tls else None)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (15, 2):  # SIGTERM, SIGINT
+            loop.add_signal_handler(sig, stop.set)
+        serving = asyncio.ensure_future(server.serve())
+        await stop.wait()
+        server.stop()  # type: ignore[no-untyped-call]
+        await asyncio.wait({serving}, timeout=5)
+
+    uvloop.run(main())
+
+
+if __name__ == "__main__":
+    import sys
+
+    serve(int(sys.argv[1]), (sys.argv[2], sys.argv[3]) if len(sys.argv) > 3 else None)
