@@ -18,11 +18,12 @@ from modvault.supply.attestkey import KEY_FILE
 
 # What the supervisor must never load: the package, the server, the event loop, TLS.
 NOT_IN_SUPERVISOR = ("modvault", "granian", "asyncio", "ssl", "_ssl", "uvloop", "httpx",
-                     "prometheus_client", "multiprocessing", "threading")
+                     "prometheus_client", "multiprocessing", "threading", "typing")
 
 PROBE = """
-import json, runpy, sys
-runpy.run_path(sys.argv[1], run_name="probe")  # its module body, as `python -I -S` runs it
+import json, sys
+path = sys.argv[1]  # its module body, as `python -I -S supervisor.py` runs it (not main)
+exec(compile(open(path).read(), path, "exec"), {"__name__": "probe"})
 print(json.dumps(sorted(sys.modules)))
 """
 

@@ -107,7 +107,7 @@ def serve_embedded(settings: Settings, on_listening: Callable[[], None],
     def past_deadline() -> None:
         LOG.warning("shutdown_timeout (%gs) passed with answers in flight: stopping now",
                     settings.shutdown_timeout)
-        _leave(0)
+        leave_now(0)
 
     def stop(loop: asyncio.AbstractEventLoop) -> None:
         nonlocal stop_asked
@@ -151,7 +151,9 @@ def serve_embedded(settings: Settings, on_listening: Callable[[], None],
     return asyncio.run(main())
 
 
-def _leave(code: int) -> None:
+def leave_now(code: int) -> None:
+    """Flush the logs and exit at once, without the interpreter's finalization (granian's
+    runtime threads may still run)."""
     for handler in logging.getLogger("modvault").handlers:
         with contextlib.suppress(Exception):
             handler.flush()

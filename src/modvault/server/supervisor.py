@@ -27,7 +27,10 @@ import os
 import signal
 import sys
 import time
-from typing import Any
+
+TYPE_CHECKING = False  # typing itself is not imported at run time: 7 more modules resident
+if TYPE_CHECKING:
+    from typing import Any
 
 CRASH_LOOP = 5.5  # seconds: a respawned worker dying within this is a crash loop (as granian)
 KILL_MARGIN = 1.0  # seconds past shutdown_timeout before a stopping worker is killed

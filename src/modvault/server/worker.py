@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from modvault.config import SERVING_LINE_ENV, SETTINGS_ENV, Settings
-from modvault.server.embedded import _leave, serve_here
+from modvault.server.embedded import leave_now, serve_here
 from modvault.server.supervisor import ANNOUNCE_ENV, SUPERVISOR_ENV
 
 PR_SET_PDEATHSIG = 1  # prctl(2)
@@ -42,4 +42,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    _leave(main())
+    leave_now(main())
