@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from modvault.server import supervisor
+from tests.support.waits import wait_for
 
 
 def start(tmp_path: Path, worker: str, workers: int = 1, shutdown_timeout: float = 5,
@@ -40,15 +41,6 @@ def children(pid: int) -> list[int]:
     return [int(x) for x in out.split()]
 
 
-def wait_for(cond: object, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition never held")
-
-
 SLEEPER = """
 import os, sys, time
 open(os.environ["MODVAULT__WORKER"] + "-" + str(os.getpid()), "w").write(
@@ -60,7 +52,7 @@ time.sleep(600)
 def test_each_worker_gets_its_number_and_only_the_first_announces(tmp_path: Path) -> None:
     proc, deaths = start(tmp_path, SLEEPER, workers=3)
     try:
-        wait_for(lambda: len(list(tmp_path.glob("[0-9]-*"))) == 3)
+        assert wait_for(lambda: len(list(tmp_path.glob("[0-9]-*"))) == 3, 20)
         got = sorted((p.name.split("-")[0], p.read_text()) for p in tmp_path.glob("[0-9]-*"))
         assert got == [("1", "1"), ("2", "-"), ("3", "-")]
         assert deaths.read_text() == "0\n"
@@ -69,7 +61,7 @@ def test_each_worker_gets_its_number_and_only_the_first_announces(tmp_path: Path
         # A respawned first worker does not announce again.
         first = next(tmp_path.glob("1-*"))
         os.kill(int(first.name.split("-")[1]), signal.SIGKILL)
-        wait_for(lambda: len(list(tmp_path.glob("1-*"))) == 2)
+        assert wait_for(lambda: len(list(tmp_path.glob("1-*"))) == 2, 20)
         again = next(p for p in tmp_path.glob("1-*") if p != first)
         assert again.read_text() == "-"
         assert deaths.read_text() == "1\n"
@@ -102,7 +94,7 @@ def test_a_worker_dying_long_after_its_respawn_is_respawned_again(tmp_path: Path
     worker = "import time; time.sleep(0.4); raise SystemExit(4)"
     proc, deaths = start(tmp_path, worker, respawn_interval=0.1, crash_loop=0.2)
     try:
-        wait_for(lambda: deaths.exists() and int(deaths.read_text()) >= 3, timeout=20)
+        assert wait_for(lambda: deaths.exists() and int(deaths.read_text()) >= 3, 20)
         assert proc.poll() is None
     finally:
         os.kill(proc.pid, signal.SIGTERM)
@@ -123,7 +115,7 @@ open("ready", "w").write("1")
 time.sleep(600)
 """
     proc, deaths = start(tmp_path, worker)
-    wait_for(lambda: (tmp_path / "ready").exists())
+    assert wait_for(lambda: (tmp_path / "ready").exists(), 20)
     started = time.monotonic()
     os.kill(proc.pid, signal.SIGTERM)  # the supervisor alone, as `kill <pid>` would
     _, err = proc.communicate(timeout=20)
@@ -141,7 +133,7 @@ open("ready", "w").write("1")
 time.sleep(600)
 """
     proc, _ = start(tmp_path, worker, workers=2, shutdown_timeout=0.5)
-    wait_for(lambda: (tmp_path / "ready").exists() and len(children(proc.pid)) == 2)
+    assert wait_for(lambda: (tmp_path / "ready").exists() and len(children(proc.pid)) == 2, 20)
     pids = children(proc.pid)
     started = time.monotonic()
     os.kill(proc.pid, signal.SIGINT)
@@ -157,15 +149,15 @@ def test_a_closed_stderr_does_not_stop_the_supervisor(tmp_path: Path) -> None:
     """Its log lines go nowhere, but deaths are still counted and workers still respawned."""
     proc, deaths = start(tmp_path, SLEEPER, crash_loop=0.01)  # two deaths in a row: no loop
     try:
-        wait_for(lambda: len(list(tmp_path.glob("1-*"))) == 1)
+        assert wait_for(lambda: len(list(tmp_path.glob("1-*"))) == 1, 20)
         assert proc.stderr is not None
         proc.stderr.close()  # the reading end: the supervisor's next write gets EPIPE
         first = next(tmp_path.glob("1-*"))
         os.kill(int(first.name.split("-")[1]), signal.SIGKILL)
-        wait_for(lambda: len(list(tmp_path.glob("1-*"))) == 2)
+        assert wait_for(lambda: len(list(tmp_path.glob("1-*"))) == 2, 20)
         os.kill(int(next(p for p in tmp_path.glob("1-*") if p != first).name.split("-")[1]),
                 signal.SIGKILL)  # a second death: after the first write failed
-        wait_for(lambda: len(list(tmp_path.glob("1-*"))) == 3, timeout=30)
+        assert wait_for(lambda: len(list(tmp_path.glob("1-*"))) == 3, 30)
         assert proc.poll() is None and deaths.read_text() == "2\n"
     finally:
         os.kill(proc.pid, signal.SIGTERM)
