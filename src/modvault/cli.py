@@ -10,7 +10,7 @@ from pathlib import Path
 
 from modvault import __version__
 from modvault.auth.cli import add_auth_commands, add_serve_flags, run_auth_command, serve_flags
-from modvault.config import SERVING_LINE_ENV, SETTINGS_ENV, ConfigError, Settings, load_settings
+from modvault.config import SETTINGS_ENV, ConfigError, Settings, load_settings
 from modvault.sources.redact import redact_text
 
 # `modvault serve` imports what starting needs (config, startup checks, logs), never the other
@@ -90,7 +90,7 @@ def serve(settings: Settings) -> int:
         from modvault.server.embedded import serve_here
 
         try:
-            return serve_here(settings, line)
+            return serve_here(settings, lambda: emit("info", "modvault", line))
         finally:
             if listen_lock is not None:
                 listen_lock.release()
@@ -108,12 +108,12 @@ def _become_supervisor(settings: Settings, line: str, lock_fd: int | None) -> No
     import json
     import signal
 
+    from modvault.observability.audit import mask
     from modvault.server import supervisor
 
     if not hasattr(signal, "sigtimedwait"):  # macOS, for one
         raise ConfigError("process_model: 'workers' needs a system with sigtimedwait (Linux); "
                           "use process_model = 'single' here")
-    os.environ[SERVING_LINE_ENV] = line
     if lock_fd is not None:
         os.set_inheritable(lock_fd, True)
     spec = {
@@ -122,6 +122,7 @@ def _become_supervisor(settings: Settings, line: str, lock_fd: int | None) -> No
         "shutdown_timeout": settings.shutdown_timeout,
         "respawn_interval": 1.0,
         "deaths_file": str(Path(settings.data_dir) / supervisor.DEATHS_FILE),
+        "serving_line": mask(line),  # as observability.logs.emit would log it
         "lock_fd": lock_fd,
     }
     for stream in (sys.stdout, sys.stderr):

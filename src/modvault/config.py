@@ -34,8 +34,6 @@ def _default_data_dir() -> str:
 
 # The environment variable that carries the Settings (JSON) from `modvault serve` to its workers.
 SETTINGS_ENV = "MODVAULT__SETTINGS_JSON"
-# The "serving ..." line's text, which the first worker logs once the port accepts.
-SERVING_LINE_ENV = "MODVAULT__SERVING_LINE"
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ import pytest
 from modvault.server import supervisor
 from tests.support.waits import wait_for
 
+SERVING = "modvault 0.0 serving http://127.0.0.1:1 (a stand-in)"
+
 
 def start(tmp_path: Path, worker: str, workers: int = 1, shutdown_timeout: float = 5,
           respawn_interval: float = 0.2, crash_loop: float = supervisor.CRASH_LOOP
@@ -25,7 +27,8 @@ def start(tmp_path: Path, worker: str, workers: int = 1, shutdown_timeout: float
     deaths = tmp_path / "data" / supervisor.DEATHS_FILE
     spec = {"workers": workers, "argv": [sys.executable, "-c", worker],
             "shutdown_timeout": shutdown_timeout, "respawn_interval": respawn_interval,
-            "crash_loop": crash_loop, "deaths_file": str(deaths), "lock_fd": None}
+            "crash_loop": crash_loop, "deaths_file": str(deaths), "lock_fd": None,
+            "serving_line": SERVING}
     proc = subprocess.Popen([sys.executable, "-I", "-S", supervisor.__file__, json.dumps(spec)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=tmp_path, start_new_session=True)
@@ -42,29 +45,33 @@ def children(pid: int) -> list[int]:
 
 
 SLEEPER = """
-import os, sys, time
-open(os.environ["MODVAULT__WORKER"] + "-" + str(os.getpid()), "w").write(
-    os.environ.get("MODVAULT__ANNOUNCE", "-"))
+import os, signal, sys, time
+open(os.environ["MODVAULT__WORKER"] + "-" + str(os.getpid()), "w").write("")
+time.sleep(0.2)  # its "port accepts": ready
+os.kill(int(os.environ["MODVAULT__SUPERVISOR"]), signal.SIGUSR1)
 time.sleep(600)
 """
 
 
-def test_each_worker_gets_its_number_and_only_the_first_announces(tmp_path: Path) -> None:
+def serving_lines(err: str) -> list[dict[str, str]]:
+    return [d for d in lines(err) if d["msg"] == SERVING]
+
+
+def test_each_worker_gets_its_number_and_the_first_ready_one_has_the_line_logged_once(
+        tmp_path: Path) -> None:
     proc, deaths = start(tmp_path, SLEEPER, workers=3)
     try:
         assert wait_for(lambda: len(list(tmp_path.glob("[0-9]-*"))) == 3, 20)
-        got = sorted((p.name.split("-")[0], p.read_text()) for p in tmp_path.glob("[0-9]-*"))
-        assert got == [("1", "1"), ("2", "-"), ("3", "-")]
+        assert sorted(p.name.split("-")[0] for p in tmp_path.glob("[0-9]-*")) == ["1", "2", "3"]
         assert deaths.read_text() == "0\n"
         assert sorted(children(proc.pid)) == sorted(int(p.name.split("-")[1])
                                                     for p in tmp_path.glob("[0-9]-*"))
-        # A respawned first worker does not announce again.
+        # A respawned worker reports ready again: the line is not logged again.
         first = next(tmp_path.glob("1-*"))
         os.kill(int(first.name.split("-")[1]), signal.SIGKILL)
         assert wait_for(lambda: len(list(tmp_path.glob("1-*"))) == 2, 20)
-        again = next(p for p in tmp_path.glob("1-*") if p != first)
-        assert again.read_text() == "-"
         assert deaths.read_text() == "1\n"
+        time.sleep(0.5)  # past the respawned worker's ready signal
         os.kill(proc.pid, signal.SIGHUP)  # ignored, and said so
         time.sleep(0.3)
         assert proc.poll() is None and len(children(proc.pid)) == 3
@@ -76,6 +83,33 @@ def test_each_worker_gets_its_number_and_only_the_first_announces(tmp_path: Path
     assert any(m == "worker-1 exited unexpectedly (killed by SIGKILL, death 1 since start); "
                "respawning it" for m in msgs), msgs
     assert any(m.startswith("SIGHUP ignored") for m in msgs), msgs
+    assert [(d["level"], d["logger"]) for d in serving_lines(err)] == [("info", "modvault")]
+
+
+def test_the_serving_line_waits_for_a_worker_that_is_ready(tmp_path: Path) -> None:
+    """Nothing is logged for a worker that dies before its port accepts; the line comes with its
+    respawn, once it is ready, and not before."""
+    worker = """
+import os, signal, sys, time
+if not os.path.exists("started"):
+    open("started", "w").write("")
+    sys.exit(1)  # dies before it is ready
+time.sleep(0.5)
+open("ready", "w").write("")
+os.kill(int(os.environ["MODVAULT__SUPERVISOR"]), signal.SIGUSR1)
+time.sleep(600)
+"""
+    proc, deaths = start(tmp_path, worker)
+    try:
+        assert wait_for(lambda: (tmp_path / "ready").exists(), 20)
+        time.sleep(0.3)
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0 and deaths.read_text() == "1\n"
+    assert len(serving_lines(err)) == 1
+    death = next(i for i, d in enumerate(lines(err)) if "exit status 1" in d["msg"])
+    assert lines(err).index(serving_lines(err)[0]) > death
 
 
 def test_a_worker_dying_again_soon_after_its_respawn_stops_the_server(tmp_path: Path) -> None:

@@ -44,16 +44,14 @@ class _Unsaid(logging.Filter):
         return not record.getMessage().startswith("Embedded server is experimental")
 
 
-def serve_here(settings: Settings, serving_line: str | None) -> int:
-    """Serve from this process until stopped; ``serving_line`` is logged once the port accepts."""
+def serve_here(settings: Settings, accepting: Callable[[], None]) -> int:
+    """Serve from this process until stopped; ``accepting`` is called (in a thread) once the port
+    accepts connections: the serving line is true from then on."""
     from modvault import startup
     from modvault.cache.coordination.state import changes_file_held
-    from modvault.observability.logs import emit
 
     def on_listening() -> None:
-        if serving_line is not None:
-            startup.when_listening(settings.host, settings.port,
-                                   lambda: emit("info", "modvault", serving_line))
+        startup.when_listening(settings.host, settings.port, accepting)
 
     tls = (Path(settings.tls_cert), Path(settings.tls_key)) if settings.tls_cert else None
     with changes_file_held(settings.data_dir):  # the change token that workers share

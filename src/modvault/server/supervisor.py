@@ -17,7 +17,9 @@ What it does, as granian's supervisor did for the workers before:
 - SIGTERM or SIGINT is passed on to every worker, which stops accepting and finishes what is in
   flight (server/drain.py) within ``shutdown_timeout``; a worker still running a second after
   that is killed, and the supervisor exits 0 once every worker is gone.
-SIGHUP is logged and ignored: new settings take a restart.
+A worker sends ``READY`` (SIGUSR1) once its port accepts connections; the first one to do so has
+the supervisor log the "serving ..." line, once per server run. SIGHUP is logged and ignored: new
+settings take a restart.
 """
 
 from __future__ import annotations
@@ -34,17 +36,17 @@ if TYPE_CHECKING:
 
 CRASH_LOOP = 5.5  # seconds: a respawned worker dying within this is a crash loop (as granian)
 KILL_MARGIN = 1.0  # seconds past shutdown_timeout before a stopping worker is killed
-WATCHED = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
-ANNOUNCE_ENV = "MODVAULT__ANNOUNCE"  # set for the first worker's first start: it logs "serving"
+READY = signal.SIGUSR1  # from a worker: its port accepts connections
+WATCHED = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, READY}
 WORKER_ENV = "MODVAULT__WORKER"  # the worker's number, 1-based
 SUPERVISOR_ENV = "MODVAULT__SUPERVISOR"  # this process's pid: a worker stops when it is gone
 DEATHS_FILE = ".modvault/run/worker-deaths"  # under the data directory (observability/workers.py)
 
 
-def log(level: str, msg: str) -> None:
+def log(level: str, msg: str, logger: str = "modvault.workers") -> None:
     """One JSON line on stderr, in the shape of observability/logs.py (which it cannot import).
     Best effort: with stderr gone (a closed pipe), the workers must still be looked after."""
-    written(json.dumps({"ts": round(time.time(), 3), "level": level, "logger": "modvault.workers",
+    written(json.dumps({"ts": round(time.time(), 3), "level": level, "logger": logger,
                         "msg": msg}, separators=(",", ":")) + "\n")
 
 
@@ -99,6 +101,7 @@ class Supervisor:
         self.respawn_interval = float(spec.get("respawn_interval", 1.0))
         self.crash_loop = float(spec.get("crash_loop", CRASH_LOOP))
         self.deaths_file = str(spec["deaths_file"])
+        self.serving_line: str | None = spec.get("serving_line")
         self.pids: dict[int, int] = {}  # pid -> worker number
         self.respawned: dict[int, float] = {}  # worker number -> when it was last respawned
         self.due: dict[int, float] = {}  # worker number -> when to respawn it
@@ -106,13 +109,10 @@ class Supervisor:
         self.stopping = False
         self.code = 0
 
-    def spawn(self, number: int, announce: bool = False) -> None:
+    def spawn(self, number: int) -> None:
         env = dict(os.environ)
         env[WORKER_ENV] = str(number)
         env[SUPERVISOR_ENV] = str(os.getpid())
-        env.pop(ANNOUNCE_ENV, None)
-        if announce:
-            env[ANNOUNCE_ENV] = "1"
         try:
             # The worker starts with no signal blocked (this process blocks those it waits for).
             pid = os.posix_spawn(self.argv[0], self.argv, env, setsigmask=set())
@@ -125,7 +125,7 @@ class Supervisor:
         signal.pthread_sigmask(signal.SIG_BLOCK, WATCHED)
         write_count(self.deaths_file, 0)  # per server run
         for number in range(1, self.workers + 1):
-            self.spawn(number, announce=number == 1)
+            self.spawn(number)
         while self.pids or (self.due and not self.stopping):
             now = time.monotonic()
             for number, when in sorted(self.due.items()):
@@ -140,6 +140,10 @@ class Supervisor:
             elif info is not None and info.si_signo == signal.SIGHUP:
                 log("warning", "SIGHUP ignored: modvault reloads nothing; restart it to apply "
                                "new settings")
+            elif (info is not None and info.si_signo == READY and info.si_pid in self.pids
+                  and self.serving_line is not None and not self.stopping):
+                log("info", self.serving_line, logger="modvault")
+                self.serving_line = None  # once per server run
             self.reap()
         return self.code
 

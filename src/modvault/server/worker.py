@@ -9,36 +9,39 @@ from __future__ import annotations
 
 import os
 
-from modvault.config import SERVING_LINE_ENV, SETTINGS_ENV, Settings
+from modvault.config import SETTINGS_ENV, Settings
 from modvault.server.embedded import leave_now, serve_here
-from modvault.server.supervisor import ANNOUNCE_ENV, SUPERVISOR_ENV
+from modvault.server.supervisor import READY, SUPERVISOR_ENV
 
 PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
-def stop_with_supervisor() -> None:
+def stop_with_supervisor() -> int:
     """SIGTERM this worker when its supervisor is gone (killed with SIGKILL, say): a worker left
-    behind would keep serving the port, with no one to stop it or to respawn its siblings."""
+    behind would keep serving the port, with no one to stop it or to respawn its siblings.
+    The supervisor's pid."""
     import ctypes
     import signal
 
     parent = os.environ.get(SUPERVISOR_ENV, "")
+    if not parent.isdigit():
+        raise SystemExit(f"{__name__} is started by the supervisor, which sets {SUPERVISOR_ENV}")
     prctl = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)  # Linux only
     if prctl is None or prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
-        return  # best effort: without it, a worker outlives a killed supervisor
+        return int(parent)  # best effort: without it, a worker outlives a killed supervisor
     if str(os.getppid()) != parent:  # the supervisor died before the call above
-        raise SystemExit(f"{__name__}: the supervisor ({parent or 'unknown'}) is gone")
+        raise SystemExit(f"{__name__}: the supervisor ({parent}) is gone")
+    return int(parent)
 
 
 def main() -> int:
     raw = os.environ.get(SETTINGS_ENV)
     if not raw:
         raise SystemExit(f"{__name__} is started by `modvault serve`, which sets {SETTINGS_ENV}")
-    stop_with_supervisor()
+    supervisor = stop_with_supervisor()
     settings = Settings.from_json(raw)
-    # Only the first worker's first start logs the serving line: once, as with one process.
-    line = os.environ.get(SERVING_LINE_ENV) if os.environ.get(ANNOUNCE_ENV) else None
-    return serve_here(settings, line)
+    # Once the port accepts: the supervisor logs the serving line for the first worker to say so.
+    return serve_here(settings, lambda: os.kill(supervisor, READY))
 
 
 if __name__ == "__main__":
