@@ -20,10 +20,10 @@ import pytest
 
 from modvault.sources.loopnet import (
     FIRST_READ,
-    HEAD_REFUSED,
     MAX_BUFFER,
     MAX_HEAD_READ,
     MIN_BUFFER,
+    HeadRefused,
     LoopBackend,
     LoopStream,
     _interleave,
@@ -368,7 +368,9 @@ def test_a_flood_of_informational_heads_does_not_hold_the_loop(servers: list[Ser
 
 
 def test_the_refusal_is_named_in_messages_other_protocol_errors_are_not() -> None:
-    refused = httpx.RemoteProtocolError(f"{HEAD_REFUSED} {MAX_HEAD_READ} bytes")
+    text = f"no final answer head within the first {MAX_HEAD_READ} bytes"
+    refused = httpx.RemoteProtocolError(text)  # as httpx raises it: from loopnet's own error
+    refused.__cause__ = HeadRefused(text)
     assert describe(refused) == f"no final answer head within the first {MAX_HEAD_READ} bytes"
     assert describe(httpx.RemoteProtocolError("illegal header line: bytearray(b'\\x00')")) == \
         "connection closed before the answer was complete"

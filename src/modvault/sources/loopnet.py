@@ -39,8 +39,8 @@ import httpcore
 
 from modvault.sources.pacing import SLICE
 
-__all__ = ["CONNECT_STAGGER", "FIRST_READ", "HEAD_REFUSED", "MAX_BUFFER", "MAX_HEAD_READ", "MIN_BUFFER",
-           "MIN_READ", "LoopBackend", "LoopPool", "LoopStream", "connect_staggered"]
+__all__ = ["CONNECT_STAGGER", "FIRST_READ", "MAX_BUFFER", "MAX_HEAD_READ", "MIN_BUFFER",
+           "MIN_READ", "HeadRefused", "LoopBackend", "LoopPool", "LoopStream", "connect_staggered"]
 
 MIN_BUFFER = 64 * 1024
 MAX_BUFFER = 1024 * 1024
@@ -51,7 +51,6 @@ CONNECT_STAGGER = 0.25  # RFC 8305 section 5: the recommended Connection Attempt
 # What may be read before an answer's final head is in (h11, as httpcore sets it, takes a head of
 # up to 100 KiB; informational answers before it are not counted by anyone else).
 MAX_HEAD_READ = 1024 * 1024
-HEAD_REFUSED = "no final answer head within the first"  # its error's text (retry.describe)
 
 
 class _Receiver(asyncio.BufferedProtocol):
@@ -135,6 +134,11 @@ async def _wait(fut: asyncio.Future[None], timeout: float | None,
         raise error("timed out") from None
 
 
+class HeadRefused(httpcore.RemoteProtocolError):
+    """No final answer head within :data:`MAX_HEAD_READ` bytes. httpx raises its own
+    RemoteProtocolError from it (``__cause__``), which retry.describe names."""
+
+
 class _HeadRead:
     """Bytes still allowed before the final head of the answer being read."""
 
@@ -216,7 +220,7 @@ class LoopStream(httpcore.AsyncNetworkStream):
         if head is not None:
             head.left -= n
             if head.left < 0:
-                raise httpcore.RemoteProtocolError(f"{HEAD_REFUSED} {MAX_HEAD_READ} bytes")
+                raise HeadRefused(f"no final answer head within the first {MAX_HEAD_READ} bytes")
         out = bytes(memoryview(r.buf)[r.start:r.start + n])
         r.start += n
         if r.reading_paused and len(r.buf) - (r.end - r.start) >= _MIN_FREE:

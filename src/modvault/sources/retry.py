@@ -65,11 +65,11 @@ def describe(exc: BaseException) -> str:
     """A transport failure in words a user can act on; never a URL with credentials."""
     import httpx  # loaded with the first upstream request (sources/lazyclient.py)
 
-    from modvault.sources.loopnet import HEAD_REFUSED
+    from modvault.sources.loopnet import HeadRefused
     if isinstance(exc, httpx.RemoteProtocolError):
-        text = str(exc)
-        return text if text.startswith(HEAD_REFUSED) else \
-            "connection closed before the answer was complete"
+        if isinstance(exc.__cause__, HeadRefused):  # an endless run of informational heads
+            return str(exc.__cause__)
+        return "connection closed before the answer was complete"
     if isinstance(exc, httpx.ConnectError):
         return "cannot connect"
     return type(exc).__name__
