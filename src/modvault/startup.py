@@ -47,9 +47,7 @@ def absolute_paths(settings: Settings) -> Settings:
 def unknown_variables(environ: Mapping[str, str], settings: Settings) -> list[str]:
     """MODVAULT_* variables that name no setting (typos are otherwise silently ignored)."""
     known = {env_name(f.name) for f in dataclasses.fields(settings)} | KNOWN_VARIABLES
-    # MODVAULT__* (two underscores) carry state from `modvault serve` to its workers.
-    return sorted(k for k in environ if k.startswith("MODVAULT_") and k not in known
-                  and not k.startswith("MODVAULT__"))
+    return sorted(k for k in environ if k.startswith("MODVAULT_") and k not in known)
 
 
 def check_data_dir(path: str) -> None:
