@@ -82,21 +82,17 @@ _load()
 
 def serve(port: int, tls: tuple[str, str] | None) -> None:
     import asyncio
+    import dataclasses
 
     import uvloop
-    from granian.constants import HTTPModes, Interfaces
-    from granian.http import HTTP1Settings
     from granian.server.embed import Server
 
     from modvault.config import Settings
-    from modvault.server.embedded import HTTP1_BUFFER_BYTES
+    from modvault.server.embedded import server_options
 
-    slots = Settings().max_connections
-    server = Server(app, address="127.0.0.1", port=port, interface=Interfaces.RSGI,
-                    http=HTTPModes.auto, websockets=False, log_level="warning",  # type: ignore[arg-type]
-                    backpressure=slots, backlog=max(1024, slots),
-                    http1_settings=HTTP1Settings(max_buffer_size=HTTP1_BUFFER_BYTES),
-                    ssl_cert=Path(tls[0]) if tls else None, ssl_key=Path(tls[1]) if tls else None)
+    settings = dataclasses.replace(Settings(), listen=f"127.0.0.1:{port}")
+    server = Server(app, log_level="warning",  # type: ignore[arg-type]
+                    **server_options(settings, (Path(tls[0]), Path(tls[1])) if tls else None))
 
     async def main() -> None:
         loop = asyncio.get_running_loop()

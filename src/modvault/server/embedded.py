@@ -58,11 +58,34 @@ def serve_here(settings: Settings, accepting: Callable[[], None]) -> int:
         return serve_embedded(settings, on_listening, tls)
 
 
+def server_options(settings: Settings, tls: tuple[Path, Path] | None) -> dict[str, Any]:
+    """How granian's server is set up for modvault: every server process, and the benchmark's
+    ceiling (bench/granian_ceiling.py), which must run on the same server to be one."""
+    from granian.constants import HTTPModes, Interfaces
+    from granian.http import HTTP1Settings
+
+    return {
+        "address": settings.host,
+        "port": settings.port,
+        "interface": Interfaces.RSGI,
+        "http": HTTPModes.auto,
+        "websockets": False,
+        # task_impl stays asyncio (the default), not rust: it gave ~17% more small-body req/s
+        # here, but with granian 2.8.7 a request coroutine that awaits after catching an
+        # exception from an awaited Task/Future is closed (GeneratorExit), which breaks
+        # fallbacks such as list-from-store.
+        # Connection slots per process; the idle ones are cut by server/connreaper.py.
+        "backpressure": settings.max_connections,
+        "backlog": max(1024, settings.max_connections),
+        "http1_settings": HTTP1Settings(max_buffer_size=HTTP1_BUFFER_BYTES),
+        "ssl_cert": tls[0] if tls else None,
+        "ssl_key": tls[1] if tls else None,
+    }
+
+
 def serve_embedded(settings: Settings, on_listening: Callable[[], None],
                  tls: tuple[Path, Path] | None = None) -> int:
     """Serve until SIGTERM/SIGINT (exit status 0) or until the server stops on its own (1)."""
-    from granian.constants import HTTPModes, Interfaces
-    from granian.http import HTTP1Settings
     from granian.server.embed import Server
 
     from modvault.observability.logs import granian_log_config
@@ -79,25 +102,11 @@ def serve_embedded(settings: Settings, on_listening: Callable[[], None],
     server = Server(
         app_factory,
         factory=True,
-        address=settings.host,
-        port=settings.port,
-        interface=Interfaces.RSGI,
-        http=HTTPModes.auto,
-        websockets=False,
         log_enabled=True,
         log_level=settings.log_level,  # type: ignore[arg-type]
         log_dictconfig=granian_log_config(),
         log_access=False,
-        # task_impl stays asyncio (the default), not rust: it gave ~17% more small-body req/s
-        # here, but with granian 2.8.7 a request coroutine that awaits after catching an
-        # exception from an awaited Task/Future is closed (GeneratorExit), which breaks
-        # fallbacks such as list-from-store.
-        # Connection slots per process; the idle ones are cut by server/connreaper.py.
-        backpressure=settings.max_connections,
-        backlog=max(1024, settings.max_connections),
-        http1_settings=HTTP1Settings(max_buffer_size=HTTP1_BUFFER_BYTES),
-        ssl_cert=tls[0] if tls else None,
-        ssl_key=tls[1] if tls else None,
+        **server_options(settings, tls),
     )
     logging.getLogger("_granian").addFilter(_Unsaid())
     server.on_startup(on_listening)
