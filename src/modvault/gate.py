@@ -113,6 +113,9 @@ class ModuleGate:
         version = obj.etag if obj is not None else None
         self.loaded = True
         if version == self._version:
+            # Unchanged; a change elsewhere (ModuleService.forget) may have set ``active`` to
+            # make requests look at the blocks until this reread, which then found them as they were.
+            self.active = bool(self.allow or self.deny or self.blocks)
             return
         blocks = await read_blocks_async(self.store) if obj is not None else {}
         self.blocks = blocks

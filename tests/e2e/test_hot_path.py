@@ -17,6 +17,7 @@ import pytest
 from tests.conftest import Corpus, ModvaultFactory
 from tests.support.gitrepos import GO, download_json, go_env, run_go
 from tests.support.upstream_server import Behaviour, TestUpstreamServer
+from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -150,6 +151,32 @@ def test_block_overrides_prebuilt_answers(upstream_a: TestUpstreamServer,
         for path in (INFO, ZIP):
             r = c.get(path)
             assert r.status_code == 403 and "CVE-2099-0002" in r.text, path
+
+
+def test_prebuilt_answers_resume_after_a_change_elsewhere(upstream_a: TestUpstreamServer,
+                                                          modvault: ModvaultFactory) -> None:
+    """A change announced by another process (here ``modvault rm`` of another version) makes the
+    worker drop its caches and reread the blocks; once it has, answers are prebuilt again (they
+    stopped for good before: the reread of unchanged blocks left the gate marked active)."""
+    mv = modvault(upstream_a.url)
+    other = f"/{MOD}/@v/v1.1.0.info"
+    with httpx.Client(base_url=mv.url) as c:
+        for _ in range(3):
+            assert c.get(INFO).status_code == 200 and c.get(other).status_code == 200
+        before = metric(mv.url, "modvault_prebuilt_answers_total", kind="info")
+        assert c.get(INFO).status_code == 200
+        assert metric(mv.url, "modvault_prebuilt_answers_total", kind="info") == before + 1
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MODVAULT_")}
+        subprocess.run([sys.executable, "-m", "modvault", "rm", f"{MOD}@v1.1.0", "--data-dir",
+                        str(mv.data_dir)], check=True, env=env, capture_output=True, timeout=120)
+
+        def prebuilt_again() -> bool:
+            was = metric(mv.url, "modvault_prebuilt_answers_total", kind="info")
+            assert c.get(INFO).status_code == 200
+            return metric(mv.url, "modvault_prebuilt_answers_total", kind="info") == was + 1
+
+        assert wait_for(prebuilt_again, 15)
+        assert c.get(other).headers["cache-status"] == "modvault; fwd=miss; stored"  # removed
 
 
 def test_authenticated_answers_are_never_prebuilt_public_ones(tmp_path: Path,
