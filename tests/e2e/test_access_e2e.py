@@ -4,6 +4,7 @@ modules published with the CLI, and the real go command with .netrc and with a G
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -21,6 +22,7 @@ import pytest
 from tests.support.gitrepos import GO, download_json, go_env, rmtree, run_go
 from tests.support.modvault_proc import ModvaultProcess
 from tests.support.tls import make_cert
+from tests.support.waits import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(GO is None, reason="go not on PATH")]
 
@@ -150,6 +152,54 @@ def test_netrc_download_get_build_verified_by_private_sumdb(hosted: Hosted, home
     with hosted.client(hosted.tokens["ci"]) as c:
         r = c.get(f"/{MODULE}/@v/v1.0.0.info")
         assert r.status_code == 200 and r.headers["cache-control"].startswith("private")
+
+
+def _prebuilt(hosted: Hosted) -> dict[str, float]:
+    """modvault_prebuilt_answers_total by kind (read with the admin token)."""
+    with hosted.client(hosted.tokens["admin"]) as c:
+        return {k: _prebuilt_of(c, k, hosted.tokens["admin"]) for k in ("info", "mod", "zip")}
+
+
+def _prebuilt_of(c: httpx.Client, kind: str, token: str | None = None) -> float:
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    for line in c.get("/metrics", headers=headers).text.splitlines():
+        if line.startswith(f'modvault_prebuilt_answers_total{{kind="{kind}"}} '):
+            return float(line.rpartition(" ")[2])
+    return 0.0
+
+
+def test_go_downloads_again_from_authenticated_prebuilt_answers(hosted: Hosted,
+                                                                tmp_path: Path) -> None:
+    """The go command, with credentials, into two empty module caches: once the answers are
+    learned, the second download's are prebuilt ones (sent after the access checks), and the
+    go command verifies them against the private checksum database as it did the first."""
+    sums = []
+    for i in range(2):
+        home = tmp_path / f"home{i}"
+        home.mkdir()
+        _netrc(home, hosted.tokens["ci"], hosted.mv.port)
+        if i == 1:
+            # Learned by now, once the worker has settled after the fixture's publish (a
+            # change drops its caches until the blocks are reread, within a second).
+            with hosted.client(hosted.tokens["ci"]) as c:
+                for kind in ("info", "mod", "zip"):
+                    assert wait_for(functools.partial(_answered_prebuilt, c, kind, hosted), 15), kind
+            before = _prebuilt(hosted)
+        docs = download_json(run_go(["mod", "download", "-json", f"{MODULE}@v1.0.0"], home,
+                                    hosted.go_env(home)).stdout)
+        assert not docs[0].get("Error"), docs
+        sums.append(docs[0]["Sum"])
+        rmtree(home / "gopath")
+    after = _prebuilt(hosted)
+    assert sums[0] == sums[1] and str(sums[0]).startswith("h1:")
+    assert {k: after[k] - before[k] for k in ("info", "mod", "zip")} == \
+        {"info": 1, "mod": 1, "zip": 1}, (before, after)
+
+
+def _answered_prebuilt(c: httpx.Client, kind: str, hosted: Hosted) -> bool:
+    before = _prebuilt_of(c, kind, hosted.tokens["admin"])
+    assert c.get(f"/{MODULE}/@v/v1.0.0.{kind}").status_code == 200
+    return _prebuilt_of(c, kind, hosted.tokens["admin"]) == before + 1
 
 
 def test_goauth_command_bearer(hosted: Hosted, home: Path) -> None:

@@ -196,6 +196,109 @@ def test_authenticated_answers_are_never_prebuilt_public_ones(tmp_path: Path,
         assert httpx.get(mv.url + INFO).status_code == 401
 
 
+def _tokens(data: Path, env: dict[str, str], *specs: tuple[str, ...]) -> dict[str, str]:
+    """``modvault token create NAME --role ROLE [more]`` for each spec; name -> secret."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("MODVAULT_")}
+    out = {}
+    for name, role, *more in specs:
+        out[name] = subprocess.run(
+            [sys.executable, "-m", "modvault", "token", "create", name, "--role", role, *more,
+             "--data-dir", str(data)], check=True, env={**base, **env}, capture_output=True,
+            text=True, timeout=120).stdout.split()[-1]
+    return out
+
+
+AUTH_ENV = {"MODVAULT_METRICS_AUTH": "false",
+            "MODVAULT_ROLES": '{"slow": {"read": ["*"], "rate": 0.2, "burst": 3}}'}
+
+
+def test_authenticated_prebuilt_answers_are_the_general_paths(tmp_path: Path,
+                                                              upstream_a: TestUpstreamServer,
+                                                              modvault: ModvaultFactory) -> None:
+    """With auth on, the middleware still sees every request; once it lets one through, an
+    authenticated GET is answered from the private table: the general path's bytes and headers
+    (Cache-Control: private), counted and logged like it."""
+    upstream_a.behaviours[BIG_MOD] = Behaviour(body=BIG_MOD_BODY)
+    data = tmp_path / "authdata"
+    token = _tokens(data, AUTH_ENV, ("reader1", "reader"))["reader1"]
+    mv = modvault(upstream_a.url, "--auth", "on", data_dir=data, env=AUTH_ENV)
+    cases: list[tuple[str, dict[str, str]]] = [
+        (INFO, {}), (MODF, {}), (ZIP, {}), (BIG_MOD, {"Accept-Encoding": "gzip"}),
+        (ZIP, {"Range": "bytes=100-1099"}),
+    ]
+    auth = {"Authorization": f"Bearer {token}", "Accept-Encoding": "identity"}
+    with httpx.Client(base_url=mv.url, headers=auth) as c:
+        for path, headers in cases:
+            assert c.get(path, headers=headers).status_code in (200, 206), path
+            general = c.get(path, headers=headers)
+            kind = path.rsplit(".", 1)[1]
+            before = metric(mv.url, "modvault_prebuilt_answers_total", kind=kind)
+            hot = [c.get(path, headers=headers) for _ in range(3)]
+            assert metric(mv.url, "modvault_prebuilt_answers_total", kind=kind) - before == 3, path
+            for r in hot:
+                assert (r.status_code, raw_items(r), r.content) == \
+                       (general.status_code, raw_items(general), general.content), (path, headers)
+            assert hot[0].headers["cache-control"].startswith("private"), path
+        # Conditional requests and HEAD still take the general path.
+        etag = c.get(INFO).headers["etag"]
+        assert c.get(INFO, headers={"If-None-Match": etag}).status_code == 304
+        assert c.head(ZIP).status_code == 200 and c.head(ZIP).content == b""
+    total = metric(mv.url, "modvault_requests_total", kind="info", status="200")
+    time.sleep(0.5)  # the access log is flushed within 0.1 s
+    lines = [json.loads(x) for x in mv.output().splitlines()
+             if '"modvault.access"' in x and f'"path":"{INFO}"' in x and '"status":200' in x]
+    assert len(lines) == total >= 6, (len(lines), total)
+    assert {ln["cache"] for ln in lines[2:]} == {"memory"}
+
+
+def test_access_checks_run_before_authenticated_prebuilt_answers(
+        tmp_path: Path, upstream_a: TestUpstreamServer, modvault: ModvaultFactory) -> None:
+    """A learned answer is only ever sent after the access middleware let the request through:
+    no credentials, a bad token, a token for other modules, a revoked token and a rate limit
+    are each refused as before, and no prebuilt answer is counted for them."""
+    data = tmp_path / "authdata"
+    tokens = _tokens(data, AUTH_ENV, ("reader1", "reader"), ("gone", "reader"),
+                     ("other", "reader", "--modules", "other.example/*"), ("limited", "slow"))
+    mv = modvault(upstream_a.url, "--auth", "on", data_dir=data, env=AUTH_ENV)
+
+    def get(path: str, token: str | None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.get(mv.url + path, headers=headers)
+
+    for path in (INFO, ZIP):
+        for _ in range(3):  # fetched, learned, answered prebuilt
+            assert get(path, tokens["reader1"]).status_code == 200
+            assert get(path, tokens["gone"]).status_code == 200
+    hot = {k: metric(mv.url, "modvault_prebuilt_answers_total", kind=k) for k in ("info", "zip")}
+    assert hot["info"] >= 2 and hot["zip"] >= 2, hot
+    passed = {}
+    for path, kind in ((INFO, "info"), (ZIP, "zip")):
+        assert get(path, None).status_code == 401
+        assert get(path, "mvt_not-a-token").status_code == 401
+        assert get(path, tokens["other"]).status_code == 403
+        statuses = [get(path, tokens["limited"]).status_code for _ in range(3)]
+        assert set(statuses) <= {200, 429}, statuses
+        passed[kind] = statuses.count(200)
+    # burst 3 at 0.2/s, one bucket for both paths: 3 pass, the other 3 are refused
+    assert statuses == [429, 429, 429] and passed["info"] == 3, passed
+    # Only what passed the middleware was answered, prebuilt.
+    assert {k: metric(mv.url, "modvault_prebuilt_answers_total", kind=k) for k in hot} == \
+        {k: hot[k] + passed[k] for k in hot}
+    base = {k: v for k, v in os.environ.items() if not k.startswith("MODVAULT_")}
+    subprocess.run([sys.executable, "-m", "modvault", "token", "revoke", "gone", "--data-dir",
+                    str(data)], check=True, env={**base, **AUTH_ENV}, capture_output=True,
+                   timeout=120)
+    deadline = time.monotonic() + 15
+    while get(INFO, tokens["gone"]).status_code != 401:
+        assert time.monotonic() < deadline, "revocation not seen within 15 s"
+        time.sleep(0.2)
+    assert get(ZIP, tokens["gone"]).status_code == 401
+    # The reader still gets prebuilt answers afterwards.
+    before = metric(mv.url, "modvault_prebuilt_answers_total", kind="zip")
+    assert get(ZIP, tokens["reader1"]).status_code == 200
+    assert metric(mv.url, "modvault_prebuilt_answers_total", kind="zip") == before + 1
+
+
 @pytest.mark.parametrize("held", [True, False], ids=["hot_zip_bytes on", "hot_zip_bytes=0"])
 def test_small_zips_are_answered_from_memory(upstream_a: TestUpstreamServer,
                                              modvault: ModvaultFactory, held: bool) -> None:

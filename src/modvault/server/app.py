@@ -82,9 +82,12 @@ class App:
         self._refresher: asyncio.Task[None] | None = None
         self._before: list[Callable[[Request], Awaitable[None]]] = []
         self._after: list[Callable[[Request, float], None]] = []
-        # Prebuilt answers for cached artifacts (server/hotpath.py); None while some middleware
-        # must see every request first (authentication, client allowlist).
+        # Prebuilt answers for cached artifacts (server/hotpath.py). ``hot`` answers before
+        # anything else, so it exists only while no middleware must see requests first; with
+        # middleware (authentication, client allowlist), ``hot_private`` answers authenticated
+        # requests once the middleware has let them through, in place of the handler.
         self.hot: HotPath | None = None
+        self.hot_private: HotPath | None = None
 
     @property
     def service(self) -> ModuleService:
@@ -100,10 +103,13 @@ class App:
         endpoints.register(self, self.routes)
         self._before = [m.before for m in self.middleware if defines(m, "before")]
         self._after = [m.after for m in self.middleware if defines(m, "after")]
+        hot = HotPath(self.renderer if not self._before else self.private_renderer, service,
+                      self.access_log, max_zip_bytes=self.settings.hot_zip_bytes,
+                      max_zip_item=self.settings.memory_item_max_bytes)
         if not self._before:
-            self.hot = HotPath(self.renderer, service, self.access_log,
-                               max_zip_bytes=self.settings.hot_zip_bytes,
-                               max_zip_item=self.settings.memory_item_max_bytes)
+            self.hot = hot
+        else:
+            self.hot_private = hot
 
     def build_middleware(self) -> list[Middleware]:
         """The ordered list: client address, authentication, authorization, rate limit, access log."""
@@ -193,7 +199,10 @@ class App:
                 req.kind = route.kind
                 for before in self._before:
                     await before(req)
-                await route.handler(req)
+                hot = self.hot_private
+                if hot is None or route is not self.routes.protocol or not req.authenticated \
+                        or not hot.serve_request(req):
+                    await route.handler(req)
             except ModvaultError as exc:
                 req.send_exception(exc)
         except Exception:  # last resort: a bug must still answer a one-line 500, not a trace

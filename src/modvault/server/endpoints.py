@@ -97,10 +97,13 @@ class Handlers:
             return
         renderer = app.renderer if req.identity is None else app.renderer_for(req)
         await renderer._render(req, req.proto, art, req)
-        if app.hot is not None and req.identity is None and req.method == "GET" \
-                and req.status in (200, 206):
-            app.hot.learn(req.path, ref, art, "accept-encoding" in req.headers
-                          and accepts_gzip(req.headers.get("accept-encoding")))
+        if req.method != "GET" or req.status not in (200, 206):
+            return
+        # The table whose answers carry the headers this renderer just sent.
+        hot = app.hot if req.identity is None else app.hot_private if req.authenticated else None
+        if hot is not None:
+            hot.learn(req.path, ref, art, "accept-encoding" in req.headers
+                      and accepts_gzip(req.headers.get("accept-encoding")))
 
     async def healthz(self, req: Request) -> None:
         req.send_bytes(200, [("content-type", TEXT), ("cache-control", "no-store")], b"ok\n")

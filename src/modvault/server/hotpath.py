@@ -26,10 +26,17 @@ at 2.1 times the requests per second of granian's ``response_file`` (which opens
 reads it in a blocking-pool task for every answer), 0.77 of nginx's against 0.36; in modvault
 1.8 times (bench_proxy's 64 KiB zip row).
 
-The app consults the table only when no middleware runs before handlers (auth off, no client
-allowlist) and no block/allow/deny list is active; anything else (HEAD, conditional requests, If-Range,
-multipart ranges, unlearned encodings) takes the general path, which learns entries as it answers.
-Bounded in entries and in body bytes.
+Where the table sits depends on the middleware. With none that runs before handlers (auth off, no
+client allowlist) the app asks it first, before any request object exists (``serve``). Otherwise
+(``App.hot_private``) the request takes the general path up to the handler, so the middleware
+decides who may read what exactly as before (authentication, authorization, rate limit, the audit
+log); an authenticated GET it lets through is then answered from the table in place of the artifact
+handler (``serve_request``), with the private renderer's headers (``Cache-Control: private``), and the
+middleware's after hooks log and count it. Anonymous requests under auth take the general path.
+
+Either way the table stands aside while a block/allow/deny list is active; anything else (HEAD,
+conditional requests, If-Range, multipart ranges, unlearned encodings) takes the general path, which
+learns entries as it answers. Bounded in entries and in body bytes.
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ from modvault.storage import keys
 
 if TYPE_CHECKING:
     from modvault.observability.logs import AccessLog
+    from modvault.server.request import Request
     from modvault.service import ModuleService
 
 Headers = list[tuple[str, str]]
@@ -103,36 +111,57 @@ class HotPath:
     # -- answering --------------------------------------------------------------------------
 
     def serve(self, scope: Any, proto: Any) -> bool:
-        """Answer the request if a prebuilt answer fits it; False leaves it to the general path."""
+        """Answer the request if a prebuilt answer fits it, recording it as the general path
+        would (its middleware included); False leaves it to the general path."""
+        started = time.perf_counter()
+        answered = self.answer(scope, proto)
+        if answered is None:
+            return False
+        entry, status, size = answered
+        self._record(entry, scope, status, size, started)
+        return True
+
+    def serve_request(self, req: Request) -> bool:
+        """Answer a request that the access middleware has let through (it runs the after
+        hooks, which log and count it): what the artifact handler would do, prebuilt."""
+        answered = self.answer(req.scope, req.proto)
+        if answered is None:
+            return False
+        entry, req.status, req.size = answered
+        req.kind, req.tier = entry.kind, entry.art.tier
+        self._count(entry)
+        return True
+
+    def answer(self, scope: Any, proto: Any) -> tuple[HotEntry, int, int] | None:
+        """Send the prebuilt answer if one fits: (its entry, status, body bytes); None sends
+        nothing."""
         entry = self.entries.get(scope.path)
         if entry is None or scope.method != "GET" or self.gate.active:
-            return False
+            return None
         changes = self.changes
         if changes is not None and changes.changed():
             # A sibling worker published, blocked or removed something: what the service would
             # do first (drop its caches, reread blocks), then the general path answers.
             self.service.forget(None)
-            return False
-        started = time.perf_counter()
+            return None
         h = scope.headers
         if "if-none-match" in h or "if-modified-since" in h:
-            return False
+            return None
         if entry.body is not None:
             if "range" in h:
-                return False
+                return None
             if self.memory.get(entry.key) is not entry.art:  # evicted or replaced: forget it
                 self.drop(scope.path)
-                return False
+                return None
             accept = h.get("accept-encoding")
             if accept is not None and self._accepts_gzip(accept):
                 if entry.gzip is None:
-                    return False  # learned by the general path on this request
+                    return None  # learned by the general path on this request
                 headers, body = entry.gzip
             else:
                 headers, body = entry.headers, entry.body
             proto.response_bytes(200, headers, body)
-            self._record(entry, scope, 200, len(body), started)
-            return True
+            return entry, 200, len(body)
         path = entry.path
         assert path is not None
         files = self.renderer.files
@@ -146,11 +175,10 @@ class HotPath:
         except OSError:  # removed (rm, gc) or replaced: the general path decides
             files.forget(path)
             self.drop(scope.path)
-            return False
+            return None
         if entry.accel is not None and "if-range" not in h:
             proto.response_empty(200, entry.accel)  # nginx sends the bytes (and the range)
-            self._record(entry, scope, 200, 0, started)
-            return True
+            return entry, 200, 0
         data = entry.data
         rng = h.get("range")
         if rng is None:
@@ -158,13 +186,12 @@ class HotPath:
                 proto.response_bytes(200, entry.headers, data)
             else:
                 proto.response_file(200, entry.headers, path)
-            self._record(entry, scope, 200, entry.size, started)
-            return True
+            return entry, 200, entry.size
         if "if-range" in h:
-            return False
+            return None
         span = self._span(rng, entry.size)
         if span is None:  # several ranges, none, or unsatisfiable: the general path
-            return False
+            return None
         headers = [("content-type", "application/zip"), ("etag", entry.art.etag),
                    ("content-range", span.content_range(entry.size)),
                    ("content-length", str(span.length)), *entry.base]
@@ -174,22 +201,25 @@ class HotPath:
             proto.response_bytes(206, headers, os.pread(fd, span.length, span.start))
         else:
             proto.response_file_range(206, headers, path, span.start, span.end)
-        self._record(entry, scope, 206, span.length, started)
-        return True
+        return entry, 206, span.length
 
-    def _record(self, entry: HotEntry, scope: Any, status: int, size: int, started: float) -> None:
-        """What the general path records: access journal, metrics, access log."""
+    def _count(self, entry: HotEntry) -> None:
+        """What the general path's service and handler record: access journal, cache lookups."""
         if self.journal is not None:
             self.journal.touch(entry.key)
-        kind = entry.kind
         if entry.body is not None:
             metrics.CACHE_LOOKUPS.inc(("memory", "hit"))
         else:
             metrics.CACHE_LOOKUPS.inc(("store", "hit"))
+        metrics.PREBUILT_ANSWERS.inc((entry.kind,))
+
+    def _record(self, entry: HotEntry, scope: Any, status: int, size: int, started: float) -> None:
+        """What the general path records, its access-log middleware included."""
+        self._count(entry)
+        kind = entry.kind
         metrics.REQUESTS.inc((kind, "200" if status == 200 else str(status)))
         metrics.REQUEST_LATENCY.observe((kind,), time.perf_counter() - started)
         metrics.BYTES_SERVED.inc((kind,), size)
-        metrics.PREBUILT_ANSWERS.inc((kind,))
         log = self.access_log
         if log.enabled:
             parts = entry.log.get((status, size))
