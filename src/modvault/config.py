@@ -71,9 +71,10 @@ class Settings:
     tls_cert: str = ""
     tls_key: str = ""
     workers: int = 1
-    # "workers": granian's supervisor forks `workers` processes and respawns one that dies.
-    # "single": one process serves on its own event loop (granian embedded): no supervisor, ~35 MiB
-    # less resident memory, no respawn (leave that to systemd or the container runtime).
+    # "workers": modvault's supervisor (server/supervisor.py) starts `workers` processes and
+    # respawns one that dies. "single": one process serves on its own event loop (granian
+    # embedded, as each worker does): no supervisor, ~11 MiB less resident memory, no respawn
+    # (leave that to systemd or the container runtime).
     process_model: str = "workers"
     # Refuse to start on a port another process listens on, unless this asks for SO_REUSEPORT sharing.
     allow_port_sharing: bool = False

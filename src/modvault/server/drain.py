@@ -54,8 +54,8 @@ class Drain:
         self.stopping = False
         self.grace = grace
         self._task: asyncio.Task[None] | None = None
-        # What ends the worker once drained: the process exits at once (granian's supervisor
-        # waits for it); the single-process server (server/embedded.py) returns from its loop.
+        # What ends the process once drained: by default it exits at once; the server
+        # (server/embedded.py, in both process models) makes it return from its loop instead.
         self.leave: Callable[[], None] = lambda: os._exit(0)
 
     def install(self, loop: asyncio.AbstractEventLoop,
