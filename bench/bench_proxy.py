@@ -159,10 +159,13 @@ def _unit(value: str, unit: str) -> float:
     return float(value) * scale.get(unit, 1)
 
 
-def wrk(url: str, duration: float, conns: int = 64, header: str | None = None) -> dict[str, float]:
+def wrk(url: str, duration: float, conns: int = 64, header: str | None = None,
+        extra: str | None = None) -> dict[str, float]:
+    """wrk's figures for ``url``; ``header`` and ``extra`` are request headers ("Name: value")."""
     cmd = ["wrk", "-t2", f"-c{conns}", f"-d{int(duration)}s", "--latency", url]
-    if header:
-        cmd[1:1] = ["-H", header]
+    for h in (header, extra):
+        if h:
+            cmd[1:1] = ["-H", h]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
     out = proc.stdout
     found = re.search(r"Requests/sec:\s+([\d.]+)", out)
@@ -550,7 +553,7 @@ def main() -> int:
     ap.add_argument("--tree-src", metavar="DIR",
                     help="run 'modvault' from this source tree instead of the installed one")
     ap.add_argument("--auth", action="store_true",
-                    help="also measure small .info with auth on and a Bearer token (modvault-auth)")
+                    help="also measure modvault with auth on and a Bearer token (modvault-auth)")
     ap.add_argument("--goproxy", metavar="PATH",
                     help="a goproxy/goproxy binary built from bench/goproxy_peer, measured alongside")
     ap.add_argument("--no-accel", action="store_true", help="skip the front-end mode server")
@@ -647,7 +650,7 @@ def main() -> int:
                                         k: v for k, v in os.environ.items()
                                         if not k.startswith("MODVAULT_")},
                                    capture_output=True, text=True, check=True).stdout.split()[-1]
-            modvault("modvault-auth", nolog, "--auth", "on", small=True)
+            modvault("modvault-auth", nolog, "--auth", "on")
             auth_header = f"Authorization: Bearer {token}"
         mv_tls = free_port()
         procs.append(start_modvault(data, mv_tls, "--tls-cert", str(cert), "--tls-key", str(key),
@@ -665,16 +668,18 @@ def main() -> int:
 
                 def run(url: str, conns: int = 64, header: str | None = None) -> dict[str, float]:
                     """wrk, plus the server's CPU time per request over the run (less sensitive to
-                    other load on the machine than throughput)."""
+                    other load on the machine than throughput); modvault-auth's requests carry
+                    its token."""
                     before = cpu_of_groups(groups[who])  # noqa: B023
+                    token = auth_header if who == "modvault-auth" else None  # noqa: B023
                     try:
-                        r = wrk(url, d, conns=conns, header=header)
+                        r = wrk(url, d, conns=conns, header=header, extra=token)
                     except RuntimeError as exc:
                         raise RuntimeError(f"{who}: {exc}") from None  # noqa: B023
                     r["cpu_us"] = (cpu_of_groups(groups[who]) - before) / max(1.0, r["rps"] * d) * 1e6  # noqa: B023
                     return r
 
-                r = run(base + INFO, header=auth_header if who == "modvault-auth" else None)
+                r = run(base + INFO)
                 record(SMALL, who, r["rps"])
                 record(SMALL_P99, who, r["p99_ms"])
                 record(SMALL_CPU, who, r["cpu_us"])
@@ -750,7 +755,11 @@ def main() -> int:
     if "modvault-auth" in small:
         print("\nauth on / auth off (no log), small .info req/s: "
               f"{med(SMALL, 'modvault-auth') / med(SMALL, 'modvault-nolog'):.3f}, CPU per request: "
-              f"{med(SMALL_CPU, 'modvault-auth') / med(SMALL_CPU, 'modvault-nolog'):.3f}")
+              f"{med(SMALL_CPU, 'modvault-auth') / med(SMALL_CPU, 'modvault-nolog'):.3f}"
+              + (f"; 64 KiB range req/s {med(RANGE, 'modvault-auth') / med(RANGE, 'modvault-nolog'):.3f}"
+                 f", 64 KiB zip req/s "
+                 f"{med(SMALL_ZIP, 'modvault-auth') / med(SMALL_ZIP, 'modvault-nolog'):.3f}"
+                 if RANGE in results else ""))
     if cold:
         print()
         print_cold(cold)
