@@ -101,7 +101,9 @@ class ModuleGate:
         self.blocked_modules: set[str] = set()
         self._version: str | None = None
         self.loaded = store is None
-        self.active = bool(allow or deny)
+        # Active until the stored blocks have been read once (the first request reads them):
+        # a restarted server must not serve a blocked version before it knows the blocks.
+        self.active = bool(allow or deny) or store is not None
         # Bounded for a small host (README "Memory"): a miss costs one pattern match.
         self._module_refusal = functools.lru_cache(maxsize=8192)(self._module_refusal_uncached)
 

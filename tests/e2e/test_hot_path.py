@@ -153,6 +153,28 @@ def test_block_overrides_prebuilt_answers(upstream_a: TestUpstreamServer,
             assert r.status_code == 403 and "CVE-2099-0002" in r.text, path
 
 
+def test_blocks_hold_from_the_first_request_after_a_restart(upstream_a: TestUpstreamServer,
+                                                            modvault: ModvaultFactory) -> None:
+    """Blocks made while the server was down hold for its very first answers (they were served
+    for about a second, until the first periodic reread of the blocks), cached or not, listed
+    or not."""
+    first = modvault(upstream_a.url)
+    with httpx.Client(base_url=first.url) as c:
+        for path in (INFO, ZIP, f"/{MOD}/@v/list"):
+            assert c.get(path).status_code == 200, path
+    first.stop()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODVAULT_")}
+    subprocess.run([sys.executable, "-m", "modvault", "block", f"{MOD}@v1.0.0", "--reason",
+                    "CVE-2099-0004", "--data-dir", str(first.data_dir)], check=True, env=env,
+                   capture_output=True, timeout=120)
+    again = modvault(upstream_a.url, data_dir=first.data_dir)
+    with httpx.Client(base_url=again.url) as c:  # at once: the port has just opened
+        for path in (INFO, ZIP, MODF):
+            r = c.get(path)
+            assert r.status_code == 403 and "CVE-2099-0004" in r.text, (path, r.status_code)
+        assert "v1.0.0" not in c.get(f"/{MOD}/@v/list").text.split()
+
+
 def test_prebuilt_answers_resume_after_a_change_elsewhere(upstream_a: TestUpstreamServer,
                                                           modvault: ModvaultFactory) -> None:
     """A change announced by another process (here ``modvault rm`` of another version) makes the
