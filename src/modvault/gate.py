@@ -142,6 +142,13 @@ class ModuleGate:
             if b is not None:
                 raise Forbidden(f"{module}@{version} is blocked: {b.reason}")
 
+    def refuses(self, module: str, version: str) -> bool:
+        """Whether :meth:`check` would refuse ``module@version``, without building its message
+        (the prebuilt answers ask this for every request while the gate is active)."""
+        if self._module_refusal(module):
+            return True
+        return module in self.blocked_modules and (module, version) in self.blocks
+
     def blocked_versions(self, module: str) -> set[str]:
         if module not in self.blocked_modules:
             return set()

@@ -153,6 +153,44 @@ def test_block_overrides_prebuilt_answers(upstream_a: TestUpstreamServer,
             assert r.status_code == 403 and "CVE-2099-0002" in r.text, path
 
 
+def test_prebuilt_answers_with_blocks_and_a_deny_list(upstream_a: TestUpstreamServer,
+                                                      modvault: ModvaultFactory) -> None:
+    """Blocks and allow/deny lists no longer turn the prebuilt answers off for every module: each
+    answer asks the gate about its own module and version. A blocked version and a denied
+    module still get their 403 with the reason; unblocking serves the version again."""
+    mv = modvault(upstream_a.url, env={"MODVAULT_DENY_MODULES": "github.com/acme/denied"})
+    blocked = f"/{MOD}/@v/v1.1.0.info"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODVAULT_")}
+
+    def cli(*args: str) -> None:
+        subprocess.run([sys.executable, "-m", "modvault", *args, "--data-dir", str(mv.data_dir)],
+                       check=True, env=env, capture_output=True, timeout=120)
+
+    with httpx.Client(base_url=mv.url) as c:
+        for _ in range(3):
+            assert c.get(INFO).status_code == 200 and c.get(ZIP).status_code == 200
+            assert c.get(blocked).status_code == 200
+        cli("block", f"{MOD}@v1.1.0", "--reason", "CVE-2099-0003")
+        assert wait_for(lambda: c.get(blocked).status_code == 403, 15)
+        r = c.get(blocked)
+        assert r.status_code == 403 and "CVE-2099-0003" in r.text
+        for path, kind in ((INFO, "info"), (ZIP, "zip")):
+
+            def prebuilt(path: str = path, kind: str = kind) -> bool:
+                was = metric(mv.url, "modvault_prebuilt_answers_total", kind=kind)
+                assert c.get(path).status_code == 200
+                return metric(mv.url, "modvault_prebuilt_answers_total", kind=kind) == was + 1
+
+            assert wait_for(prebuilt, 15), path
+        r = c.get("/github.com/acme/denied/@v/v1.0.0.info")
+        assert r.status_code == 403 and "deny list" in r.text
+        before = metric(mv.url, "modvault_prebuilt_answers_total", kind="info")
+        assert c.get(blocked).status_code == 403
+        assert metric(mv.url, "modvault_prebuilt_answers_total", kind="info") == before
+        cli("unblock", f"{MOD}@v1.1.0")
+        assert wait_for(lambda: c.get(blocked).status_code == 200, 15)
+
+
 def test_blocks_hold_from_the_first_request_after_a_restart(upstream_a: TestUpstreamServer,
                                                             modvault: ModvaultFactory) -> None:
     """Blocks made while the server was down hold for its very first answers (they were served

@@ -229,3 +229,26 @@ def test_masked_log_lines_stay_json() -> None:
     out = mask_json_line(line)
     doc = json.loads(out)
     assert doc["status"] == 401 and "mvt_abcdefghijklmnop" not in out
+
+
+_MODS = st.sampled_from(["a.example/x", "a.example/x/y", "b.example/z", "c.example"])
+_VERS = st.sampled_from(["v1.0.0", "v1.1.0", "v2.0.0+incompatible"])
+
+
+@given(blocked=st.sets(st.tuples(_MODS, _VERS), max_size=5),
+       deny=st.sampled_from(["", "a.example", "b.example/z,c.example"]),
+       allow=st.sampled_from(["", "a.example", "*.example"]), module=_MODS, version=_VERS)
+def test_gate_refuses_exactly_what_check_refuses(blocked: set[tuple[str, str]], deny: str,
+                                                 allow: str, module: str, version: str) -> None:
+    """The prebuilt answers ask ``refuses``; the general path calls ``check``: they agree."""
+    from modvault.gate import Block
+
+    gate = ModuleGate(allow=allow, deny=deny)
+    gate.blocks = {(m, v): Block(m, v, "r", "t", 0.0) for m, v in blocked}
+    gate.blocked_modules = {m for m, _ in blocked}
+    try:
+        gate.check(module, version)
+        refused = False
+    except Forbidden:
+        refused = True
+    assert gate.refuses(module, version) is refused

@@ -34,9 +34,11 @@ log); an authenticated GET it lets through is then answered from the table in pl
 handler (``serve_request``), with the private renderer's headers (``Cache-Control: private``), and the
 middleware's after hooks log and count it. Anonymous requests under auth take the general path.
 
-Either way the table stands aside while a block/allow/deny list is active; anything else (HEAD,
-conditional requests, If-Range, multipart ranges, unlearned encodings) takes the general path, which
-learns entries as it answers. Bounded in entries and in body bytes.
+Either way, while blocks or an allow/deny list exist, an entry is used only if the gate lets its
+module and version through (the service's own check; a refused one gets its 403 from the general
+path), and not at all until changed blocks have been reread. Anything else (HEAD, conditional
+requests, If-Range, multipart ranges, unlearned encodings) takes the general path, which learns
+entries as it answers. Bounded in entries and in body bytes.
 """
 
 from __future__ import annotations
@@ -70,6 +72,8 @@ _MEMO = 1024  # Accept-Encoding values and Range headers remembered
 @dataclass(slots=True)
 class HotEntry:
     key: str  # the store key: memory tier and access journal
+    module: str  # what the gate checks (blocks, allow/deny lists)
+    version: str
     art: Artifact
     kind: str  # metrics label
     headers: Headers  # a plain 200
@@ -136,13 +140,18 @@ class HotPath:
         """Send the prebuilt answer if one fits: (its entry, status, body bytes); None sends
         nothing."""
         entry = self.entries.get(scope.path)
-        if entry is None or scope.method != "GET" or self.gate.active:
+        if entry is None or scope.method != "GET":
             return None
         changes = self.changes
         if changes is not None and changes.changed():
             # A sibling worker published, blocked or removed something: what the service would
             # do first (drop its caches, reread blocks), then the general path answers.
             self.service.forget(None)
+            return None
+        gate = self.gate
+        if gate.active and (not gate.loaded or gate.refuses(entry.module, entry.version)):
+            # Blocks or allow/deny lists: the service's check (ModuleService._gated) for this
+            # module and version; the general path rereads the blocks or answers the 403.
             return None
         h = scope.headers
         if "if-none-match" in h or "if-modified-since" in h:
@@ -276,9 +285,9 @@ class HotPath:
                 st = os.fstat(self.renderer.files.fd(art.path))
             except OSError:
                 return
-            entry = HotEntry(key, art, art.kind.value, self.renderer.plain_headers(art), art.size,
-                             path=art.path, base=self.renderer._base_headers(art),
-                             inode=(st.st_dev, st.st_ino))
+            entry = HotEntry(key, ref.module, ref.version, art, art.kind.value,
+                             self.renderer.plain_headers(art), art.size, path=art.path,
+                             base=self.renderer._base_headers(art), inode=(st.st_dev, st.st_ino))
             accel = self.renderer.accel
             target = accel.target(art.path) if accel is not None else None
             if accel is not None and target is not None:
@@ -286,8 +295,8 @@ class HotPath:
         else:
             if art.body is None or art.tier != "memory" or art.size > MAX_SMALL_BODY:
                 return
-            entry = HotEntry(key, art, art.kind.value, self.renderer.plain_headers(art), art.size,
-                             body=art.body)
+            entry = HotEntry(key, ref.module, ref.version, art, art.kind.value,
+                             self.renderer.plain_headers(art), art.size, body=art.body)
             if gzip_asked:
                 entry.gzip = self._gzip_answer(art, entry.headers)
         old = self.entries.get(path)
