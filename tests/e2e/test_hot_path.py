@@ -311,6 +311,49 @@ def test_authenticated_prebuilt_answers_are_the_general_paths(tmp_path: Path,
     assert {ln["cache"] for ln in lines[2:]} == {"memory"}
 
 
+def test_client_allowlist_runs_before_prebuilt_answers(upstream_a: TestUpstreamServer,
+                                                       modvault: ModvaultFactory) -> None:
+    """Auth off with a client allowlist: answers are prebuilt after the allowlist has let the
+    request through; a client outside it (here through a trusted proxy) is still refused."""
+    mv = modvault(upstream_a.url, env={"MODVAULT_ALLOW_CIDRS": "127.0.0.1/32",
+                                       "MODVAULT_TRUSTED_PROXIES": "127.0.0.1/32"})
+    with httpx.Client(base_url=mv.url, headers={"Accept-Encoding": "identity"}) as c:
+        for path, kind in ((INFO, "info"), (ZIP, "zip")):
+            general = [c.get(path) for _ in range(2)][-1]
+            before = metric(mv.url, "modvault_prebuilt_answers_total", kind=kind)
+            hot = c.get(path)
+            assert metric(mv.url, "modvault_prebuilt_answers_total", kind=kind) == before + 1
+            assert (hot.status_code, raw_items(hot), hot.content) == \
+                   (general.status_code, raw_items(general), general.content)
+            assert hot.headers["cache-control"].startswith("public")
+            r = c.get(path, headers={"X-Forwarded-For": "10.9.9.9"})
+            assert r.status_code == 403, path
+            assert metric(mv.url, "modvault_prebuilt_answers_total", kind=kind) == before + 1
+
+
+def test_anonymous_and_authenticated_prebuilt_answers_keep_their_headers(
+        tmp_path: Path, upstream_a: TestUpstreamServer, modvault: ModvaultFactory) -> None:
+    """Auth on with an anonymous role: both kinds of request get prebuilt answers, each from
+    its own table: public for anonymous clients, private for authenticated ones."""
+    data = tmp_path / "authdata"
+    env = {**AUTH_ENV, "MODVAULT_ANONYMOUS_ROLE": "reader"}
+    token = _tokens(data, env, ("reader1", "reader"))["reader1"]
+    mv = modvault(upstream_a.url, "--auth", "on", data_dir=data, env=env)
+    auth = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=mv.url, headers={"Accept-Encoding": "identity"}) as c:
+        for path, kind in ((INFO, "info"), (ZIP, "zip")):
+            for _ in range(3):  # fetched or read from the store, learned, then prebuilt
+                assert c.get(path).status_code == 200
+                assert c.get(path, headers=auth).status_code == 200
+            before = metric(mv.url, "modvault_prebuilt_answers_total", kind=kind)
+            anonymous, authenticated = c.get(path), c.get(path, headers=auth)
+            assert metric(mv.url, "modvault_prebuilt_answers_total", kind=kind) == before + 2
+            assert anonymous.headers["cache-control"].startswith("public"), path
+            assert authenticated.headers["cache-control"].startswith("private"), path
+            assert anonymous.content == authenticated.content
+            assert c.get(path, headers={"Authorization": "Bearer mvt_wrong"}).status_code == 401
+
+
 def test_access_checks_run_before_authenticated_prebuilt_answers(
         tmp_path: Path, upstream_a: TestUpstreamServer, modvault: ModvaultFactory) -> None:
     """A learned answer is only ever sent after the access middleware let the request through:

@@ -29,7 +29,7 @@ from modvault.server.clientaddr import ClientAddressResolver, parse_cidrs
 from modvault.server.compress import GzipCache
 from modvault.server.connreaper import ConnectionReaper
 from modvault.server.drain import Drain
-from modvault.server.hotpath import HotPath
+from modvault.server.hotpath import MAX_BODY_BYTES, MAX_ENTRIES, HotPath
 from modvault.server.middleware import AccessLogMiddleware, Middleware, defines
 from modvault.server.render import FileHandles, PrivateRenderer, Renderer
 from modvault.server.request import Request, error_headers
@@ -83,10 +83,12 @@ class App:
         self._before: list[Callable[[Request], Awaitable[None]]] = []
         self._after: list[Callable[[Request, float], None]] = []
         # Prebuilt answers for cached artifacts (server/hotpath.py). ``hot`` answers before
-        # anything else, so it exists only while no middleware must see requests first; with
-        # middleware (authentication, client allowlist), ``hot_private`` answers authenticated
-        # requests once the middleware has let them through, in place of the handler.
+        # anything else, so it exists only while no middleware must see requests first. With
+        # middleware (authentication, client allowlist), the two after it answer the requests
+        # the middleware lets through, in place of the handler: ``hot_public`` those answered
+        # with the public cache policy, ``hot_private`` authenticated ones.
         self.hot: HotPath | None = None
+        self.hot_public: HotPath | None = None
         self.hot_private: HotPath | None = None
 
     @property
@@ -103,13 +105,32 @@ class App:
         endpoints.register(self, self.routes)
         self._before = [m.before for m in self.middleware if defines(m, "before")]
         self._after = [m.after for m in self.middleware if defines(m, "after")]
-        hot = HotPath(self.renderer if not self._before else self.private_renderer, service,
-                      self.access_log, max_zip_bytes=self.settings.hot_zip_bytes,
-                      max_zip_item=self.settings.memory_item_max_bytes)
+        settings = self.settings
         if not self._before:
-            self.hot = hot
-        else:
-            self.hot_private = hot
+            self.hot = HotPath(self.renderer, service, self.access_log,
+                               max_zip_bytes=settings.hot_zip_bytes,
+                               max_zip_item=settings.memory_item_max_bytes)
+            return
+        # Requests that reach a handler without credentials: every one with auth off (a client
+        # allowlist), those of the anonymous role with auth on.
+        public = settings.auth != "on" or bool(settings.anonymous_role)
+        private = settings.auth == "on"
+        share = 2 if public and private else 1  # two tables keep one table's bounds
+
+        def table(renderer: Renderer) -> HotPath:
+            return HotPath(renderer, service, self.access_log, max_entries=MAX_ENTRIES // share,
+                           max_body_bytes=MAX_BODY_BYTES // share,
+                           max_zip_bytes=settings.hot_zip_bytes // share,
+                           max_zip_item=settings.memory_item_max_bytes)
+
+        self.hot_public = table(self.renderer) if public else None
+        self.hot_private = table(self.private_renderer) if private else None
+
+    def hot_for(self, req: Request) -> HotPath | None:
+        """The prebuilt answers whose headers are those of this request's renderer."""
+        if req.authenticated:
+            return self.hot_private
+        return self.hot if self.hot is not None else self.hot_public
 
     def build_middleware(self) -> list[Middleware]:
         """The ordered list: client address, authentication, authorization, rate limit, access log."""
@@ -199,9 +220,8 @@ class App:
                 req.kind = route.kind
                 for before in self._before:
                     await before(req)
-                hot = self.hot_private
-                if hot is None or route is not self.routes.protocol or not req.authenticated \
-                        or not hot.serve_request(req):
+                hot = self.hot_private if req.authenticated else self.hot_public
+                if hot is None or route is not self.routes.protocol or not hot.serve_request(req):
                     await route.handler(req)
             except ModvaultError as exc:
                 req.send_exception(exc)

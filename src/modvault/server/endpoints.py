@@ -99,8 +99,7 @@ class Handlers:
         await renderer._render(req, req.proto, art, req)
         if req.method != "GET" or req.status not in (200, 206):
             return
-        # The table whose answers carry the headers this renderer just sent.
-        hot = app.hot if req.identity is None else app.hot_private if req.authenticated else None
+        hot = app.hot_for(req)
         if hot is not None:
             hot.learn(req.path, ref, art, "accept-encoding" in req.headers
                       and accepts_gzip(req.headers.get("accept-encoding")))

@@ -26,13 +26,16 @@ at 2.1 times the requests per second of granian's ``response_file`` (which opens
 reads it in a blocking-pool task for every answer), 0.77 of nginx's against 0.36; in modvault
 1.8 times (bench_proxy's 64 KiB zip row).
 
-Where the table sits depends on the middleware. With none that runs before handlers (auth off, no
-client allowlist) the app asks it first, before any request object exists (``serve``). Otherwise
-(``App.hot_private``) the request takes the general path up to the handler, so the middleware
-decides who may read what exactly as before (authentication, authorization, rate limit, the audit
-log); an authenticated GET it lets through is then answered from the table in place of the artifact
-handler (``serve_request``), with the private renderer's headers (``Cache-Control: private``), and the
-middleware's after hooks log and count it. Anonymous requests under auth take the general path.
+Where a table sits depends on the middleware. With none that runs before handlers (auth off, no
+client allowlist) the app asks one first, before any request object exists (``serve``). Otherwise
+the request takes the general path up to the handler, so the middleware decides who may read what
+exactly as before (client allowlist, authentication, authorization, rate limit, the audit log); a
+GET it lets through is then answered from a table in place of the artifact handler
+(``serve_request``), and the middleware's after hooks log and count it. There are two tables then,
+one per renderer, so an answer always carries the cache policy its request gets from the general
+path: ``App.hot_public`` for requests without credentials (all of them with auth off, the anonymous
+role's with auth on), ``App.hot_private`` for authenticated ones (``Cache-Control: private``);
+together they keep one table's bounds.
 
 Either way, while blocks or an allow/deny list exist, an entry is used only if the gate lets its
 module and version through (the service's own check; a refused one gets its 403 from the general
