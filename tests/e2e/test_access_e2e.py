@@ -179,8 +179,8 @@ def test_go_downloads_again_from_authenticated_prebuilt_answers(hosted: Hosted,
         home.mkdir()
         _netrc(home, hosted.tokens["ci"], hosted.mv.port)
         if i == 1:
-            # Learned by now, once the worker has settled after the fixture's publish (a
-            # change drops its caches until the blocks are reread, within a second).
+            # Each answer learned and prebuilt by now: the first download read .info and .mod
+            # from the store, and small bodies are learned once the memory tier holds them.
             with hosted.client(hosted.tokens["ci"]) as c:
                 for kind in ("info", "mod", "zip"):
                     assert wait_for(functools.partial(_answered_prebuilt, c, kind, hosted), 15), kind
