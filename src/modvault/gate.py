@@ -132,22 +132,21 @@ class ModuleGate:
             return f"{module}: not in the proxy's allow list"
         return ""
 
+    def refusal(self, module: str, version: str = "") -> str:
+        """Why ``module@version`` is refused (a denied module or a blocked version), or "".
+        Cheap when it is not: a cached pattern match and a set lookup (the prebuilt answers ask
+        for every request while the gate is active)."""
+        why = self._module_refusal(module)
+        if why or not version or module not in self.blocked_modules:
+            return why
+        b = self.blocks.get((module, version))
+        return f"{module}@{version} is blocked: {b.reason}" if b is not None else ""
+
     def check(self, module: str, version: str = "") -> None:
         """Raise Forbidden (with the reason) for a denied module or a blocked version."""
-        why = self._module_refusal(module)
+        why = self.refusal(module, version)
         if why:
             raise Forbidden(why)
-        if version and module in self.blocked_modules:
-            b = self.blocks.get((module, version))
-            if b is not None:
-                raise Forbidden(f"{module}@{version} is blocked: {b.reason}")
-
-    def refuses(self, module: str, version: str) -> bool:
-        """Whether :meth:`check` would refuse ``module@version``, without building its message
-        (the prebuilt answers ask this for every request while the gate is active)."""
-        if self._module_refusal(module):
-            return True
-        return module in self.blocked_modules and (module, version) in self.blocks
 
     def blocked_versions(self, module: str) -> set[str]:
         if module not in self.blocked_modules:

@@ -231,24 +231,38 @@ def test_masked_log_lines_stay_json() -> None:
     assert doc["status"] == 401 and "mvt_abcdefghijklmnop" not in out
 
 
-_MODS = st.sampled_from(["a.example/x", "a.example/x/y", "b.example/z", "c.example"])
-_VERS = st.sampled_from(["v1.0.0", "v1.1.0", "v2.0.0+incompatible"])
+_MODS = ["a.example/x", "a.example/x/y", "b.example/z", "c.example"]
+_VERS = ["v1.0.0", "v1.1.0", "v2.0.0+incompatible"]
+# What each sampled pattern list covers (GOPRIVATE syntax: leading path elements, globs per element).
+_DENIED = {"": set(), "a.example": set(_MODS[:2]), "b.example/z,c.example": set(_MODS[2:])}
+_ALLOWED = {"": set(_MODS), "a.example": set(_MODS[:2]), "*.example": set(_MODS)}
 
 
-@given(blocked=st.sets(st.tuples(_MODS, _VERS), max_size=5),
-       deny=st.sampled_from(["", "a.example", "b.example/z,c.example"]),
-       allow=st.sampled_from(["", "a.example", "*.example"]), module=_MODS, version=_VERS)
-def test_gate_refuses_exactly_what_check_refuses(blocked: set[tuple[str, str]], deny: str,
-                                                 allow: str, module: str, version: str) -> None:
-    """The prebuilt answers ask ``refuses``; the general path calls ``check``: they agree."""
+@given(blocked=st.sets(st.tuples(st.sampled_from(_MODS), st.sampled_from(_VERS)), max_size=5),
+       deny=st.sampled_from(sorted(_DENIED)), allow=st.sampled_from(sorted(_ALLOWED)),
+       module=st.sampled_from(_MODS), version=st.sampled_from(_VERS))
+def test_gate_refusal_and_check_refuse_what_the_lists_and_blocks_say(
+        blocked: set[tuple[str, str]], deny: str, allow: str, module: str, version: str) -> None:
+    """The prebuilt answers ask ``refusal``; the general path calls ``check``: both refuse
+    exactly the denied, the not-allowed and the blocked, with the reason."""
     from modvault.gate import Block
 
     gate = ModuleGate(allow=allow, deny=deny)
     gate.blocks = {(m, v): Block(m, v, "r", "t", 0.0) for m, v in blocked}
     gate.blocked_modules = {m for m, _ in blocked}
+    if module in _DENIED[deny]:
+        want = "refused by the proxy's deny list"
+    elif module not in _ALLOWED[allow]:
+        want = "not in the proxy's allow list"
+    elif (module, version) in blocked:
+        want = f"{module}@{version} is blocked: r"
+    else:
+        want = ""
+    why = gate.refusal(module, version)
+    assert (want in why) if want else why == "", (why, want)
     try:
         gate.check(module, version)
-        refused = False
-    except Forbidden:
-        refused = True
-    assert gate.refuses(module, version) is refused
+        raised = ""
+    except Forbidden as exc:
+        raised = exc.message
+    assert raised == why

@@ -152,7 +152,7 @@ class HotPath:
             self.service.forget(None)
             return None
         gate = self.gate
-        if gate.active and (not gate.loaded or gate.refuses(entry.module, entry.version)):
+        if gate.active and (not gate.loaded or gate.refusal(entry.module, entry.version)):
             # Blocks or allow/deny lists: the service's check (ModuleService._gated) for this
             # module and version; the general path rereads the blocks or answers the 403.
             return None
