@@ -41,6 +41,14 @@ def metric(url: str, name: str, **labels: str) -> float:
     return 0.0
 
 
+def mv_cli(data: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    """``modvault ARGS --data-dir DATA``, with no MODVAULT_* setting but ``env``'s; its stdout."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("MODVAULT_")}
+    return subprocess.run([sys.executable, "-m", "modvault", *args, "--data-dir", str(data)],
+                          check=True, env={**base, **(env or {})}, capture_output=True, text=True,
+                          timeout=120).stdout
+
+
 def raw_items(r: httpx.Response) -> list[tuple[str, str]]:
     return [(k.decode().lower(), v.decode()) for k, v in r.headers.raw
             if k.decode().lower() not in VOLATILE]
@@ -140,10 +148,7 @@ def test_block_overrides_prebuilt_answers(upstream_a: TestUpstreamServer,
     with httpx.Client(base_url=mv.url) as c:
         for _ in range(4):
             assert c.get(INFO).status_code == 200 and c.get(ZIP).status_code == 200
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MODVAULT_")}
-        subprocess.run([sys.executable, "-m", "modvault", "block", f"{MOD}@v1.0.0", "--reason",
-                        "CVE-2099-0002", "--data-dir", str(mv.data_dir)], check=True, env=env,
-                       capture_output=True, timeout=120)
+        mv_cli(mv.data_dir, "block", f"{MOD}@v1.0.0", "--reason", "CVE-2099-0002")
         deadline = time.monotonic() + 15
         while c.get(INFO).status_code != 403:
             assert time.monotonic() < deadline, "block not seen within 15 s"
@@ -160,17 +165,11 @@ def test_prebuilt_answers_with_blocks_and_a_deny_list(upstream_a: TestUpstreamSe
     module still get their 403 with the reason; unblocking serves the version again."""
     mv = modvault(upstream_a.url, env={"MODVAULT_DENY_MODULES": "github.com/acme/denied"})
     blocked = f"/{MOD}/@v/v1.1.0.info"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MODVAULT_")}
-
-    def cli(*args: str) -> None:
-        subprocess.run([sys.executable, "-m", "modvault", *args, "--data-dir", str(mv.data_dir)],
-                       check=True, env=env, capture_output=True, timeout=120)
-
     with httpx.Client(base_url=mv.url) as c:
         for _ in range(3):
             assert c.get(INFO).status_code == 200 and c.get(ZIP).status_code == 200
             assert c.get(blocked).status_code == 200
-        cli("block", f"{MOD}@v1.1.0", "--reason", "CVE-2099-0003")
+        mv_cli(mv.data_dir, "block", f"{MOD}@v1.1.0", "--reason", "CVE-2099-0003")
         assert wait_for(lambda: c.get(blocked).status_code == 403, 15)
         r = c.get(blocked)
         assert r.status_code == 403 and "CVE-2099-0003" in r.text
@@ -187,7 +186,7 @@ def test_prebuilt_answers_with_blocks_and_a_deny_list(upstream_a: TestUpstreamSe
         before = metric(mv.url, "modvault_prebuilt_answers_total", kind="info")
         assert c.get(blocked).status_code == 403
         assert metric(mv.url, "modvault_prebuilt_answers_total", kind="info") == before
-        cli("unblock", f"{MOD}@v1.1.0")
+        mv_cli(mv.data_dir, "unblock", f"{MOD}@v1.1.0")
         assert wait_for(lambda: c.get(blocked).status_code == 200, 15)
 
 
@@ -201,10 +200,7 @@ def test_blocks_hold_from_the_first_request_after_a_restart(upstream_a: TestUpst
         for path in (INFO, ZIP, f"/{MOD}/@v/list"):
             assert c.get(path).status_code == 200, path
     first.stop()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MODVAULT_")}
-    subprocess.run([sys.executable, "-m", "modvault", "block", f"{MOD}@v1.0.0", "--reason",
-                    "CVE-2099-0004", "--data-dir", str(first.data_dir)], check=True, env=env,
-                   capture_output=True, timeout=120)
+    mv_cli(first.data_dir, "block", f"{MOD}@v1.0.0", "--reason", "CVE-2099-0004")
     again = modvault(upstream_a.url, data_dir=first.data_dir)
     with httpx.Client(base_url=again.url) as c:  # at once: the port has just opened
         for path in (INFO, ZIP, MODF):
@@ -226,9 +222,7 @@ def test_prebuilt_answers_resume_after_a_change_elsewhere(upstream_a: TestUpstre
         before = metric(mv.url, "modvault_prebuilt_answers_total", kind="info")
         assert c.get(INFO).status_code == 200
         assert metric(mv.url, "modvault_prebuilt_answers_total", kind="info") == before + 1
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MODVAULT_")}
-        subprocess.run([sys.executable, "-m", "modvault", "rm", f"{MOD}@v1.1.0", "--data-dir",
-                        str(mv.data_dir)], check=True, env=env, capture_output=True, timeout=120)
+        mv_cli(mv.data_dir, "rm", f"{MOD}@v1.1.0")
 
         def prebuilt_again() -> bool:
             was = metric(mv.url, "modvault_prebuilt_answers_total", kind="info")
@@ -243,10 +237,7 @@ def test_authenticated_answers_are_never_prebuilt_public_ones(tmp_path: Path,
                                                               upstream_a: TestUpstreamServer,
                                                               modvault: ModvaultFactory) -> None:
     data = tmp_path / "authdata"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MODVAULT_")}
-    token = subprocess.run([sys.executable, "-m", "modvault", "token", "create", "reader1",
-                            "--role", "reader", "--data-dir", str(data)], check=True, env=env,
-                           capture_output=True, text=True, timeout=120).stdout.split()[-1]
+    token = mv_cli(data, "token", "create", "reader1", "--role", "reader").split()[-1]
     mv = modvault(upstream_a.url, "--auth", "on", data_dir=data)
     with httpx.Client(base_url=mv.url, headers={"Authorization": f"Bearer {token}"}) as c:
         for _ in range(4):
@@ -258,14 +249,8 @@ def test_authenticated_answers_are_never_prebuilt_public_ones(tmp_path: Path,
 
 def _tokens(data: Path, env: dict[str, str], *specs: tuple[str, ...]) -> dict[str, str]:
     """``modvault token create NAME --role ROLE [more]`` for each spec; name -> secret."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("MODVAULT_")}
-    out = {}
-    for name, role, *more in specs:
-        out[name] = subprocess.run(
-            [sys.executable, "-m", "modvault", "token", "create", name, "--role", role, *more,
-             "--data-dir", str(data)], check=True, env={**base, **env}, capture_output=True,
-            text=True, timeout=120).stdout.split()[-1]
-    return out
+    return {name: mv_cli(data, "token", "create", name, "--role", role, *more,
+                         env=env).split()[-1] for name, role, *more in specs}
 
 
 AUTH_ENV = {"MODVAULT_METRICS_AUTH": "false",
@@ -387,10 +372,7 @@ def test_access_checks_run_before_authenticated_prebuilt_answers(
     # Only what passed the middleware was answered, prebuilt.
     assert {k: metric(mv.url, "modvault_prebuilt_answers_total", kind=k) for k in hot} == \
         {k: hot[k] + passed[k] for k in hot}
-    base = {k: v for k, v in os.environ.items() if not k.startswith("MODVAULT_")}
-    subprocess.run([sys.executable, "-m", "modvault", "token", "revoke", "gone", "--data-dir",
-                    str(data)], check=True, env={**base, **AUTH_ENV}, capture_output=True,
-                   timeout=120)
+    mv_cli(data, "token", "revoke", "gone", env=AUTH_ENV)
     assert wait_for(lambda: get(INFO, tokens["gone"]).status_code == 401, 15), "not revoked"
     assert get(ZIP, tokens["gone"]).status_code == 401
     # The reader still gets prebuilt answers afterwards.
