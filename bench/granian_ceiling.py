@@ -82,7 +82,6 @@ _load()
 
 def serve(port: int, tls: tuple[str, str] | None) -> None:
     import asyncio
-    import dataclasses
 
     import uvloop
     from granian.server.embed import Server
@@ -90,7 +89,7 @@ def serve(port: int, tls: tuple[str, str] | None) -> None:
     from modvault.config import Settings
     from modvault.server.embedded import server_options
 
-    settings = dataclasses.replace(Settings(), listen=f"127.0.0.1:{port}")
+    settings = Settings(listen=f"127.0.0.1:{port}")
     server = Server(app, log_level="warning",  # type: ignore[arg-type]
                     **server_options(settings, (Path(tls[0]), Path(tls[1])) if tls else None))
 
