@@ -228,6 +228,24 @@ def test_what_suspect_passes_the_mask_leaves_alone(text: str) -> None:
         assert _mask_always(text) == text
 
 
+def test_remembered_masks_stay_masked_and_bounded() -> None:
+    """mask() remembers short suspect texts: each answer is still its own text masked, a long
+    text is masked too, and a flood of distinct texts keeps the memory bounded."""
+    from modvault.observability import audit
+
+    for i in range(3 * audit._MEMO_TEXTS):
+        text = f"http://u:pw{i:06d}@h{i}/x: token secret{i:06d}xyz not found"
+        for _ in range(2):  # the second time from memory
+            out = mask(text)
+            assert out == f"http://***@h{i}/x: token *** not found", out
+        assert len(audit._MASKED) <= audit._MEMO_TEXTS
+    long = "x" * audit._MEMO_CHARS + " Bearer abcdefghijkl"
+    assert mask(long) == "x" * audit._MEMO_CHARS + " Bearer ***"
+    assert long not in audit._MASKED
+    assert mask("x-amz-credential=AKIA0123456789") == "x-amz-credential=***"
+    assert mask("GET /example.com/m/@v/list 404") == "GET /example.com/m/@v/list 404"
+
+
 def test_mask_is_cheap_enough_for_log_batches() -> None:
     line = '{"ts":1,"path":"/github.com/acme/hello/@v/v1.0.0.info","status":200}\n' * 1000
     t = time.process_time()
