@@ -49,6 +49,8 @@ from typing import Any
 
 MOD = "example.com/bench"
 INFO = f"/{MOD}/@v/v1.0.0.info"
+# A version nobody has (the go command asks for many while it resolves paths and queries).
+UNKNOWN = f"/{MOD}/@v/v9.9.9.info"
 ZIP5 = f"/{MOD}/@v/v1.0.0.zip"
 ZIP100 = f"/{MOD}/@v/v1.1.0.zip"
 ZIP64K = f"/{MOD}/@v/v1.2.0.zip"
@@ -160,8 +162,9 @@ def _unit(value: str, unit: str) -> float:
 
 
 def wrk(url: str, duration: float, conns: int = 64, header: str | None = None,
-        extra: str | None = None) -> dict[str, float]:
-    """wrk's figures for ``url``; ``header`` and ``extra`` are request headers ("Name: value")."""
+        extra: str | None = None, refused: bool = False) -> dict[str, float]:
+    """wrk's figures for ``url``; ``header`` and ``extra`` are request headers ("Name: value").
+    Every answer must be a 2xx, or with ``refused`` a non-2xx (as wrk counts them)."""
     cmd = ["wrk", "-t2", f"-c{conns}", f"-d{int(duration)}s", "--latency", url]
     for h in (header, extra):
         if h:
@@ -179,7 +182,10 @@ def wrk(url: str, duration: float, conns: int = 64, header: str | None = None,
     if p99m:
         p99 = float(p99m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[p99m.group(2)]
     errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    if errors:
+    answers = re.search(r"(\d+) requests in", out)
+    if refused and (errors is None or answers is None or errors.group(1) != answers.group(1)):
+        raise RuntimeError(f"{url}: not every answer was a refusal: {out[-1500:]}")
+    if errors and not refused:
         raise RuntimeError(f"{url}: {errors.group(1)} non-2xx responses")
     return {"rps": rps, "mbps": mbps, "p99_ms": p99}
 
@@ -528,6 +534,7 @@ ZIP_MBS, RANGE = "5 MiB zip MB/s", "64 KiB range req/s"
 SMALL_ZIP = "64 KiB zip req/s"
 H2 = "h2 TLS small req/s"
 SMALL_CPU, RANGE_CPU = "small .info CPU us/req", "64 KiB range CPU us/req"
+NOT_FOUND = "404 .info req/s"
 
 
 def cpu_of_groups(pgids: list[int]) -> float:
@@ -666,14 +673,15 @@ def main() -> int:
             for who, port, small in servers:
                 base = f"http://127.0.0.1:{port}"
 
-                def run(url: str, conns: int = 64, header: str | None = None) -> dict[str, float]:
+                def run(url: str, conns: int = 64, header: str | None = None,
+                        refused: bool = False) -> dict[str, float]:
                     """wrk, plus the server's CPU time per request over the run (less sensitive to
                     other load on the machine than throughput); modvault-auth's requests carry
                     its token."""
                     before = cpu_of_groups(groups[who])  # noqa: B023
                     token = auth_header if who == "modvault-auth" else None  # noqa: B023
                     try:
-                        r = wrk(url, d, conns=conns, header=header, extra=token)
+                        r = wrk(url, d, conns=conns, header=header, extra=token, refused=refused)
                     except RuntimeError as exc:
                         raise RuntimeError(f"{who}: {exc}") from None  # noqa: B023
                     r["cpu_us"] = (cpu_of_groups(groups[who]) - before) / max(1.0, r["rps"] * d) * 1e6  # noqa: B023
@@ -685,6 +693,8 @@ def main() -> int:
                 record(SMALL_CPU, who, r["cpu_us"])
                 if args.small_only or small:
                     continue
+                if who != "goproxy":  # it answers a miss by running the go command: not comparable
+                    record(NOT_FOUND, who, run(base + UNKNOWN, refused=True)["rps"])
                 z = run(base + ZIP5, conns=16)
                 record(ZIP_MBS, who, z["mbps"])
                 record(SMALL_ZIP, who, run(base + ZIP64K)["rps"])
