@@ -71,7 +71,10 @@ def suspect(text: str) -> bool:
     if not text.isascii():
         return True
     folded = text.lower()
-    return any(word in folded for word in _SUSPECT_WORDS)
+    for word in _SUSPECT_WORDS:  # noqa: SIM110 (a loop: half the time of any() over a generator)
+        if word in folded:
+            return True
+    return False
 
 
 def mask_json_line(line: str) -> str:
