@@ -13,6 +13,7 @@ It is a reference for the benchmark only: no routing, no checks, no logging, no 
 from __future__ import annotations
 
 import os
+from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,11 @@ def _load() -> None:
             continue
         url = "/" + path.relative_to(DATA).as_posix()
         ctype = _TYPES.get(path.suffix, "text/plain; charset=utf-8")
+        # The headers modvault sends with these answers (the values differ, not the count).
         base = [("cache-control", "public, max-age=31536000, immutable"),
                 ("etag", f'"{path.stat().st_size:x}-{path.stat().st_mtime_ns:x}"'),
-                ("accept-ranges", "bytes")]
+                ("last-modified", formatdate(path.stat().st_mtime, usegmt=True)),
+                ("accept-ranges", "bytes"), ("cache-status", "modvault; hit")]
         if path.suffix == ".zip":
             size = path.stat().st_size
             fd = os.open(path, os.O_RDONLY)
@@ -39,8 +42,8 @@ def _load() -> None:
                            [("content-type", ctype), ("content-length", str(size)), *base])
         else:
             body = path.read_bytes()
-            _SMALL[url] = ([("content-type", ctype), ("content-length", str(len(body))), *base],
-                           body)
+            _SMALL[url] = ([("content-type", ctype), ("content-length", str(len(body))), *base,
+                            ("vary", "Accept-Encoding")], body)
 
 
 def _span(header: str, size: int) -> tuple[int, int] | None:
