@@ -19,6 +19,10 @@ def redact_url(url: str) -> str:
     return f"{parts.scheme}://{host}{parts.path}"
 
 
+# Every match of these patterns holds a word of observability/audit.py's _SUSPECT_WORDS (the filter
+# in front of the mask): a new pattern needs its word there, and in the test that checks the two
+# agree (tests/unit/test_access_units.py, _MASK_WORDS).
+
 # An Authorization (or Proxy-Authorization) header as text, quoted or not: everything after the
 # name and separator to the end of the line is the credential (schemes like Digest carry commas).
 _AUTH_HEADER = re.compile(r"(?i)(?<![a-z0-9_])((?:proxy-)?authorization)([\"']?\s*[:=]\s*).*")
