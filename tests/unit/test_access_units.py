@@ -238,10 +238,11 @@ def test_remembered_masks_stay_masked_and_bounded() -> None:
         for _ in range(2):  # the second time from memory
             out = mask(text)
             assert out == f"http://***@h{i}/x: token *** not found", out
-        assert len(audit._MASKED) <= audit._MEMO_TEXTS
+        assert audit._mask_remembered.cache_info().currsize <= audit._MEMO_TEXTS
     long = "x" * audit._MEMO_CHARS + " Bearer abcdefghijkl"
+    seen = audit._mask_remembered.cache_info()
     assert mask(long) == "x" * audit._MEMO_CHARS + " Bearer ***"
-    assert long not in audit._MASKED
+    assert audit._mask_remembered.cache_info() == seen  # neither looked up nor remembered
     assert mask("x-amz-credential=AKIA0123456789") == "x-amz-credential=***"
     assert mask("GET /example.com/m/@v/list 404") == "GET /example.com/m/@v/list 404"
 

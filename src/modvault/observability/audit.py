@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import re
@@ -35,18 +36,10 @@ def mask(text: str) -> str:
     The patterns cost ~40 µs for a one-line message, more than the 404 or 400 answer whose body it
     is, so a text :func:`suspect` passes is returned as it is, and a short suspect one (an error
     message naming an upstream URL, the same for each repetition of a request) is masked once and
-    remembered (at most _MEMO_TEXTS texts of _MEMO_CHARS each)."""
+    remembered (the last _MEMO_TEXTS texts of up to _MEMO_CHARS each)."""
     if not suspect(text):
         return text
-    if len(text) > _MEMO_CHARS:
-        return _mask_always(text)
-    masked = _MASKED.get(text)
-    if masked is None:
-        masked = _mask_always(text)
-        if len(_MASKED) >= _MEMO_TEXTS:
-            _MASKED.clear()
-        _MASKED[text] = masked
-    return masked
+    return _mask_always(text) if len(text) > _MEMO_CHARS else _mask_remembered(text)
 
 
 def _mask_always(text: str) -> str:
@@ -54,7 +47,7 @@ def _mask_always(text: str) -> str:
 
 
 _MEMO_TEXTS, _MEMO_CHARS = 256, 512
-_MASKED: dict[str, str] = {}  # any thread may use it: a lost entry is only computed again
+_mask_remembered = functools.lru_cache(maxsize=_MEMO_TEXTS)(_mask_always)
 
 # A word every match of mask()'s patterns contains, case-folded (sources/redact.py: the header
 # names and scheme words, "://" of URL userinfo, the secret parameter names; mvt_ and eyJ).
