@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from tests.support.gitrepos import GO, download_json, go_env, rmtree, run_go
+from tests.support.metrics import scrape, value
 from tests.support.modvault_proc import ModvaultProcess
 from tests.support.tls import make_cert
 from tests.support.waits import wait_for
@@ -157,15 +158,9 @@ def test_netrc_download_get_build_verified_by_private_sumdb(hosted: Hosted, home
 def _prebuilt(hosted: Hosted) -> dict[str, float]:
     """modvault_prebuilt_answers_total by kind (read with the admin token)."""
     with hosted.client(hosted.tokens["admin"]) as c:
-        return {k: _prebuilt_of(c, k, hosted.tokens["admin"]) for k in ("info", "mod", "zip")}
-
-
-def _prebuilt_of(c: httpx.Client, kind: str, token: str | None = None) -> float:
-    headers = {"authorization": f"Bearer {token}"} if token else {}
-    for line in c.get("/metrics", headers=headers).text.splitlines():
-        if line.startswith(f'modvault_prebuilt_answers_total{{kind="{kind}"}} '):
-            return float(line.rpartition(" ")[2])
-    return 0.0
+        samples = scrape(hosted.mv.url, c)
+    return {k: value(samples, "modvault_prebuilt_answers_total", kind=k)
+            for k in ("info", "mod", "zip")}
 
 
 def test_go_downloads_again_from_authenticated_prebuilt_answers(hosted: Hosted,
@@ -197,9 +192,9 @@ def test_go_downloads_again_from_authenticated_prebuilt_answers(hosted: Hosted,
 
 
 def _answered_prebuilt(c: httpx.Client, kind: str, hosted: Hosted) -> bool:
-    before = _prebuilt_of(c, kind, hosted.tokens["admin"])
+    before = _prebuilt(hosted)[kind]
     assert c.get(f"/{MODULE}/@v/v1.0.0.{kind}").status_code == 200
-    return _prebuilt_of(c, kind, hosted.tokens["admin"]) == before + 1
+    return _prebuilt(hosted)[kind] == before + 1
 
 
 def test_goauth_command_bearer(hosted: Hosted, home: Path) -> None:

@@ -6,9 +6,12 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 
-def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    """{(sample name, labels): value} of ``url``/metrics."""
-    text = httpx.get(url + "/metrics", timeout=10).text
+def scrape(url: str, client: httpx.Client | None = None
+           ) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """{(sample name, labels): value} of ``url``/metrics, read with ``client`` when given (its
+    TLS trust and credentials)."""
+    get = client.get if client is not None else httpx.get
+    text = get(url + "/metrics", timeout=10).text
     out: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
     for fam in text_string_to_metric_families(text):
         for s in fam.samples:
