@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import Corpus, ModvaultFactory
 from tests.support.gitrepos import GO, download_json, go_env, run_go
+from tests.support.metrics import scrape, value
 from tests.support.upstream_server import Behaviour, TestUpstreamServer
 from tests.support.waits import wait_for
 
@@ -31,14 +32,8 @@ VOLATILE = {"date", "server"}
 
 
 def metric(url: str, name: str, **labels: str) -> float:
-    """One sample of /metrics (labels in any order); 0 when it is not there yet."""
-    want = {f'{k}="{v}"' for k, v in labels.items()}
-    for line in httpx.get(url + "/metrics").text.splitlines():
-        sample, _, value = line.rpartition(" ")
-        metric_name, _, rest = sample.partition("{")
-        if metric_name == name and set(filter(None, rest.rstrip("}").split(","))) == want:
-            return float(value)
-    return 0.0
+    """One sample of /metrics (each call names all its labels); 0 when it is not there yet."""
+    return value(scrape(url), name, **labels)
 
 
 def mv_cli(data: Path, *args: str, env: dict[str, str] | None = None) -> str:
