@@ -7,7 +7,8 @@ processes, best of several batches each. It prints microseconds per request and 
 
 Run: python bench/bench_request_path.py --baseline-src DIR [--rounds 5] [--requests 20000]
 (DIR: e.g. `git archive main src | tar -x -C /tmp/base` -> /tmp/base/src). Add --auth to measure this
-tree with auth on and a Bearer token against the baseline with auth off.
+tree with auth on and a Bearer token against the baseline with auth off, --log to measure both with
+the access log on (written to /dev/null).
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ from modvault.wiring import build_service
 data, n, batches = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 extra = json.loads(sys.argv[4])
 headers_in = json.loads(sys.argv[5])
-settings = Settings(data_dir=data, upstream="off", offline=True, access_log=False,
-                    sumdb_verify=False, **extra)
+extra.setdefault("access_log", False)
+settings = Settings(data_dir=data, upstream="off", offline=True, sumdb_verify=False, **extra)
 
 class Headers(dict):
     pass
@@ -58,6 +59,8 @@ async def main():
         app.setup(svc)
     else:
         app.service = svc
+    if settings.access_log:  # lines are formatted and written as served, to /dev/null
+        app.access_log.fd = os.open(os.devnull, os.O_WRONLY)
     scope, proto = Scope("/example.com/bench/@v/v1.0.0.info"), Proto()
     await app.__rsgi__(scope, proto)
     best = 1e9
@@ -94,6 +97,7 @@ def main() -> int:
     ap.add_argument("--tree-src", metavar="DIR",
                     help="measure this source tree instead of the installed one (PYTHONPATH)")
     ap.add_argument("--auth", action="store_true", help="this tree with auth on and a Bearer token")
+    ap.add_argument("--log", action="store_true", help="both with the access log on (to /dev/null)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="modvault-bench-") as tmp:
         data = Path(tmp) / "data"
@@ -102,19 +106,21 @@ def main() -> int:
         (d / "v1.0.0.info").write_text('{"Version":"v1.0.0","Time":"2023-11-14T22:13:20Z"}')
         extra: dict[str, object] = {}
         headers: dict[str, str] = {}
+        base_extra: dict[str, object] = {"access_log": True} if args.log else {}
         if args.auth:
             token = subprocess.run([sys.executable, "-m", "modvault", "token", "create", "bench",
                                     "--role", "reader", "--data-dir", str(data)],
                                    capture_output=True, text=True, check=True).stdout.split()[-1]
-            extra = {"auth": "on"}
+            extra = {**extra, "auth": "on"}
             headers = {"authorization": f"Bearer {token}"}
         base: list[float] = []
         this: list[float] = []
         for _ in range(args.rounds):
             base.append(run(str(Path(args.baseline_src).resolve()), data, args.requests,
-                            args.batches, {}, {}))
+                            args.batches, base_extra, {}))
             tree = str(Path(args.tree_src).resolve()) if args.tree_src else None
-            this.append(run(tree, data, args.requests, args.batches, extra, headers))
+            this.append(run(tree, data, args.requests, args.batches, {**base_extra, **extra},
+                            headers))
         b, t = min(base), min(this)
         print(f"baseline  {b:8.2f} us/request   (rounds: {', '.join(f'{x:.2f}' for x in base)})")
         print(f"this tree {t:8.2f} us/request   (rounds: {', '.join(f'{x:.2f}' for x in this)})")
