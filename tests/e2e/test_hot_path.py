@@ -93,6 +93,43 @@ def test_prebuilt_answers_are_the_general_paths_answers(upstream_a: TestUpstream
     assert {ln["cache"] for ln in lines[2:]} == {"memory"}
 
 
+def test_prebuilt_answers_add_to_every_request_metric(upstream_a: TestUpstreamServer,
+                                                      modvault: ModvaultFactory) -> None:
+    """Each prebuilt answer adds what the general path would to each per-request metric (the
+    answers keep their metrics' cells, server/hotpath.py Counts): requests by status, bytes,
+    the latency histogram's count, cache lookups by tier, prebuilt answers."""
+    mv = modvault(upstream_a.url)
+    n = 7
+    with httpx.Client(base_url=mv.url) as c:
+        for path in (INFO, ZIP, INFO, ZIP):  # fetched, then learned by the general path
+            assert c.get(path).status_code == 200
+        # Bytes on the wire (the .info may go gzip-encoded): what modvault_bytes_served counts.
+        sizes = {k: int(c.get(p).headers["content-length"]) for k, p in (("info", INFO), ("zip", ZIP))}
+        before = scrape(mv.url)
+        for _ in range(n):
+            assert c.get(INFO).status_code == 200
+            assert c.get(ZIP).status_code == 200
+            assert c.get(ZIP, headers={"Range": "bytes=0-99"}).status_code == 206
+        after = scrape(mv.url)
+
+    def grew(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert grew("modvault_prebuilt_answers_total", kind="info") == n
+    assert grew("modvault_prebuilt_answers_total", kind="zip") == 2 * n
+    assert grew("modvault_requests_total", kind="info", status="200") == n
+    assert grew("modvault_requests_total", kind="zip", status="200") == n
+    assert grew("modvault_requests_total", kind="zip", status="206") == n
+    assert grew("modvault_bytes_served_total", kind="info") == n * sizes["info"]
+    assert grew("modvault_bytes_served_total", kind="zip") == n * (sizes["zip"] + 100)
+    assert grew("modvault_request_duration_seconds_count", kind="info") == n
+    assert grew("modvault_request_duration_seconds_count", kind="zip") == 2 * n
+    assert grew("modvault_request_duration_seconds_bucket", kind="zip", le="+Inf") == 2 * n
+    assert grew("modvault_request_duration_seconds_sum", kind="info") > 0
+    assert grew("modvault_cache_lookups_total", tier="memory", result="hit") == n
+    assert grew("modvault_cache_lookups_total", tier="store", result="hit") == 2 * n
+
+
 def test_prebuilt_answers_follow_the_memory_tier(upstream_a: TestUpstreamServer,
                                                  modvault: ModvaultFactory) -> None:
     # Room for one .info in memory (an entry is charged body + 2 x key + 512 bytes): asking another

@@ -23,15 +23,30 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 class HotCounter:
     def __init__(self, name: str, doc: str, labels: Sequence[str]) -> None:
         self.name, self.doc, self.labels = name, doc, list(labels)
-        self.values: dict[tuple[str, ...], float] = {}
+        # label values -> a one-element list holding the value (see cell)
+        self.values: dict[tuple[str, ...], list[float]] = {}
 
     def inc(self, key: tuple[str, ...], amount: float = 1.0) -> None:
-        self.values[key] = self.values.get(key, 0.0) + amount
+        cell = self.values.get(key)
+        if cell is None:
+            cell = self.values[key] = [0.0]
+        cell[0] += amount
+
+    def cell(self, key: tuple[str, ...]) -> list[float]:
+        """The list whose only item is the value for ``key``: the prebuilt answers
+        (server/hotpath.py) keep it and add to it in place, with no lookup per request."""
+        cell = self.values.get(key)
+        if cell is None:
+            cell = self.values[key] = [0.0]
+        return cell
+
+    def total(self) -> float:
+        return sum(cell[0] for cell in self.values.values())
 
     def collect(self) -> Metric:
         fam = CounterMetricFamily(self.name, self.doc, labels=self.labels)
-        for key, value in self.values.items():
-            fam.add_metric(list(key), value)
+        for key, cell in self.values.items():
+            fam.add_metric(list(key), cell[0])
         return fam
 
 
@@ -43,11 +58,16 @@ class HotHistogram:
         self.values: dict[tuple[str, ...], tuple[list[int], list[float]]] = {}
 
     def observe(self, key: tuple[str, ...], value: float) -> None:
+        counts, total = self.cell(key)
+        counts[bisect.bisect_left(self.buckets, value)] += 1
+        total[0] += value
+
+    def cell(self, key: tuple[str, ...]) -> tuple[list[int], list[float]]:
+        """Counts per bucket and the sum for ``key``, to be added to in place (as observe)."""
         item = self.values.get(key)
         if item is None:
             item = self.values[key] = ([0] * (len(self.buckets) + 1), [0.0])
-        item[0][bisect.bisect_left(self.buckets, value)] += 1
-        item[1][0] += value
+        return item
 
     def collect(self) -> Metric:
         fam = HistogramMetricFamily(self.name, self.doc, labels=self.labels)

@@ -117,11 +117,11 @@ class Dashboard:
     # -- numbers ------------------------------------------------------------------------------
 
     def overview(self) -> dict[str, Any]:
-        requests = sum(metrics.REQUESTS.values.values())
-        served = sum(metrics.BYTES_SERVED.values.values())
+        requests = metrics.REQUESTS.total()
+        served = metrics.BYTES_SERVED.total()
         lookups = metrics.CACHE_LOOKUPS.values
-        hits = sum(v for (tier, result), v in lookups.items() if result == "hit")
-        misses = sum(v for (tier, result), v in lookups.items()
+        hits = sum(c[0] for (tier, result), c in lookups.items() if result == "hit")
+        misses = sum(c[0] for (tier, result), c in lookups.items()
                      if result == "miss" and tier == "store")
         ops = self.app.ops
         totals = ops.totals if ops is not None else None
