@@ -2,8 +2,9 @@
 
 The per-request metrics (requests, latency, bytes, cache lookups) are plain dictionaries exported by a
 custom collector at scrape time: prometheus_client's own counters take a lock and a label lookup per
-update, which costs more than the rest of a cached request. Everything here is updated from the event
-loop thread only.
+update, which costs more than the rest of a cached request. Each value sits in a small list (a cell)
+that the prebuilt answers (server/hotpath.py) keep and add to in place, without even the lookup.
+Everything here is updated from the event loop thread only.
 """
 
 from __future__ import annotations
