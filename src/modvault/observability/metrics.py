@@ -28,10 +28,7 @@ class HotCounter:
         self.values: dict[tuple[str, ...], list[float]] = {}
 
     def inc(self, key: tuple[str, ...], amount: float = 1.0) -> None:
-        cell = self.values.get(key)
-        if cell is None:
-            cell = self.values[key] = [0.0]
-        cell[0] += amount
+        self.cell(key)[0] += amount
 
     def cell(self, key: tuple[str, ...]) -> list[float]:
         """The list whose only item is the value for ``key``: the prebuilt answers

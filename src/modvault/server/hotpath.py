@@ -234,7 +234,9 @@ class HotPath:
         return entry, 206, span.length
 
     def _count(self, entry: HotEntry) -> Counts:
-        """What the general path's service and handler record: access journal, cache lookups."""
+        """What the general path's service and handler record (access journal, cache lookups),
+        and the prebuilt answer; the entry's cells, for what the general path's middleware
+        records (``_record``)."""
         if self.journal is not None:
             self.journal.touch(entry.key)
         counts = entry.counts
