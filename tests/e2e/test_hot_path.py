@@ -93,6 +93,41 @@ def test_prebuilt_answers_are_the_general_paths_answers(upstream_a: TestUpstream
     assert {ln["cache"] for ln in lines[2:]} == {"memory"}
 
 
+def test_prebuilt_answers_log_module_paths_masked_once(tmp_path: Path,
+                                                      modvault: ModvaultFactory) -> None:
+    """Prebuilt answers of stored modules whose paths hold a suspect word (sigs.k8s.io) or a
+    token's shape: the first is logged as it is, the second masked, on every answer."""
+    data = tmp_path / "data"
+    clean, tokened = "sigs.k8s.io/yaml", "example.com/mvt_plantedinpath0123/m"
+    for mod in (clean, tokened):
+        d = data / mod / "@v"
+        d.mkdir(parents=True)
+        (d / "v1.0.0.info").write_text('{"Version":"v1.0.0","Time":"2026-01-02T03:04:05Z"}')
+    mv = modvault("off", "--offline", data_dir=data)
+    n = 5
+    with httpx.Client(base_url=mv.url) as c:
+        for _ in range(2):  # read from the store, then learned by the general path
+            for mod in (clean, tokened):
+                assert c.get(f"/{mod}/@v/v1.0.0.info").status_code == 200
+        before = scrape(mv.url)
+        for _ in range(n):
+            for mod in (clean, tokened):
+                assert c.get(f"/{mod}/@v/v1.0.0.info").status_code == 200
+        after = scrape(mv.url)
+    assert (value(after, "modvault_prebuilt_answers_total", kind="info")
+            - value(before, "modvault_prebuilt_answers_total", kind="info")) == 2 * n
+
+    def access_paths() -> list[str]:
+        return [json.loads(x)["path"] for x in mv.output().splitlines()
+                if x.startswith("{") and '"modvault.access"' in x and "v1.0.0.info" in x]
+
+    assert wait_for(lambda: len(access_paths()) == 2 * (n + 2), timeout=5), access_paths()
+    paths = access_paths()
+    assert paths.count(f"/{clean}/@v/v1.0.0.info") == n + 2
+    assert paths.count("/example.com/mvt_***/m/@v/v1.0.0.info") == n + 2
+    assert "plantedinpath" not in mv.output()
+
+
 def test_prebuilt_answers_add_to_every_request_metric(upstream_a: TestUpstreamServer,
                                                       modvault: ModvaultFactory) -> None:
     """Each prebuilt answer adds what the general path would to each per-request metric (the

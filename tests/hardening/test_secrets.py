@@ -16,8 +16,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from modvault.observability.logs import JSONFormatter
+from modvault.observability.audit import mask
+from modvault.observability.logs import AccessLog, JSONFormatter
 from modvault.sources.redact import redact_text
 from tests.conftest import ModvaultFactory
 from tests.support.upstream_server import Behaviour, TestUpstreamServer
@@ -106,3 +109,53 @@ def test_upstream_echo_of_our_credentials_is_redacted(
         mv.stop()
         for text in (r.text, mv.log_path.read_text(errors="replace")):
             assert password not in text and b64 not in text, text
+
+
+# Credentials in the shapes the mask knows, and text around them as a request line may carry it.
+_PLANTED = st.sampled_from([
+    "mvt_PlantedToken0123456789", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJQbGFudGVkIn0.PlantedSig0123",
+    "https://alice:PlantedPassword77@h.example/", "Bearer PlantedBearer0123",
+    "token=PlantedParam0123", "Authorization: Basic UGxhbnRlZEJhc2ljMDEy",
+])
+_AROUND = st.text(st.characters(codec="ascii"), max_size=20) | st.sampled_from(
+    ["/sigs.k8s.io/yaml/@v/v1.4.0.info", "/golang.org/x/oauth2/@v/list", "/x/@v/", "é", ""])
+
+
+def _secret_of(planted: str) -> str:
+    return next(w for w in planted.replace("=", " ").replace(":", " ").replace("@", " ").split()
+                if w.startswith(("mvt_", "eyJ", "Planted", "UGxh")))
+
+
+@settings(max_examples=150, deadline=None)
+@given(before=_AROUND, planted=_PLANTED, after=_AROUND, where=st.sampled_from(["path", "method",
+                                                                             "upstream"]))
+def test_access_lines_carry_each_value_masked(before: str, planted: str, after: str,
+                                              where: str) -> None:
+    """An access line is JSON whose method, path and upstream are those texts as mask() leaves
+    them: a credential planted in any of them never reaches the log, and a text without one
+    (a module path holding a suspect word such as "sig" or "auth") is logged as it came."""
+    values = {"path": "/example.com/m/@v/list", "method": "GET", "upstream": ""}
+    values[where] = f"{before} {planted} {after}"  # the mask wants a credential to stand apart
+    read, write = os.pipe()
+    try:
+        log = AccessLog(True, fd=write)
+        log(values["method"], values["path"], 200, 10, 0.0, "memory", values["upstream"])
+        log.flush()
+        raw = os.read(read, 1 << 16).decode()
+    finally:
+        os.close(read)
+        os.close(write)
+    doc = json.loads(raw)
+    assert raw.endswith("\n") and raw.count("\n") == 1
+    assert {k: doc[k] for k in values} == {k: mask(v) for k, v in values.items()}
+    assert _secret_of(planted) not in raw
+    for clean in ("/sigs.k8s.io/yaml/@v/v1.4.0.info", "/golang.org/x/oauth2/@v/list"):
+        assert mask(clean) == clean
+
+
+@given(st.text(st.characters(categories=["L"]), min_size=1, max_size=40))
+def test_letters_alone_are_never_masked(text: str) -> None:
+    """The access log passes an all-letters method without the mask (logs.AccessLog.fixed_parts):
+    every pattern of the mask needs a character that is not a letter."""
+    assert text.isalpha()
+    assert mask(text) == text

@@ -31,3 +31,24 @@ def test_git_blob_cache_keeps_recent_small_blobs_and_drops_the_oldest() -> None:
     assert files.get(keys[0]) == (False, None)
     files.put(("r", "c", "missing", 0), None)  # a path absent at that commit is remembered too
     assert files.get(("r", "c", "missing", 0)) == (True, None)
+
+
+def test_access_log_remembers_a_bounded_number_of_short_lines() -> None:
+    """The general path's access lines keep their fixed parts in a memo: bounded in entries and
+    in the length of the paths it holds, whatever paths clients send; a repeated line reuses its
+    parts."""
+    import os
+
+    from modvault.observability import logs
+
+    log = logs.AccessLog(True, fd=os.open(os.devnull, os.O_WRONLY))
+    for i in range(3 * logs._MEMO_LINES):
+        log("GET", f"/example.com/m{i}/@v/list", 404, 10, 0.0, "", "")
+        assert len(log._parts) <= logs._MEMO_LINES
+    log._parts.clear()
+    log("GET", "/x" * logs._MEMO_PATH, 404, 10, 0.0, "", "")
+    assert not log._parts
+    log("GET", "/example.com/m/@v/list", 200, 10, 0.0, "memory", "")
+    parts = next(iter(log._parts.values()))
+    log("GET", "/example.com/m/@v/list", 200, 10, 0.0, "memory", "")
+    assert len(log._parts) == 1 and next(iter(log._parts.values())) is parts

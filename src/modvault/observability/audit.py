@@ -70,18 +70,6 @@ def suspect(text: str) -> bool:
     return False
 
 
-def mask_json_line(line: str) -> str:
-    """A JSON log line with every string value masked (the line stays valid JSON: masking the
-    serialized text could cut a value short)."""
-    try:
-        doc = json.loads(line)
-    except ValueError:
-        return mask(line.rstrip("\n")) + "\n"
-    if not isinstance(doc, dict):
-        return mask(line.rstrip("\n")) + "\n"
-    return json.dumps(mask_values(doc), separators=(",", ":")) + "\n"
-
-
 def mask_values(doc: dict[str, Any]) -> dict[str, Any]:
     return {k: mask(v) if isinstance(v, str) else v for k, v in doc.items()}
 

@@ -102,7 +102,7 @@ class HotEntry:
     path: str | None = None  # zips on local disk
     gzip: tuple[Headers, bytes] | None = None  # the answer to gzip-accepting clients, once learned
     # (status, bytes) -> the fixed parts of its access-log line
-    log: dict[tuple[int, int], tuple[str, str, bool]] = field(default_factory=dict)
+    log: dict[tuple[int, int], tuple[str, str]] = field(default_factory=dict)
     base: Headers = field(default_factory=list)  # headers of every answer (for 206)
     accel: Headers | None = None  # front-end mode: the X-Accel-Redirect answer (server/accel.py)
     inode: tuple[int, int] = (0, 0)  # zips: (st_dev, st_ino) of the file learned
@@ -267,11 +267,10 @@ class HotPath:
         if log.enabled:
             parts = entry.log.get((status, size))
             if parts is None:
-                middle, tail = log.fixed_parts("GET", scope.path, status, size, entry.art.tier, "")
-                parts = (middle, tail, log.safe(middle, tail))
+                parts = log.fixed_parts("GET", scope.path, status, size, entry.art.tier, "")
                 if len(entry.log) < 8:
                     entry.log[(status, size)] = parts
-            log.line(str(scope.http_version), parts[0], parts[1], started, parts[2])
+            log.line(str(scope.http_version), parts[0], parts[1], started)
 
     def _accepts_gzip(self, value: str) -> bool:
         ok = self._gzip_ok.get(value)
