@@ -6,6 +6,8 @@ One command prints the whole table (bench/README.md says how to read it):
 
 Measured, interleaved (every server once per round, in turn; the median of the rounds is printed):
   - cached .info (small body): req/s and p99 with wrk, 64 connections
+  - the same for a module path holding a word the access log's credential mask looks for
+    (sigs.k8s.io/...: nginx and the servers with the log on)
   - a 5 MiB zip: MB/s with wrk, 16 connections
   - a 64 KiB zip (about a typical module's): req/s with wrk, 64 connections
   - a 64 KiB Range of that zip: req/s with wrk
@@ -51,6 +53,10 @@ MOD = "example.com/bench"
 INFO = f"/{MOD}/@v/v1.0.0.info"
 # A version nobody has (the go command asks for many while it resolves paths and queries).
 UNKNOWN = f"/{MOD}/@v/v9.9.9.info"
+# A module whose path holds a word the log's credential mask looks for ("sig": all of sigs.k8s.io;
+# "auth" in golang.org/x/oauth2, "digest" in go-digest): its lines must cost no more than others'.
+SUSPECT_MOD = "sigs.k8s.io/bench"
+SUSPECT_INFO = f"/{SUSPECT_MOD}/@v/v1.0.0.info"
 ZIP5 = f"/{MOD}/@v/v1.0.0.zip"
 ZIP100 = f"/{MOD}/@v/v1.1.0.zip"
 ZIP64K = f"/{MOD}/@v/v1.2.0.zip"
@@ -79,6 +85,9 @@ def make_data(root: Path) -> None:
     (d / "v1.0.0.info").write_text('{"Version":"v1.0.0","Time":"2023-11-14T22:13:20Z"}')
     (d / "v1.0.0.mod").write_text(f"module {MOD}\n")
     (d / "list").write_text("v1.0.0\nv1.1.0\n")
+    sus = root / SUSPECT_MOD / "@v"
+    sus.mkdir(parents=True)
+    (sus / "v1.0.0.info").write_text('{"Version":"v1.0.0","Time":"2023-11-14T22:13:20Z"}')
     rnd = os.urandom
     (d / "v1.0.0.zip").write_bytes(rnd(5 << 20))
     (d / "v1.2.0.zip").write_bytes(rnd(64 << 10))
@@ -535,6 +544,7 @@ SMALL_ZIP = "64 KiB zip req/s"
 H2 = "h2 TLS small req/s"
 SMALL_CPU, RANGE_CPU = "small .info CPU us/req", "64 KiB range CPU us/req"
 NOT_FOUND = "404 .info req/s"
+SUSPECT = "sigs.k8s.io .info req/s"
 
 
 def cpu_of_groups(pgids: list[int]) -> float:
@@ -695,6 +705,8 @@ def main() -> int:
                     continue
                 if who != "goproxy":  # it answers a miss by running the go command: not comparable
                     record(NOT_FOUND, who, run(base + UNKNOWN, refused=True)["rps"])
+                if who in ("nginx", "baseline", "modvault", "modvault-auth"):  # log on
+                    record(SUSPECT, who, run(base + SUSPECT_INFO)["rps"])
                 z = run(base + ZIP5, conns=16)
                 record(ZIP_MBS, who, z["mbps"])
                 record(SMALL_ZIP, who, run(base + ZIP64K)["rps"])
@@ -758,7 +770,8 @@ def main() -> int:
             if "baseline" not in by:
                 continue
             on = med(name, "modvault") / med(name, "baseline")
-            off = med(name, "modvault-nolog") / med(name, "baseline-nolog")
+            off = (med(name, "modvault-nolog") / med(name, "baseline-nolog")
+                   if "baseline-nolog" in by else float("nan"))
             if "p99" in name or "CPU" in name:
                 on, off = 1 / on, 1 / off
             print(f"{name:<24}{on:>10.3f}{off:>10.3f}")
