@@ -559,10 +559,11 @@ def test_ranges_of_a_zip_held_in_memory_frame_the_connection(upstream_a: TestUps
                  "bytes=10-99": body[10:100], f"bytes=5-{n + 100}": body[5:],
                  f"bytes={n // 2}-{n // 2}": body[n // 2:n // 2 + 1]}
         before = metric(mv.url, "modvault_prebuilt_answers_total", kind="zip")
-        for header, want in cases.items():
-            r = c.get(ZIP, headers={"Range": header})
-            assert r.status_code == 206 and r.content == want, header
-            assert r.headers["content-length"] == str(len(want)), header
-            assert c.get(ZIP).content == body, header  # the connection is still framed right
+        for _ in range(2):  # the second time, the 206 answers an entry keeps (hotpath._PARTIALS)
+            for header, want in cases.items():
+                r = c.get(ZIP, headers={"Range": header})
+                assert r.status_code == 206 and r.content == want, header
+                assert r.headers["content-length"] == str(len(want)), header
+                assert c.get(ZIP).content == body, header  # the connection is still framed right
         assert metric(mv.url, "modvault_prebuilt_answers_total", kind="zip") \
-            == before + 2 * len(cases)
+            == before + 4 * len(cases)

@@ -71,6 +71,9 @@ MAX_ENTRIES = 4096
 MAX_BODY_BYTES = 4 << 20  # small bodies are shared with the memory tier; this bounds the rest
 MAX_SMALL_BODY = INLINE_BYTES  # gzip encodings of these are kept on the Artifact
 _MEMO = 1024  # Accept-Encoding values and Range headers remembered
+# Per zip entry, the 206 answers of up to _PARTIALS Range headers of up to _PARTIAL_HEADER
+# characters each (a client resuming a download asks the same few ranges again).
+_PARTIALS, _PARTIAL_HEADER = 8, 64
 
 
 @dataclass(slots=True)
@@ -84,6 +87,7 @@ class Counts:
     sent: list[float]  # modvault_bytes_served
     latency: list[int]  # modvault_request_duration_seconds: count per bucket
     latency_sum: list[float]
+    partial: list[float] | None = None  # modvault_requests with status 206, once answered
 
 
 _LATENCY_BUCKETS = metrics.REQUEST_LATENCY.buckets
@@ -103,6 +107,8 @@ class HotEntry:
     gzip: tuple[Headers, bytes] | None = None  # the answer to gzip-accepting clients, once learned
     # (status, bytes) -> the fixed parts of its access-log line
     log: dict[tuple[int, int], tuple[str, str]] = field(default_factory=dict)
+    # Range header -> its span and 206 headers (a few short headers per entry: _PARTIALS)
+    partials: dict[str, tuple[ranges.ByteRange, Headers]] = field(default_factory=dict)
     base: Headers = field(default_factory=list)  # headers of every answer (for 206)
     accel: Headers | None = None  # front-end mode: the X-Accel-Redirect answer (server/accel.py)
     inode: tuple[int, int] = (0, 0)  # zips: (st_dev, st_ino) of the file learned
@@ -219,12 +225,17 @@ class HotPath:
             return entry, 200, entry.size
         if "if-range" in h:
             return None
-        span = self._span(rng, entry.size)
-        if span is None:  # several ranges, none, or unsatisfiable: the general path
-            return None
-        headers = [("content-type", "application/zip"), ("etag", entry.art.etag),
-                   ("content-range", span.content_range(entry.size)),
-                   ("content-length", str(span.length)), *entry.base]
+        partial = entry.partials.get(rng)
+        if partial is None:
+            span = self._span(rng, entry.size)
+            if span is None:  # several ranges, none, or unsatisfiable: the general path
+                return None
+            partial = (span, [("content-type", "application/zip"), ("etag", entry.art.etag),
+                              ("content-range", span.content_range(entry.size)),
+                              ("content-length", str(span.length)), *entry.base])
+            if len(entry.partials) < _PARTIALS and len(rng) <= _PARTIAL_HEADER:
+                entry.partials[rng] = partial
+        span, headers = partial
         if data is not None:
             proto.response_bytes(206, headers, data[span.start:span.end])  # end: exclusive
         elif span.length <= PREAD_MAX:
@@ -257,8 +268,11 @@ class HotPath:
         counts = self._count(entry)
         if status == 200:
             counts.ok[0] += 1
-        else:
-            metrics.REQUESTS.inc((entry.kind, str(status)))
+        else:  # 206: the cell is made on the first, so no zero series for the others
+            cell = counts.partial
+            if cell is None:
+                cell = counts.partial = metrics.REQUESTS.cell((entry.kind, str(status)))
+            cell[0] += 1
         elapsed = time.perf_counter() - started
         counts.latency[bisect_left(_LATENCY_BUCKETS, elapsed)] += 1
         counts.latency_sum[0] += elapsed
