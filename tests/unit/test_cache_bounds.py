@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -52,3 +54,70 @@ def test_access_log_remembers_a_bounded_number_of_short_lines() -> None:
     parts = next(iter(log._parts.values()))
     log("GET", "/example.com/m/@v/list", 200, 10, 0.0, "memory", "")
     assert len(log._parts) == 1 and next(iter(log._parts.values())) is parts
+
+
+def test_prebuilt_range_answers_stay_within_their_bound(tmp_path: Path) -> None:
+    """Zip entries keep the 206 answers of the Range headers they are asked (hotpath._PARTIALS
+    each), at most hotpath._MEMO in the whole table, whatever ranges clients ask; a dropped
+    entry gives its share back. In-process, through the app's RSGI entry point."""
+    import asyncio
+
+    from modvault.config import Settings
+    from modvault.server import hotpath
+    from modvault.server.app import App
+    from modvault.wiring import build_service
+
+    zips = hotpath._MEMO // hotpath._PARTIALS + 20
+    d = tmp_path / "data" / "example.com" / "m" / "@v"
+    d.mkdir(parents=True)
+    for i in range(zips):
+        (d / f"v1.0.{i}.zip").write_bytes(bytes(range(256)) * 8)
+    settings = Settings(data_dir=str(tmp_path / "data"), upstream="off", offline=True,
+                        sumdb_verify=False, access_log=False)
+
+    class Scope:
+        proto, method, http_version, client = "http", "GET", "1.1", "127.0.0.1:5555"
+        query_string, scheme, authority = "", "http", None
+
+        def __init__(self, path: str, headers: dict[str, str]) -> None:
+            self.path, self.headers = path, headers
+
+    class Proto:
+        status = 0
+
+        def response_bytes(self, status: int, headers: object, body: bytes) -> None:
+            self.status = status
+
+        def response_file(self, status: int, headers: object, path: str) -> None:
+            self.status = status
+
+        def response_file_range(self, status: int, *args: object) -> None:
+            self.status = status
+
+        def response_empty(self, status: int, headers: object) -> None:
+            self.status = status
+
+    async def main() -> None:
+        app = App(settings)
+        app.setup(build_service(settings))
+        hot = app.hot
+        assert hot is not None
+        proto = Proto()
+        for i in range(zips):
+            path = f"/example.com/m/@v/v1.0.{i}.zip"
+            for _ in range(2):  # from the store, then learned
+                await app.__rsgi__(Scope(path, {}), proto)
+            for n in range(hotpath._PARTIALS + 3):
+                await app.__rsgi__(Scope(path, {"range": f"bytes={n}-{n + 9}"}), proto)
+                assert proto.status == 206
+        kept = sum(len(e.partials) for e in hot.entries.values())
+        assert kept == hot.partials == hotpath._MEMO
+        assert all(len(e.partials) <= hotpath._PARTIALS for e in hot.entries.values())
+        first = "/example.com/m/@v/v1.0.0.zip"
+        share = len(hot.entries[first].partials)
+        hot.drop(first)
+        assert hot.partials == hotpath._MEMO - share
+        hot.clear()
+        assert hot.partials == 0
+
+    asyncio.run(main())

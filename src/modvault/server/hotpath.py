@@ -72,7 +72,8 @@ MAX_BODY_BYTES = 4 << 20  # small bodies are shared with the memory tier; this b
 MAX_SMALL_BODY = INLINE_BYTES  # gzip encodings of these are kept on the Artifact
 _MEMO = 1024  # Accept-Encoding values and Range headers remembered
 # Per zip entry, the 206 answers of up to _PARTIALS Range headers of up to _PARTIAL_HEADER
-# characters each (a client resuming a download asks the same few ranges again).
+# characters each (a client resuming a download asks the same few ranges again), and at most _MEMO
+# of them in the whole table (about 1 KiB each).
 _PARTIALS, _PARTIAL_HEADER = 8, 64
 
 
@@ -136,6 +137,7 @@ class HotPath:
         self.max_zip_bytes = max_zip_bytes  # small zips' bytes held (0: zips are sent from files)
         self.max_zip_item = min(max_zip_item, max_zip_bytes)
         self.zip_bytes = 0
+        self.partials = 0  # 206 answers kept by the entries (HotEntry.partials)
         self._gzip_ok: dict[str, bool] = {}
         self._spans: dict[tuple[str, int], ranges.ByteRange | None] = {}
 
@@ -233,8 +235,10 @@ class HotPath:
             partial = (span, [("content-type", "application/zip"), ("etag", entry.art.etag),
                               ("content-range", span.content_range(entry.size)),
                               ("content-length", str(span.length)), *entry.base])
-            if len(entry.partials) < _PARTIALS and len(rng) <= _PARTIAL_HEADER:
+            if len(entry.partials) < _PARTIALS and len(rng) <= _PARTIAL_HEADER \
+                    and self.partials < _MEMO:
                 entry.partials[rng] = partial
+                self.partials += 1
         span, headers = partial
         if data is not None:
             proto.response_bytes(206, headers, data[span.start:span.end])  # end: exclusive
@@ -416,6 +420,7 @@ class HotPath:
             return
         if entry.body is not None:
             self.body_bytes -= entry.size
+        self.partials -= len(entry.partials)
         self._release(entry)
 
     def clear(self) -> None:
@@ -424,6 +429,7 @@ class HotPath:
         self.entries.clear()
         self.body_bytes = 0
         self.zip_bytes = 0
+        self.partials = 0
         metrics.HOT_ZIP_BYTES.set(0)
 
 
