@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 from hypothesis import given, settings
@@ -43,7 +44,8 @@ def test_access_log_remembers_a_bounded_number_of_short_lines() -> None:
 
     from modvault.observability import logs
 
-    log = logs.AccessLog(True, fd=os.open(os.devnull, os.O_WRONLY))
+    fd = os.open(os.devnull, os.O_WRONLY)
+    log = logs.AccessLog(True, fd=fd)
     for i in range(3 * logs._MEMO_LINES):
         log("GET", f"/example.com/m{i}/@v/list", 404, 10, 0.0, "", "")
         assert len(log._parts) <= logs._MEMO_LINES
@@ -54,6 +56,7 @@ def test_access_log_remembers_a_bounded_number_of_short_lines() -> None:
     parts = next(iter(log._parts.values()))
     log("GET", "/example.com/m/@v/list", 200, 10, 0.0, "memory", "")
     assert len(log._parts) == 1 and next(iter(log._parts.values())) is parts
+    os.close(fd)
 
 
 def test_prebuilt_range_answers_stay_within_their_bound(tmp_path: Path) -> None:
@@ -119,5 +122,12 @@ def test_prebuilt_range_answers_stay_within_their_bound(tmp_path: Path) -> None:
         assert hot.partials == hotpath._MEMO - share
         hot.clear()
         assert hot.partials == 0
+        # What a worker leaves to its exit: the descriptors and the service (no fd outlives
+        # this test in the test process).
+        files = app.renderer.files
+        for path in list(files._fds):
+            files.forget(path)
+        await app.service.aclose()
 
     asyncio.run(main())
+    gc.collect()
