@@ -111,7 +111,7 @@ def main() -> int:
             token = subprocess.run([sys.executable, "-m", "modvault", "token", "create", "bench",
                                     "--role", "reader", "--data-dir", str(data)],
                                    capture_output=True, text=True, check=True).stdout.split()[-1]
-            extra = {**extra, "auth": "on"}
+            extra = {"auth": "on"}
             headers = {"authorization": f"Bearer {token}"}
         base: list[float] = []
         this: list[float] = []

@@ -137,7 +137,7 @@ class HotPath:
         self.max_zip_bytes = max_zip_bytes  # small zips' bytes held (0: zips are sent from files)
         self.max_zip_item = min(max_zip_item, max_zip_bytes)
         self.zip_bytes = 0
-        self.partials = 0  # 206 answers kept by the entries (HotEntry.partials)
+        self.partials_kept = 0  # 206 answers kept by the entries (HotEntry.partials), in all
         self._gzip_ok: dict[str, bool] = {}
         self._spans: dict[tuple[str, int], ranges.ByteRange | None] = {}
 
@@ -236,9 +236,9 @@ class HotPath:
                               ("content-range", span.content_range(entry.size)),
                               ("content-length", str(span.length)), *entry.base])
             if len(entry.partials) < _PARTIALS and len(rng) <= _PARTIAL_HEADER \
-                    and self.partials < _MEMO:
+                    and self.partials_kept < _MEMO:
                 entry.partials[rng] = partial
-                self.partials += 1
+                self.partials_kept += 1
         span, headers = partial
         if data is not None:
             proto.response_bytes(206, headers, data[span.start:span.end])  # end: exclusive
@@ -420,7 +420,7 @@ class HotPath:
             return
         if entry.body is not None:
             self.body_bytes -= entry.size
-        self.partials -= len(entry.partials)
+        self.partials_kept -= len(entry.partials)
         self._release(entry)
 
     def clear(self) -> None:
@@ -429,7 +429,7 @@ class HotPath:
         self.entries.clear()
         self.body_bytes = 0
         self.zip_bytes = 0
-        self.partials = 0
+        self.partials_kept = 0
         metrics.HOT_ZIP_BYTES.set(0)
 
 
