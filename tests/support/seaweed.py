@@ -51,18 +51,26 @@ class SeaweedS3:
         keys.write_text(json.dumps({"identities": [{
             "name": "modvault", "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
             "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
-        self.port = _free_port()
-        ports = {name: _free_port() for name in (
-            "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
-            "filer.port.grpc", "s3.port.grpc", "admin.port", "admin.port.grpc", "debug.port",
-            "s3.port.iceberg", "webdav.port")}
-        self.cmd = [binary, "mini", f"-dir={root / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-                    f"-s3.port={self.port}", f"-s3.config={keys}", "-master.telemetry=false",
-                    f"-bucket={bucket}", "-webdav=false", "-admin.ui=false",
-                    *(f"-{k}={v}" for k, v in ports.items())]
         self.log_path = root / "weed.log"
         self.proc: subprocess.Popen[bytes] | None = None
-        self.start()
+        # A free port can be taken by another process (another xdist worker's server or client)
+        # between _free_port() and weed's bind: start again on new ports when that happens.
+        for attempt in range(5):
+            self.port = _free_port()
+            ports = {name: _free_port() for name in (
+                "master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
+                "filer.port", "filer.port.grpc", "s3.port.grpc", "admin.port",
+                "admin.port.grpc", "debug.port", "s3.port.iceberg", "webdav.port")}
+            self.cmd = [binary, "mini", f"-dir={root / 'data'}", "-ip=127.0.0.1",
+                        "-ip.bind=127.0.0.1", f"-s3.port={self.port}", f"-s3.config={keys}",
+                        "-master.telemetry=false", f"-bucket={bucket}", "-webdav=false",
+                        "-admin.ui=false", *(f"-{k}={v}" for k, v in ports.items())]
+            try:
+                self.start()
+                return
+            except RuntimeError as exc:
+                if "address already in use" not in str(exc) or attempt == 4:
+                    raise
 
     @property
     def endpoint(self) -> str:
