@@ -3,7 +3,8 @@
 bench_proxy.py runs this beside modvault on the same server as one modvault worker (granian's
 embedded server on a uvloop loop, with the settings of server/embedded.py) and with the same
 answers (status, headers, bodies): small bodies prebuilt in memory, whole files with
-``response_file``, single ranges with ``pread`` from a cached descriptor. Whatever separates it
+``response_file``, single ranges with ``pread`` from a cached descriptor, each answered straight
+from granian's scheduler as modvault's prebuilt answers are (server/scheduling.py). Whatever separates it
 from nginx is granian, the event loop and the kernel; whatever separates modvault from it is ours.
 It is a reference for the benchmark only: no routing, no checks, no logging, no metrics.
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import os
 from email.utils import formatdate
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 DATA = Path(os.environ.get("CEILING_DATA", "."))
@@ -58,26 +60,32 @@ def _span(header: str, size: int) -> tuple[int, int] | None:
     return (start, end) if start <= end else None
 
 
-async def app(scope: Any, proto: Any) -> None:
+def answer_now(scope: Any, proto: Any) -> bool:
+    """Every answer, at once: what modvault's scheduler runs for a prebuilt answer."""
     small = _SMALL.get(scope.path)
     if small is not None:
         proto.response_bytes(200, small[0], small[1])
-        return
+        return True
     found = _FILES.get(scope.path)
     if found is None:
         proto.response_bytes(404, [("content-type", "text/plain")], b"not found\n")
-        return
+        return True
     path, fd, size, headers = found
     rng = scope.headers.get("range")
     span = _span(rng, size) if rng else None
     if span is None:
         proto.response_file(200, headers, path)
-        return
+        return True
     start, end = span
     partial = [(k, v) for k, v in headers if k != "content-length"]
     partial += [("content-length", str(end - start + 1)),
                 ("content-range", f"bytes {start}-{end}/{size}")]
     proto.response_bytes(206, partial, os.pread(fd, end - start + 1, start))
+    return True
+
+
+async def app(scope: Any, proto: Any) -> None:
+    answer_now(scope, proto)
 
 
 _load()
@@ -90,9 +98,13 @@ def serve(port: int, tls: tuple[str, str] | None) -> None:
     from granian.server.embed import Server
 
     from modvault.config import Settings
+    from modvault.server import scheduling
     from modvault.server.embedded import server_options
 
     settings = Settings(listen=f"127.0.0.1:{port}")
+    # The scheduler modvault's server processes run with: every answer is taken at once.
+    scheduling.install(SimpleNamespace(hot=SimpleNamespace(serve=answer_now),  # type: ignore[arg-type]
+                                       answer=app))
     server = Server(app, log_level="warning",  # type: ignore[arg-type]
                     **server_options(settings, (Path(tls[0]), Path(tls[1])) if tls else None))
 

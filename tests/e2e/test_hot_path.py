@@ -93,6 +93,37 @@ def test_prebuilt_answers_are_the_general_paths_answers(upstream_a: TestUpstream
     assert {ln["cache"] for ln in lines[2:]} == {"memory"}
 
 
+def test_prebuilt_answers_come_straight_from_granians_scheduler(
+        tmp_path: Path, upstream_a: TestUpstreamServer, modvault: ModvaultFactory) -> None:
+    """With no middleware in front, granian's scheduler offers each request to the prebuilt
+    answers before any coroutine or Task (server/scheduling.py); the rest take the general path.
+    With auth on, the middleware sees every request first: granian keeps its own scheduler."""
+    line = "prebuilt answers straight from granian's scheduler"
+    mv = modvault(upstream_a.url, "--log-level", "debug")
+    assert wait_for(lambda: line in mv.output(), timeout=5)
+    with httpx.Client(base_url=mv.url) as c:
+        assert c.get(INFO).status_code == 200  # the general path: fetched from upstream
+        first = c.get(INFO)  # the general path again: read from the store, then learned
+        before = scrape(mv.url)
+        again = [c.get(INFO) for _ in range(3)]
+        after = scrape(mv.url)
+        missing = c.get(f"/{MOD}/@v/v9.9.9.info")
+        listed = c.get(f"/{MOD}/@v/list")
+    assert (value(after, "modvault_prebuilt_answers_total", kind="info")
+            - value(before, "modvault_prebuilt_answers_total", kind="info")) == 3
+    for r in again:
+        assert (r.status_code, r.content, raw_items(r)) == (200, first.content, raw_items(first))
+    assert missing.status_code in (404, 410) and missing.text.strip()
+    assert listed.status_code == 200 and "v1.0.0" in listed.text.split()
+
+    data = tmp_path / "authdata"
+    token = mv_cli(data, "token", "create", "reader1", "--role", "reader").split()[-1]
+    authed = modvault(upstream_a.url, "--auth", "on", "--log-level", "debug", data_dir=data)
+    with httpx.Client(base_url=authed.url, headers={"Authorization": f"Bearer {token}"}) as c:
+        assert [c.get(INFO).status_code for _ in range(3)] == [200, 200, 200]
+    assert " serving http" in authed.output() and line not in authed.output()
+
+
 def test_prebuilt_answers_log_module_paths_masked_once(tmp_path: Path,
                                                       modvault: ModvaultFactory) -> None:
     """Prebuilt answers of stored modules whose paths hold a suspect word (sigs.k8s.io) or a

@@ -203,10 +203,15 @@ class App:
             loop.run_until_complete(self._service.aclose())
 
     async def __rsgi__(self, scope: Any, proto: Any) -> None:
-        if scope.proto != "http":
-            return
+        """granian's entry when its scheduler is its own (server/scheduling.py not installed)."""
         hot = self.hot
         if hot is not None and hot.serve(scope, proto):
+            return
+        await self.answer(scope, proto)
+
+    async def answer(self, scope: Any, proto: Any) -> None:
+        """Every request that the prebuilt ``hot`` did not answer: route, middleware, handler."""
+        if scope.proto != "http":
             return
         started = time.perf_counter()
         req = self.request_class(scope, proto)

@@ -89,6 +89,7 @@ def serve_embedded(settings: Settings, on_listening: Callable[[], None],
     from granian.server.embed import Server
 
     from modvault.observability.logs import granian_log_config
+    from modvault.server import scheduling
     from modvault.server.app import create_app
 
     stop_asked = False
@@ -96,6 +97,7 @@ def serve_embedded(settings: Settings, on_listening: Callable[[], None],
 
     def app_factory() -> App:
         app = create_app()
+        scheduling.install(app)  # prebuilt answers straight from granian's scheduler
         app.drain.leave = drained.set  # drained: return from the loop (no os._exit)
         return app
 

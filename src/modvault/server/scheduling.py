@@ -1,0 +1,103 @@
+"""Prebuilt answers straight from granian's scheduler, before any coroutine or asyncio Task.
+
+granian (with its asyncio task runner) schedules each request by making the app's coroutine,
+wrapped in a second one that reports the end to granian, and running both in a new asyncio Task.
+A prebuilt answer (server/hotpath.py) never awaits anything, so for it those three objects and
+the Task's first step were most of the Python work per request that was not modvault's own
+(bench/README.md has the profile and the figures). The scheduler made here offers each request
+to ``App.hot`` first, synchronously, on the loop's thread. Only a request that ``hot`` does not
+answer gets the coroutines and the Task, run as granian runs them: ``watcher.done()`` when the
+answer returns, ``watcher.err(exc)`` when it raises (granian then logs it and answers 500 if
+nothing was sent).
+
+This hooks a private seam of granian (2.8): ``granian.server.embed._new_cbscheduler``, which the
+embedded server calls once per worker after the app's ``__rsgi_init__``, and the asyncio
+scheduler class of ``granian._futures``. :func:`install` leaves granian as it is when that seam
+is missing; ``App.__rsgi__`` still answers hot requests itself then, only at a higher cost.
+tests/unit/test_scheduling.py fails when an upgrade of granian moves the seam.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from collections.abc import Callable, Coroutine
+from contextvars import Context
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from modvault.server.app import App
+
+LOG = logging.getLogger("modvault.server")
+
+Watcher = Any  # granian's CallbackWatcherHTTP: .scope, .proto, .done(), .err(exc), .taskref(task)
+
+
+def hot_first(loop: asyncio.AbstractEventLoop, ctx: Context, app: App
+              ) -> Callable[[Watcher], None]:
+    """What granian calls, from one of its threads, for each request: the request is run on the
+    loop's thread (in ``ctx``, granian's copy of the loop's context), by ``app.hot`` when it has
+    a prebuilt answer, else in an asyncio Task."""
+    hot, answer = app.hot, app.answer
+    assert hot is not None
+
+    async def in_task(watcher: Watcher) -> None:
+        try:
+            await answer(watcher.scope, watcher.proto)
+        except BaseException as exc:  # granian's own protocol: it logs and answers 500
+            watcher.err(exc)
+            return
+        watcher.done()
+
+    def run(watcher: Watcher) -> None:
+        try:
+            answered = hot.serve(watcher.scope, watcher.proto)
+        except BaseException as exc:  # as if raised by the app's coroutine
+            watcher.err(exc)
+            return
+        if answered:
+            watcher.done()  # a no-op once an answer was sent; kept for granian's bookkeeping
+            return
+        watcher.taskref(loop.create_task(in_task(watcher)))
+
+    call_soon = loop.call_soon_threadsafe
+
+    def schedule(watcher: Watcher) -> None:
+        call_soon(run, watcher, context=ctx)
+
+    return schedule
+
+
+def install(app: App) -> bool:
+    """Make granian's embedded server in this process schedule requests with :func:`hot_first`
+    when ``app.hot`` exists once the worker has started (no middleware must see requests first);
+    False, with granian left as it is, when granian's seam is not where this expects it."""
+    try:  # granian's private names, as Any: this is its seam, not its API
+        futures: Any = importlib.import_module("granian._futures")
+        embed: Any = importlib.import_module("granian.server.embed")
+        stock: Callable[..., Any] = embed._new_cbscheduler
+        scheduler_class: type[Any] = futures._CBSchedulerAIO
+        base_init: Callable[[Any], None] = futures._BaseCBScheduler.__init__
+        enter, leave = futures._aio_taskenter, futures._aio_taskleave
+    except (ImportError, AttributeError) as exc:
+        LOG.warning("granian's scheduler seam moved (%s): prebuilt answers run in asyncio Tasks",
+                    exc)
+        return False
+
+    class HotFirstScheduler(scheduler_class):  # type: ignore[misc]  # a class of granian's
+        def __init__(self, loop: asyncio.AbstractEventLoop, *_: Any) -> None:
+            base_init(self)  # the Rust base; the arguments went to its __new__
+            # granian's setter (set once): what its Rust side calls for each request
+            self._schedule_fn = hot_first(loop, self._ctx, app)
+
+    def new_scheduler(loop: asyncio.AbstractEventLoop, cb: Callable[[Watcher], Coroutine[Any, Any, None]],
+                      impl_asyncio: bool = False) -> Any:
+        if app.hot is None or not impl_asyncio:
+            return stock(loop, cb, impl_asyncio=impl_asyncio)
+        LOG.debug("prebuilt answers straight from granian's scheduler")
+        return HotFirstScheduler(loop, cb, None, partial(enter, loop), partial(leave, loop))
+
+    embed._new_cbscheduler = new_scheduler
+    return True

@@ -1,0 +1,151 @@
+"""server/scheduling.py: granian's scheduler offers each request to the prebuilt answers first,
+on the loop's thread, and runs every other one as granian would (done/err of its watcher); the
+private seam of granian it hooks is where this expects it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import importlib
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from modvault.server import scheduling
+
+
+class Watcher:
+    """What granian hands its scheduler per request (CallbackWatcherHTTP's Python face)."""
+
+    def __init__(self, scope: str) -> None:
+        self.scope, self.proto = scope, object()
+        self.events: list[Any] = []
+        self.task: asyncio.Task[None] | None = None
+        self.finished = threading.Event()
+
+    def done(self) -> None:
+        self.events.append("done")
+        self.finished.set()
+
+    def err(self, exc: BaseException) -> None:
+        self.events.append(("err", exc))
+        self.finished.set()
+
+    def taskref(self, task: asyncio.Task[None]) -> None:
+        self.task = task
+
+
+class Hot:
+    """A prebuilt table that answers the scope "hot", declines others, and raises on "boom"."""
+
+    def __init__(self) -> None:
+        self.threads: list[int] = []
+
+    def serve(self, scope: str, proto: object) -> bool:
+        self.threads.append(threading.get_ident())
+        if scope == "boom":
+            raise RuntimeError("hot failed")
+        return scope == "hot"
+
+
+class StubApp:
+    def __init__(self) -> None:
+        self.hot: Hot | None = Hot()
+        self.answered: list[tuple[str, object, bool]] = []
+
+    async def answer(self, scope: str, proto: object) -> None:
+        in_task = asyncio.current_task() is not None
+        await asyncio.sleep(0)  # a real suspension: the general path runs in an asyncio Task
+        if scope == "fails":
+            raise ValueError("general path failed")
+        self.answered.append((scope, proto, in_task))
+
+
+def schedule_from_another_thread(scopes: list[str]) -> tuple[StubApp, list[Watcher], int]:
+    """Run hot_first's schedule as granian does, from a thread that is not the loop's."""
+    app = StubApp()
+    watchers = [Watcher(s) for s in scopes]
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        schedule = scheduling.hot_first(loop, contextvars.copy_context(), app)  # type: ignore[arg-type]
+        caller = threading.Thread(target=lambda: [schedule(w) for w in watchers])
+        caller.start()
+        caller.join()
+        while not all(w.finished.is_set() for w in watchers):
+            await asyncio.sleep(0.001)
+        for w in watchers:
+            if w.task is not None:
+                await asyncio.gather(w.task, return_exceptions=True)
+        return threading.get_ident()
+
+    return app, watchers, asyncio.run(main())
+
+
+def test_prebuilt_answers_run_on_the_loop_without_a_task() -> None:
+    app, (hot, other), loop_thread = schedule_from_another_thread(["hot", "general"])
+    assert hot.events == ["done"] and hot.task is None
+    assert app.hot is not None and app.hot.threads == [loop_thread, loop_thread]
+    assert other.events == ["done"] and isinstance(other.task, asyncio.Task)
+    assert app.answered == [("general", other.proto, True)]  # in a Task, with its proto
+
+
+def test_failures_reach_granians_watcher_as_errors() -> None:
+    app, (boom, fails), _ = schedule_from_another_thread(["boom", "fails"])
+    assert [type(e[1]) for e in boom.events] == [RuntimeError] and boom.task is None
+    assert [type(e[1]) for e in fails.events] == [ValueError]
+    assert app.answered == []
+
+
+@pytest.fixture
+def seam(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """granian.server.embed, its scheduler factory restored after the test."""
+    embed: Any = importlib.import_module("granian.server.embed")
+    monkeypatch.setattr(embed, "_new_cbscheduler", embed._new_cbscheduler)
+    return embed
+
+
+def test_the_seam_is_where_this_granian_has_it(seam: Any) -> None:
+    futures: Any = importlib.import_module("granian._futures")
+    stock: Callable[..., Any] = seam._new_cbscheduler
+    app = StubApp()
+    assert scheduling.install(app) is True  # type: ignore[arg-type]
+    assert seam._new_cbscheduler is not stock
+
+    async def made() -> tuple[Any, Any, Any]:
+        loop = asyncio.get_running_loop()
+
+        async def cb(watcher: Any) -> None:
+            return None
+
+        hot_first = seam._new_cbscheduler(loop, cb, impl_asyncio=True)
+        app.hot = None  # middleware first: granian's own scheduler
+        plain = seam._new_cbscheduler(loop, cb, impl_asyncio=True)
+        return hot_first, plain
+
+    hot_first, plain = asyncio.run(made())
+    assert isinstance(hot_first, futures._CBSchedulerAIO)
+    assert type(hot_first) is not futures._CBSchedulerAIO
+    assert type(plain) is futures._CBSchedulerAIO
+
+
+def test_granians_rust_tasks_keep_granians_scheduler(seam: Any) -> None:
+    calls: list[bool] = []
+    seam._new_cbscheduler = lambda loop, cb, impl_asyncio=False: calls.append(impl_asyncio)
+    assert scheduling.install(StubApp()) is True  # type: ignore[arg-type]
+    seam._new_cbscheduler(None, None, impl_asyncio=False)
+    assert calls == [False]
+
+
+def test_a_moved_seam_leaves_granian_as_it_is(seam: Any, monkeypatch: pytest.MonkeyPatch,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    futures: Any = importlib.import_module("granian._futures")
+    monkeypatch.delattr(futures, "_CBSchedulerAIO")
+    stock = seam._new_cbscheduler
+    with caplog.at_level(logging.WARNING, logger="modvault.server"):
+        assert scheduling.install(StubApp()) is False  # type: ignore[arg-type]
+    assert seam._new_cbscheduler is stock
+    assert "scheduler seam moved" in caplog.text
