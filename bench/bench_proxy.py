@@ -79,12 +79,18 @@ def wait_port(port: int, timeout: float = 20) -> None:
     raise RuntimeError(f"port {port} never opened")
 
 
-def make_data(root: Path) -> None:
+def make_small_files(root: Path) -> Path:
+    """The benchmark module's .info, .mod and list under ``root``; its @v directory."""
     d = root / MOD / "@v"
     d.mkdir(parents=True)
     (d / "v1.0.0.info").write_text('{"Version":"v1.0.0","Time":"2023-11-14T22:13:20Z"}')
     (d / "v1.0.0.mod").write_text(f"module {MOD}\n")
     (d / "list").write_text("v1.0.0\nv1.1.0\n")
+    return d
+
+
+def make_data(root: Path) -> None:
+    d = make_small_files(root)
     sus = root / SUSPECT_MOD / "@v"
     sus.mkdir(parents=True)
     (sus / "v1.0.0.info").write_text('{"Version":"v1.0.0","Time":"2023-11-14T22:13:20Z"}')

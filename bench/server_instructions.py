@@ -27,17 +27,13 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_proxy import INFO, MOD, free_port
+from bench_proxy import INFO, free_port, make_small_files
 
 COLLECTED = re.compile(r"Collected : (\d+)")
 
 
 def make_small_data(root: Path) -> None:
-    d = root / MOD / "@v"
-    d.mkdir(parents=True)
-    (d / "v1.0.0.info").write_text('{"Version":"v1.0.0","Time":"2023-11-14T22:13:20Z"}')
-    (d / "v1.0.0.mod").write_text(f"module {MOD}\n")
-    (d / "list").write_text("v1.0.0\nv1.1.0\n")
+    d = make_small_files(root)
     (d / "v1.2.0.zip").write_bytes(os.urandom(64 << 10))
 
 
