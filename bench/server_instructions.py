@@ -21,13 +21,10 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_proxy import INFO, free_port, make_small_files
+from bench_proxy import INFO, free_port, make_small_files, wait_port
 
 COLLECTED = re.compile(r"Collected : (\d+)")
 REQUESTS = re.compile(r"requests: \d+ total, \d+ started, (?P<done>\d+) done, \d+ succeeded, "
@@ -51,16 +48,7 @@ def counted(env: dict[str, str], data: Path, extra: list[str], path: str, header
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError(f"the server under callgrind never answered: {log}")
-            time.sleep(0.5)
+        wait_port(port, timeout=120)  # slow under callgrind; requests wait in the backlog after
         load = ["h2load", "--h1", "-c1", "-n", str(n), f"http://127.0.0.1:{port}{path}"]
         if header:
             load[1:1] = ["-H", header]
