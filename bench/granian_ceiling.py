@@ -4,7 +4,8 @@ bench_proxy.py runs this beside modvault on the same server as one modvault work
 embedded server on a uvloop loop, with the settings of server/embedded.py) and with the same
 answers (status, headers, bodies): small bodies prebuilt in memory, whole files with
 ``response_file``, single ranges with ``pread`` from a cached descriptor, each answered straight
-from granian's scheduler as modvault's prebuilt answers are (server/scheduling.py). Whatever separates it
+from granian's scheduler on granian's thread, as modvault's prebuilt answers are
+(server/scheduling.py). Whatever separates it
 from nginx is granian, the event loop and the kernel; whatever separates modvault from it is ours.
 It is a reference for the benchmark only: no routing, no checks, no logging, no metrics.
 
@@ -103,8 +104,8 @@ def serve(port: int, tls: tuple[str, str] | None) -> None:
 
     settings = Settings(listen=f"127.0.0.1:{port}")
     # The scheduler modvault's server processes run with: every answer is taken at once.
-    scheduling.install(SimpleNamespace(hot=SimpleNamespace(serve=answer_now),  # type: ignore[arg-type]
-                                       answer=app))
+    hot = SimpleNamespace(serve=answer_now, serve_now=answer_now, off_loop=lambda loop: None)
+    scheduling.install(SimpleNamespace(hot=hot, answer=app))  # type: ignore[arg-type]
     server = Server(app, log_level="warning",  # type: ignore[arg-type]
                     **server_options(settings, (Path(tls[0]), Path(tls[1])) if tls else None))
 

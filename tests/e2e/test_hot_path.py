@@ -124,6 +124,75 @@ def test_prebuilt_answers_come_straight_from_granians_scheduler(
     assert " serving http" in authed.output() and line not in authed.output()
 
 
+def _access_lines(output: str, path: str) -> list[dict[str, object]]:
+    return [json.loads(x) for x in output.splitlines()
+            if x.startswith("{") and '"modvault.access"' in x and f'"path":"{path}"' in x]
+
+
+def test_prebuilt_answers_under_concurrency_are_each_recorded_once(
+        upstream_a: TestUpstreamServer, modvault: ModvaultFactory) -> None:
+    """Prebuilt answers are given on granian's thread and recorded on the loop's
+    (HotPath.serve_now, settle): many clients at once, beside requests that take the general
+    path, get the right bytes, and every answer has its metrics and its access-log line."""
+    import concurrent.futures
+
+    mv = modvault(upstream_a.url)
+    with httpx.Client(base_url=mv.url) as c:
+        for path in (INFO, ZIP, INFO, ZIP):  # fetched, then learned by the general path
+            assert c.get(path).status_code == 200
+        whole = c.get(ZIP).content
+        info = c.get(INFO, headers={"accept-encoding": "identity"}).content
+    before = scrape(mv.url)
+    clients, rounds = 8, 60
+
+    def client(n: int) -> list[str]:
+        wrong = []
+        with httpx.Client(base_url=mv.url, headers={"accept-encoding": "identity"}) as c:
+            for i in range(rounds):
+                start = (n * 7919 + i * 104729) % (len(whole) - 100)
+                r = c.get(ZIP, headers={"range": f"bytes={start}-{start + 99}"})
+                if (r.status_code, r.content) != (206, whole[start:start + 100]):
+                    wrong.append(f"range {start}: {r.status_code}")
+                r = c.get(INFO)
+                if (r.status_code, r.content) != (200, info):
+                    wrong.append(f"info: {r.status_code}")
+                if c.get(f"/{MOD}/@v/v9.{n}.{i}.info").status_code not in (404, 410):
+                    wrong.append("miss")
+        return wrong
+
+    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        assert [w for wrong in pool.map(client, range(clients)) for w in wrong] == []
+    after = scrape(mv.url)
+    n = clients * rounds
+    for kind in ("info", "zip"):
+        assert (value(after, "modvault_prebuilt_answers_total", kind=kind)
+                - value(before, "modvault_prebuilt_answers_total", kind=kind)) == n
+    assert (value(after, "modvault_requests_total", kind="zip", status="206")
+            - value(before, "modvault_requests_total", kind="zip", status="206")) == n
+    assert (value(after, "modvault_request_duration_seconds_count", kind="info")
+            - value(before, "modvault_request_duration_seconds_count", kind="info")) >= n
+    # 4 + 2 before, then n each; the log is written within about 0.1 s.
+    assert wait_for(lambda: len(_access_lines(mv.output(), INFO)) == n + 3, timeout=5)
+    assert wait_for(lambda: len(_access_lines(mv.output(), ZIP)) == n + 3, timeout=5)
+    ranges = [x for x in _access_lines(mv.output(), ZIP) if x["status"] == 206]
+    assert len(ranges) == n and all(x["bytes"] == 100 for x in ranges)
+
+
+def test_prebuilt_answers_just_before_a_stop_are_all_logged(upstream_a: TestUpstreamServer,
+                                                            modvault: ModvaultFactory) -> None:
+    """A worker stopped right after a burst of prebuilt answers records them all before it
+    exits (their access-log lines were queued for the loop's thread)."""
+    mv = modvault(upstream_a.url)
+    n = 200
+    with httpx.Client(base_url=mv.url) as c:
+        for _ in range(2):
+            assert c.get(INFO).status_code == 200
+        assert [c.get(INFO).status_code for _ in range(n)] == [200] * n
+    mv.stop()  # SIGTERM at once
+    assert mv.proc.returncode == 0
+    assert len(_access_lines(mv.log_path.read_text(), INFO)) == n + 2
+
+
 def test_prebuilt_answers_log_module_paths_masked_once(tmp_path: Path,
                                                       modvault: ModvaultFactory) -> None:
     """Prebuilt answers of stored modules whose paths hold a suspect word (sigs.k8s.io) or a

@@ -1,6 +1,6 @@
 """server/scheduling.py: granian's scheduler offers each request to the prebuilt answers first,
-on the loop's thread, and runs every other one as granian would (done/err of its watcher); the
-private seam of granian it hooks is where this expects it."""
+on granian's own thread, then on the loop's, and runs every other one as granian would (done/err
+of its watcher); the private seam of granian it hooks is where this expects it."""
 
 from __future__ import annotations
 
@@ -39,13 +39,25 @@ class Watcher:
 
 
 class Hot:
-    """A prebuilt table that answers the scope "hot", declines others, and raises on "boom"."""
+    """A prebuilt table: on granian's thread (serve_now) it answers the scope "now" and raises
+    on "boom now"; on the loop's (serve) it answers "hot" (say, a stale entry to drop first) and
+    raises on "boom"; it declines the others."""
 
     def __init__(self) -> None:
-        self.threads: list[int] = []
+        self.threads: list[tuple[str, str, int]] = []  # (method, scope, thread)
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def off_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+
+    def serve_now(self, scope: str, proto: object) -> bool:
+        self.threads.append(("serve_now", scope, threading.get_ident()))
+        if scope == "boom now":
+            raise RuntimeError("hot failed on granian's thread")
+        return scope == "now"
 
     def serve(self, scope: str, proto: object) -> bool:
-        self.threads.append(threading.get_ident())
+        self.threads.append(("serve", scope, threading.get_ident()))
         if scope == "boom":
             raise RuntimeError("hot failed")
         return scope == "hot"
@@ -64,15 +76,22 @@ class StubApp:
         self.answered.append((scope, proto, in_task))
 
 
-def schedule_from_another_thread(scopes: list[str]) -> tuple[StubApp, list[Watcher], int]:
-    """Run hot_first's schedule as granian does, from a thread that is not the loop's."""
+def schedule_from_another_thread(scopes: list[str]) -> tuple[StubApp, list[Watcher], int, int]:
+    """Run hot_first's schedule as granian does, from a thread that is not the loop's; the app,
+    the watchers, the loop's thread and the caller's."""
     app = StubApp()
     watchers = [Watcher(s) for s in scopes]
+    caller_ident: list[int] = []
+
+    def call(schedule: Callable[[Watcher], None]) -> None:
+        caller_ident.append(threading.get_ident())
+        for w in watchers:
+            schedule(w)
 
     async def main() -> int:
         loop = asyncio.get_running_loop()
         schedule = scheduling.hot_first(loop, contextvars.copy_context(), app)  # type: ignore[arg-type]
-        caller = threading.Thread(target=lambda: [schedule(w) for w in watchers])
+        caller = threading.Thread(target=call, args=(schedule,))
         caller.start()
         caller.join()
         while not all(w.finished.is_set() for w in watchers):
@@ -82,22 +101,34 @@ def schedule_from_another_thread(scopes: list[str]) -> tuple[StubApp, list[Watch
                 await asyncio.gather(w.task, return_exceptions=True)
         return threading.get_ident()
 
-    return app, watchers, asyncio.run(main())
+    loop_ident = asyncio.run(main())
+    return app, watchers, loop_ident, caller_ident[0]
 
 
-def test_prebuilt_answers_run_on_the_loop_without_a_task() -> None:
-    app, (hot, other), loop_thread = schedule_from_another_thread(["hot", "general"])
+def test_prebuilt_answers_are_given_on_granians_thread_then_on_the_loops() -> None:
+    app, (now, hot, other), loop_thread, caller = schedule_from_another_thread(
+        ["now", "hot", "general"])
+    assert app.hot is not None and app.hot.loop is not None  # told where to record
+    assert now.events == ["done"] and now.task is None
     assert hot.events == ["done"] and hot.task is None
-    assert app.hot is not None and app.hot.threads == [loop_thread, loop_thread]
+    # Each is offered on granian's thread first; what that declines, on the loop's.
+    assert app.hot.threads == [
+        ("serve_now", "now", caller), ("serve_now", "hot", caller),
+        ("serve_now", "general", caller), ("serve", "hot", loop_thread),
+        ("serve", "general", loop_thread)]
     assert other.events == ["done"] and isinstance(other.task, asyncio.Task)
     assert app.answered == [("general", other.proto, True)]  # in a Task, with its proto
 
 
 def test_failures_reach_granians_watcher_as_errors() -> None:
-    app, (boom, fails), _ = schedule_from_another_thread(["boom", "fails"])
+    app, (boom_now, boom, fails), _, _ = schedule_from_another_thread(
+        ["boom now", "boom", "fails"])
+    assert [type(e[1]) for e in boom_now.events] == [RuntimeError] and boom_now.task is None
     assert [type(e[1]) for e in boom.events] == [RuntimeError] and boom.task is None
     assert [type(e[1]) for e in fails.events] == [ValueError]
     assert app.answered == []
+    assert app.hot is not None and [s for m, s, _ in app.hot.threads if m == "serve"] == \
+        ["boom", "fails"]  # a failure on granian's thread is not offered again
 
 
 @pytest.fixture

@@ -26,6 +26,12 @@ class ByteLRU(Generic[V]):
         self._items.move_to_end(key)
         return item[0]
 
+    def peek(self, key: str) -> V | None:
+        """The value without making it recent: one dictionary lookup, safe from a thread other
+        than the one that changes the map (the prebuilt answers on granian's thread)."""
+        item = self._items.get(key)
+        return None if item is None else item[0]
+
     def put(self, key: str, value: V, size: int) -> None:
         if size > self.max_bytes:
             self.pop(key)

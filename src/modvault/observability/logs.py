@@ -127,8 +127,13 @@ class AccessLog:
 
     def line(self, http: str, middle: str, tail: str, started: float) -> None:
         """Append one line from its fixed parts (:meth:`fixed_parts`) and the request's timing."""
-        line = (f'{{"ts":{time.time():.3f},"level":"info","logger":"modvault.access","http":"'
-                f'{http}{middle}{(time.perf_counter() - started) * 1000:.3f}{tail}')
+        self.line_at(http, middle, tail, time.time(), time.perf_counter() - started)
+
+    def line_at(self, http: str, middle: str, tail: str, ts: float, elapsed: float) -> None:
+        """:meth:`line` for a request answered at ``ts`` in ``elapsed`` seconds (an answer given
+        on another thread, logged later on the loop's)."""
+        line = (f'{{"ts":{ts:.3f},"level":"info","logger":"modvault.access","http":"'
+                f'{http}{middle}{elapsed * 1000:.3f}{tail}')
         self._buf.append(line)
         self._size += len(line)
         if self._size >= self.max_buffer:

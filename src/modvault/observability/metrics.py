@@ -4,13 +4,16 @@ The per-request metrics (requests, latency, bytes, cache lookups) are plain dict
 custom collector at scrape time: prometheus_client's own counters take a lock and a label lookup per
 update, which costs more than the rest of a cached request. Each value sits in a small list (a cell)
 that the prebuilt answers (server/hotpath.py) keep and add to in place, without even the lookup.
-Everything here is updated from the event loop thread only.
+Everything here is updated from the event loop thread only: the prebuilt answers given on
+granian's thread queue what they record, and the queue is settled (:func:`settle`) on the loop's
+thread at the latest when these metrics are read.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator, Sequence
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -19,6 +22,25 @@ from prometheus_client.registry import Collector
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+_SETTLERS: list[weakref.WeakMethod[Callable[[], None]]] = []
+
+
+def settle_with(method: Callable[[], None]) -> None:
+    """Have ``method`` (a bound method: held weakly) run before the per-request metrics are
+    read, to add what was queued for them."""
+    _SETTLERS.append(weakref.WeakMethod(method))
+
+
+def settle() -> None:
+    """Add what is queued for the per-request metrics (on the loop's thread)."""
+    for ref in list(_SETTLERS):
+        method = ref()
+        if method is None:
+            _SETTLERS.remove(ref)
+        else:
+            method()
 
 
 class HotCounter:
@@ -39,9 +61,11 @@ class HotCounter:
         return cell
 
     def total(self) -> float:
+        settle()
         return sum(cell[0] for cell in self.values.values())
 
     def collect(self) -> Metric:
+        settle()
         fam = CounterMetricFamily(self.name, self.doc, labels=self.labels)
         for key, cell in self.values.items():
             fam.add_metric(list(key), cell[0])
@@ -68,6 +92,7 @@ class HotHistogram:
         return item
 
     def collect(self) -> Metric:
+        settle()
         fam = HistogramMetricFamily(self.name, self.doc, labels=self.labels)
         for key, (counts, total) in self.values.items():
             cumulative, acc = [], 0

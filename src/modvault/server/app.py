@@ -181,6 +181,8 @@ class App:
 
     async def _aclose(self) -> None:
         """The worker's clean-up when it stops after draining (see server/drain.py)."""
+        if self.hot is not None:
+            self.hot.close()  # what granian's thread answered is recorded, and it answers no more
         self.access_log.flush()
         if self._refresher is not None:
             self._refresher.cancel()
@@ -190,8 +192,13 @@ class App:
             await self.ops.aclose()
         if self._service is not None:
             await self._service.aclose()
+        if self.hot is not None:  # an answer given on granian's thread while closing
+            self.hot.settle()
+            self.access_log.flush()
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.hot is not None:
+            self.hot.close()
         self.access_log.flush()
         if self._refresher is not None:
             self._refresher.cancel()

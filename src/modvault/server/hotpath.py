@@ -27,7 +27,10 @@ reads it in a blocking-pool task for every answer), 0.77 of nginx's against 0.36
 1.8 times (bench_proxy's 64 KiB zip row).
 
 Where a table sits depends on the middleware. With none that runs before handlers (auth off, no
-client allowlist) the app asks one first, before any request object exists (``serve``). Otherwise
+client allowlist) the app asks one first, before any request object exists: on granian's own
+thread, before the event loop sees the request (``serve_now``, server/scheduling.py), then on
+the loop's thread (``serve``). An answer given on granian's thread reads what the loop's thread
+owns and changes none of it; what it records waits in a bounded queue for the loop's. Otherwise
 the request takes the general path up to the handler, so the middleware decides who may read what
 exactly as before (client allowlist, authentication, authorization, rate limit, the audit log); a
 GET it lets through is then answered from a table in place of the artifact handler
@@ -50,6 +53,7 @@ import asyncio
 import os
 import time
 from bisect import bisect_left
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -75,6 +79,12 @@ _MEMO = 1024  # Accept-Encoding values and Range headers remembered
 # characters each (a client resuming a download asks the same few ranges again), and at most _MEMO
 # of them in the whole table (about 1 KiB each).
 _PARTIALS, _PARTIAL_HEADER = 8, 64
+# Answers given on granian's thread whose records wait for the loop's (HotPath.serve_now): the
+# loop adds them this long after the first one of a batch, and granian's thread answers no more
+# until they are fewer than _QUEUED (the loop is starved: what it cannot record, it answers).
+SETTLE_DELAY = 0.01
+_QUEUED = 8192  # about 1 MiB of records
+_UNSET: Any = object()
 
 
 @dataclass(slots=True)
@@ -103,6 +113,7 @@ class HotEntry:
     kind: str  # metrics label
     headers: Headers  # a plain 200
     size: int
+    url: str = ""  # the path it answers (its key in HotPath.entries)
     body: bytes | None = None  # small bodies
     path: str | None = None  # zips on local disk
     gzip: tuple[Headers, bytes] | None = None  # the answer to gzip-accepting clients, once learned
@@ -140,6 +151,59 @@ class HotPath:
         self.partials_kept = 0  # 206 answers kept by the entries (HotEntry.partials), in all
         self._gzip_ok: dict[str, bool] = {}
         self._spans: dict[tuple[str, int], ranges.ByteRange | None] = {}
+        # Answers given on granian's thread (serve_now), recorded on the loop's (settle):
+        # (entry, status, body bytes, HTTP version, time answered, seconds taken)
+        self._queued: deque[tuple[HotEntry, int, int, str, float, float]] = deque()
+        self._loop: asyncio.AbstractEventLoop | None = None  # set by off_loop: serve_now answers
+        self._settling = False  # a settle is scheduled
+
+    # -- answering on granian's thread ------------------------------------------------------
+
+    def off_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Let :meth:`serve_now` answer from granian's thread, recording on ``loop``'s."""
+        self._loop = loop
+        metrics.settle_with(self.settle)
+
+    def serve_now(self, scope: Any, proto: Any) -> bool:
+        """:meth:`serve` for the thread granian calls its scheduler from, beside the loop's.
+
+        It only reads what the loop's thread changes (entries, the memory tier, the change
+        token, the gate, descriptors under their lock) and declines whatever would change it:
+        an entry gone stale, a change to take in, a descriptor not open. Those go to the loop's
+        thread, where :meth:`serve` forgets or drops first. What is recorded for an answer
+        (metrics, access-log line, access journal, memory-tier recency) is queued for
+        :meth:`settle` on the loop's thread, which runs at most ``SETTLE_DELAY`` later, and
+        before the metrics are read."""
+        loop = self._loop
+        if loop is None or len(self._queued) >= _QUEUED:
+            return False
+        started = time.perf_counter()
+        answered = self.answer(scope, proto, here=False)
+        if answered is None:
+            return False
+        entry, status, size = answered
+        self._queued.append((entry, status, size, str(scope.http_version), time.time(),
+                             time.perf_counter() - started))
+        if not self._settling:
+            self._settling = True  # set after the append: a settle that has begun takes it
+            loop.call_soon_threadsafe(loop.call_later, SETTLE_DELAY, self.settle)
+        return True
+
+    def settle(self) -> None:
+        """Record the answers :meth:`serve_now` gave (on the loop's thread)."""
+        self._settling = False  # before taking: an answer queued from now on schedules again
+        queued = self._queued
+        memory = self.memory
+        while queued:
+            entry, status, size, http, ts, elapsed = queued.popleft()
+            if entry.body is not None:
+                memory.get(entry.key)  # its recency in the memory tier
+            self._note(entry, status, size, http, ts, elapsed)
+
+    def close(self) -> None:
+        """No more answers from granian's thread; record those given (a stopping worker)."""
+        self._loop = None
+        self.settle()
 
     # -- answering --------------------------------------------------------------------------
 
@@ -165,17 +229,18 @@ class HotPath:
         self._count(entry)
         return True
 
-    def answer(self, scope: Any, proto: Any) -> tuple[HotEntry, int, int] | None:
+    def answer(self, scope: Any, proto: Any, here: bool = True) -> tuple[HotEntry, int, int] | None:
         """Send the prebuilt answer if one fits: (its entry, status, body bytes); None sends
-        nothing."""
+        nothing. ``here`` False: on granian's thread, where nothing is changed (serve_now)."""
         entry = self.entries.get(scope.path)
         if entry is None or scope.method != "GET":
             return None
         changes = self.changes
-        if changes is not None and changes.changed():
+        if changes is not None and (changes.changed() if here else changes.pending()):
             # A sibling worker published, blocked or removed something: what the service would
             # do first (drop its caches, reread blocks), then the general path answers.
-            self.service.forget(None)
+            if here:
+                self.service.forget(None)
             return None
         gate = self.gate
         if gate.active and (not gate.loaded or gate.refusal(entry.module, entry.version)):
@@ -188,8 +253,10 @@ class HotPath:
         if entry.body is not None:
             if "range" in h:
                 return None
-            if self.memory.get(entry.key) is not entry.art:  # evicted or replaced: forget it
-                self.drop(scope.path)
+            if (self.memory.get(entry.key) if here else self.memory.peek(entry.key)) \
+                    is not entry.art:  # evicted or replaced: forget it
+                if here:
+                    self.drop(scope.path)
                 return None
             accept = h.get("accept-encoding")
             if accept is not None and self._accepts_gzip(accept):
@@ -200,19 +267,30 @@ class HotPath:
                 headers, body = entry.headers, entry.body
             proto.response_bytes(200, headers, body)
             return entry, 200, len(body)
+        if here:
+            return self._answer_file(entry, scope, proto)
+        with self.renderer.files.lock:  # the descriptor stays open while it is used
+            return self._answer_file(entry, scope, proto, here=False)
+
+    def _answer_file(self, entry: HotEntry, scope: Any, proto: Any, here: bool = True
+                     ) -> tuple[HotEntry, int, int] | None:
         path = entry.path
         assert path is not None
         files = self.renderer.files
+        h = scope.headers
         try:
             # fstat of a cached descriptor (no path walk): a removed file has no links left, and
             # a descriptor reopened after eviction from the cache may name another file.
-            fd = files.fd(path)
+            fd = files.fd(path) if here else files.held(path)
+            if fd is None:  # not open: the loop's thread opens it
+                return None
             st = os.fstat(fd)
             if st.st_nlink == 0 or (st.st_dev, st.st_ino) != entry.inode:
                 raise FileNotFoundError(path)
         except OSError:  # removed (rm, gc) or replaced: the general path decides
-            files.forget(path)
-            self.drop(scope.path)
+            if here:
+                files.forget(path)
+                self.drop(scope.path)
             return None
         if entry.accel is not None and "if-range" not in h:
             proto.response_empty(200, entry.accel)  # nginx sends the bytes (and the range)
@@ -235,7 +313,7 @@ class HotPath:
             partial = (span, [("content-type", "application/zip"), ("etag", entry.art.etag),
                               ("content-range", span.content_range(entry.size)),
                               ("content-length", str(span.length)), *entry.base])
-            if len(entry.partials) < _PARTIALS and len(rng) <= _PARTIAL_HEADER \
+            if here and len(entry.partials) < _PARTIALS and len(rng) <= _PARTIAL_HEADER \
                     and self.partials_kept < _MEMO:
                 entry.partials[rng] = partial
                 self.partials_kept += 1
@@ -269,6 +347,11 @@ class HotPath:
 
     def _record(self, entry: HotEntry, scope: Any, status: int, size: int, started: float) -> None:
         """What the general path records, its access-log middleware included."""
+        self._note(entry, status, size, str(scope.http_version), time.time(),
+                   time.perf_counter() - started)
+
+    def _note(self, entry: HotEntry, status: int, size: int, http: str, ts: float,
+              elapsed: float) -> None:
         counts = self._count(entry)
         if status == 200:
             counts.ok[0] += 1
@@ -277,7 +360,6 @@ class HotPath:
             if cell is None:
                 cell = counts.partial = metrics.REQUESTS.cell((entry.kind, str(status)))
             cell[0] += 1
-        elapsed = time.perf_counter() - started
         counts.latency[bisect_left(_LATENCY_BUCKETS, elapsed)] += 1
         counts.latency_sum[0] += elapsed
         counts.sent[0] += size
@@ -285,10 +367,10 @@ class HotPath:
         if log.enabled:
             parts = entry.log.get((status, size))
             if parts is None:
-                parts = log.fixed_parts("GET", scope.path, status, size, entry.art.tier, "")
+                parts = log.fixed_parts("GET", entry.url, status, size, entry.art.tier, "")
                 if len(entry.log) < 8:
                     entry.log[(status, size)] = parts
-            log.line(str(scope.http_version), parts[0], parts[1], started)
+            log.line_at(http, parts[0], parts[1], ts, elapsed)
 
     def _accepts_gzip(self, value: str) -> bool:
         ok = self._gzip_ok.get(value)
@@ -301,8 +383,9 @@ class HotPath:
 
     def _span(self, header: str, size: int) -> ranges.ByteRange | None:
         memo = (header, size)
-        if memo in self._spans:
-            return self._spans[memo]
+        known = self._spans.get(memo, _UNSET)  # one lookup: another thread may clear the memo
+        if known is not _UNSET:
+            return known  # type: ignore[no-any-return]
         try:
             spans = ranges.parse_range(header, size)
         except ranges.Unsatisfiable:
@@ -360,6 +443,7 @@ class HotPath:
                                 or self.body_bytes + entry.size * (entry.body is not None)
                                 > self.max_body_bytes):
             self.drop(next(iter(self.entries)))  # oldest first
+        entry.url = path
         self.entries[path] = entry
         if entry.body is not None:
             self.body_bytes += entry.size

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import threading
 from collections import OrderedDict
 from typing import Any
 
@@ -276,11 +277,17 @@ async def _stream_memory_parts(transport: Any, body: bytes, heads: list[bytes],
 
 
 class FileHandles:
-    """A bounded cache of read-only descriptors for stored (immutable) files."""
+    """A bounded cache of read-only descriptors for stored (immutable) files.
+
+    Opened, reordered and closed on the event loop's thread only. The prebuilt answers given on
+    granian's thread (server/hotpath.py, ``HotPath.serve_now``) read a descriptor already here,
+    under ``lock``, which every close takes too: a descriptor is never closed (and its number
+    reused for another file) while that thread reads it."""
 
     def __init__(self, limit: int = 256) -> None:
         self.limit = limit
         self._fds: OrderedDict[str, int] = OrderedDict()
+        self.lock = threading.Lock()
 
     def fd(self, path: str) -> int:
         """A cached read-only descriptor of ``path`` (raises OSError when it cannot be opened)."""
@@ -289,17 +296,24 @@ class FileHandles:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             self._fds[path] = fd
             if len(self._fds) > self.limit:
-                _, old = self._fds.popitem(last=False)
-                os.close(old)
+                with self.lock:
+                    _, old = self._fds.popitem(last=False)
+                    os.close(old)
         else:
             self._fds.move_to_end(path)
         return fd
 
+    def held(self, path: str) -> int | None:
+        """The descriptor of ``path`` if one is open, without opening or reordering; call it
+        with ``lock`` held, and use the descriptor before letting go of it."""
+        return self._fds.get(path)
+
     def forget(self, path: str) -> None:
         """Close the descriptor of a file that was removed (a later one at the path is another)."""
-        fd = self._fds.pop(path, None)
-        if fd is not None:
-            os.close(fd)
+        with self.lock:
+            fd = self._fds.pop(path, None)
+            if fd is not None:
+                os.close(fd)
 
     def pread(self, path: str, start: int, length: int) -> bytes:
         return os.pread(self.fd(path), length, start)

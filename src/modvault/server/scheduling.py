@@ -1,14 +1,17 @@
-"""Prebuilt answers straight from granian's scheduler, before any coroutine or asyncio Task.
+"""Prebuilt answers straight from granian's scheduler, on granian's own thread.
 
-granian (with its asyncio task runner) schedules each request by making the app's coroutine,
-wrapped in a second one that reports the end to granian, and running both in a new asyncio Task.
-A prebuilt answer (server/hotpath.py) never awaits anything, so for it those three objects and
-the Task's first step were most of the Python work per request that was not modvault's own
-(bench/README.md has the profile and the figures). The scheduler made here offers each request
-to ``App.hot`` first, synchronously, on the loop's thread. Only a request that ``hot`` does not
-answer gets the coroutines and the Task, run as granian runs them: ``watcher.done()`` when the
-answer returns, ``watcher.err(exc)`` when it raises (granian then logs it and answers 500 if
-nothing was sent).
+granian (with its asyncio task runner) schedules each request from a thread of its own (one
+Python thread per worker for RSGI): it makes the app's coroutine, wrapped in a second one that
+reports the end to granian, and hands both to the loop's thread (``call_soon_threadsafe``) to run
+in a new asyncio Task. A prebuilt answer (server/hotpath.py) never awaits anything, so for it
+that hand-over, the loop's wake-up, the GIL passing between the two threads, the coroutines and
+the Task were most of the work per request that was not modvault's own (bench/README.md has the
+figures). The scheduler made here offers each request to ``App.hot`` first, on granian's thread
+(``HotPath.serve_now``, which changes nothing the loop's thread owns and queues what it records
+for the loop), then, for what that declines, on the loop's thread (``HotPath.serve``, which may
+forget or drop a stale entry first). Only a request that neither answers gets the coroutines
+and the Task, run as granian runs them: ``watcher.done()`` when the answer returns,
+``watcher.err(exc)`` when it raises (granian then logs it and answers 500 if nothing was sent).
 
 This hooks a private seam of granian (2.8): ``granian.server.embed._new_cbscheduler``, which the
 embedded server calls once per worker after the app's ``__rsgi_init__``, and the asyncio
@@ -37,11 +40,14 @@ Watcher = Any  # granian's CallbackWatcherHTTP: .scope, .proto, .done(), .err(ex
 
 def hot_first(loop: asyncio.AbstractEventLoop, ctx: Context, app: App
               ) -> Callable[[Watcher], None]:
-    """What granian calls, from one of its threads, for each request: the request is run on the
-    loop's thread (in ``ctx``, granian's copy of the loop's context), by ``app.hot`` when it has
-    a prebuilt answer, else in an asyncio Task."""
+    """What granian calls, from one of its threads, for each request: a prebuilt answer given
+    there if one fits, else the request is run on the loop's thread (in ``ctx``, granian's copy
+    of the loop's context), by ``app.hot`` when it has a prebuilt answer, else in an asyncio
+    Task."""
     hot, answer = app.hot, app.answer
     assert hot is not None
+    hot.off_loop(loop)
+    now = hot.serve_now
 
     async def in_task(watcher: Watcher) -> None:
         try:
@@ -65,6 +71,14 @@ def hot_first(loop: asyncio.AbstractEventLoop, ctx: Context, app: App
     call_soon = loop.call_soon_threadsafe
 
     def schedule(watcher: Watcher) -> None:
+        try:
+            answered = now(watcher.scope, watcher.proto)
+        except BaseException as exc:  # as if raised by the app's coroutine
+            watcher.err(exc)
+            return
+        if answered:
+            watcher.done()
+            return
         call_soon(run, watcher, context=ctx)
 
     return schedule

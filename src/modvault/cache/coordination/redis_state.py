@@ -141,6 +141,9 @@ class RedisChanges:
     def changed(self) -> bool:
         return self.local.changed()
 
+    def pending(self) -> bool:
+        return self.local.pending()
+
     async def announce(self, change: Change) -> None:
         self.local.bump()
         try:

@@ -144,6 +144,11 @@ class Changes(Protocol):
         """Cheap (no I/O): did a sibling process announce a change since the last call?"""
         ...
 
+    def pending(self) -> bool:
+        """What ``changed`` would answer, without taking the change as seen (a reader on another
+        thread leaves that to the loop's)."""
+        ...
+
     async def announce(self, change: Change) -> None: ...
 
     def start(self, handler: ChangeHandler) -> None:
@@ -207,6 +212,10 @@ class LocalChanges:
             return False
         self._seen = w[0]
         return True
+
+    def pending(self) -> bool:
+        w = self._word
+        return w is not None and w[0] != self._seen
 
     def bump(self) -> None:
         if self._word is not None:
