@@ -258,6 +258,25 @@ def test_queued_records_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     gc.collect()
 
 
+def test_a_long_settle_records_every_answer(tmp_path: Path) -> None:
+    """More answers than one run of the settle (it lets go of the GIL between runs)."""
+    n = hotpath._SETTLE_RUN * 2 + 7
+
+    async def main() -> None:
+        async with app_on(tmp_path) as app:
+            hot = app.hot
+            assert hot is not None
+            await learn(app, INFO)
+            before = prebuilt("info")
+            got = on_thread(lambda: [hot.serve_now(Scope(INFO), Proto()) for _ in range(n)])
+            assert got == [True] * n
+            hot.settle()
+            assert prebuilt("info") - before == n and not hot._queued
+
+    asyncio.run(main())
+    gc.collect()
+
+
 def test_a_closed_table_answers_nothing_off_the_loop(tmp_path: Path) -> None:
     """A stopping worker: what was answered is recorded, and nothing more is answered there."""
 

@@ -84,6 +84,11 @@ _PARTIALS, _PARTIAL_HEADER = 8, 64
 # until they are fewer than _QUEUED (the loop is starved: what it cannot record, it answers).
 SETTLE_DELAY = 0.01
 _QUEUED = 8192  # about 1 MiB of records
+# Records settled between two moments the loop's thread lets go of the GIL, so that granian's
+# thread is not held up for a whole batch (a run of 128 with the log on: about 0.3 ms). In one
+# socket A/B (6 rounds, cached .info, log on) against no let-go: p99 5.22 against 5.62 ms, CPU per
+# request 40.7 against 39.0 us; letting go every 32 gave 5.08 ms at 45.8 us.
+_SETTLE_RUN = 128
 _UNSET: Any = object()
 
 
@@ -194,11 +199,15 @@ class HotPath:
         self._settling = False  # before taking: an answer queued from now on schedules again
         queued = self._queued
         memory = self.memory
+        n = 0
         while queued:
             entry, status, size, http, ts, elapsed = queued.popleft()
             if entry.body is not None:
                 memory.get(entry.key)  # its recency in the memory tier
             self._note(entry, status, size, http, ts, elapsed)
+            n += 1
+            if n % _SETTLE_RUN == 0:
+                time.sleep(0)  # let go of the GIL: granian's thread answers meanwhile
 
     def close(self) -> None:
         """No more answers from granian's thread; record those given (a stopping worker)."""
