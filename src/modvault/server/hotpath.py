@@ -199,13 +199,12 @@ class HotPath:
         self._settling = False  # before taking: an answer queued from now on schedules again
         queued = self._queued
         memory = self.memory
-        n = 0
-        while queued:
+        # Those queued now: the ones queued meanwhile have scheduled the next settle.
+        for n in range(1, len(queued) + 1):
             entry, status, size, http, ts, elapsed = queued.popleft()
             if entry.body is not None:
                 memory.get(entry.key)  # its recency in the memory tier
             self._note(entry, status, size, http, ts, elapsed)
-            n += 1
             if n % _SETTLE_RUN == 0:
                 time.sleep(0)  # let go of the GIL: granian's thread answers meanwhile
 
