@@ -69,6 +69,7 @@ def test_prebuilt_range_answers_stay_within_their_bound(tmp_path: Path) -> None:
     from modvault.server import hotpath
     from modvault.server.app import App
     from modvault.wiring import build_service
+    from tests.support.rsgi import Proto, Scope
 
     zips = hotpath._MEMO // hotpath._PARTIALS + 20
     d = tmp_path / "data" / "example.com" / "m" / "@v"
@@ -77,28 +78,6 @@ def test_prebuilt_range_answers_stay_within_their_bound(tmp_path: Path) -> None:
         (d / f"v1.0.{i}.zip").write_bytes(bytes(range(256)) * 8)
     settings = Settings(data_dir=str(tmp_path / "data"), upstream="off", offline=True,
                         sumdb_verify=False, access_log=False)
-
-    class Scope:
-        proto, method, http_version, client = "http", "GET", "1.1", "127.0.0.1:5555"
-        query_string, scheme, authority = "", "http", None
-
-        def __init__(self, path: str, headers: dict[str, str]) -> None:
-            self.path, self.headers = path, headers
-
-    class Proto:
-        status = 0
-
-        def response_bytes(self, status: int, headers: object, body: bytes) -> None:
-            self.status = status
-
-        def response_file(self, status: int, headers: object, path: str) -> None:
-            self.status = status
-
-        def response_file_range(self, status: int, *args: object) -> None:
-            self.status = status
-
-        def response_empty(self, status: int, headers: object) -> None:
-            self.status = status
 
     async def main() -> None:
         app = App(settings)

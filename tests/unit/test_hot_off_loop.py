@@ -12,7 +12,6 @@ import os
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from modvault.observability import logs, metrics
 from modvault.server import hotpath
 from modvault.server.app import App
 from modvault.wiring import build_service
+from tests.support.rsgi import Proto, Scope
 
 MOD = "example.com/m"
 INFO = f"/{MOD}/@v/v1.0.0.info"
@@ -34,34 +34,6 @@ ZIPS = [f"/{MOD}/@v/v1.0.{i}.zip" for i in range(1, 5)]
 def zip_bytes(i: int) -> bytes:
     """Distinct content per zip: an answer with another file's bytes shows."""
     return bytes((i * 31 + n) % 251 for n in range(40_000))
-
-
-class Scope:
-    proto, method, http_version, client = "http", "GET", "1.1", "127.0.0.1:5555"
-    query_string, scheme, authority = "", "http", None
-
-    def __init__(self, path: str, headers: dict[str, str] | None = None) -> None:
-        self.path, self.headers = path, headers or {}
-
-
-@dataclass
-class Proto:
-    """What granian's protocol object is asked: the last answer, with its body or file."""
-
-    answers: list[tuple[int, bytes | str]] = field(default_factory=list)
-
-    def response_bytes(self, status: int, headers: object, body: bytes) -> None:
-        self.answers.append((status, body))
-
-    def response_file(self, status: int, headers: object, path: str) -> None:
-        self.answers.append((status, path))
-
-    def response_file_range(self, status: int, headers: object, path: str, start: int,
-                            end: int) -> None:
-        self.answers.append((status, path))
-
-    def response_empty(self, status: int, headers: object) -> None:
-        self.answers.append((status, b""))
 
 
 def write_store(data: Path) -> None:
