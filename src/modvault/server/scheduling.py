@@ -58,29 +58,30 @@ def hot_first(loop: asyncio.AbstractEventLoop, ctx: Context, app: App
         watcher.done()
 
     def run(watcher: Watcher) -> None:
-        if not settled(hot.serve, watcher):
-            watcher.taskref(loop.create_task(in_task(watcher)))
+        try:
+            answered = hot.serve(watcher.scope, watcher.proto)
+        except BaseException as exc:  # as if raised by the app's coroutine
+            watcher.err(exc)
+            return
+        if answered:
+            watcher.done()  # a no-op once an answer was sent; kept for granian's bookkeeping
+            return
+        watcher.taskref(loop.create_task(in_task(watcher)))
 
     call_soon = loop.call_soon_threadsafe
 
     def schedule(watcher: Watcher) -> None:
-        if not settled(now, watcher):
-            call_soon(run, watcher, context=ctx)
+        try:
+            answered = now(watcher.scope, watcher.proto)
+        except BaseException as exc:  # as if raised by the app's coroutine
+            watcher.err(exc)
+            return
+        if answered:
+            watcher.done()
+            return
+        call_soon(run, watcher, context=ctx)
 
     return schedule
-
-
-def settled(serve: Callable[[Any, Any], bool], watcher: Watcher) -> bool:
-    """Offer the request to a prebuilt table's ``serve``; True when that answered it (granian is
-    told ``done``) or raised (granian is told ``err``, as if by the app's coroutine)."""
-    try:
-        answered = serve(watcher.scope, watcher.proto)
-    except BaseException as exc:
-        watcher.err(exc)
-        return True
-    if answered:
-        watcher.done()  # a no-op once an answer was sent; kept for granian's bookkeeping
-    return answered
 
 
 def install(app: App) -> bool:
