@@ -19,7 +19,8 @@ Measured, interleaved (every server once per round, in turn; the median of the r
     5 MiB and 100 MiB zips again from nginx over HTTPS (rows marked TLS); see cold_rows()
 Servers: nginx (one worker, the reference every ratio is against); modvault with its access log on
 and off; modvault with two workers (does throughput scale on this machine?); modvault in front-end
-mode (deploy/nginx/modvault-accel.conf: nginx in front, X-Accel-Redirect, nginx sends the zips);
+mode (deploy/nginx/modvault-accel.conf: nginx in front, X-Accel-Redirect, nginx sends the zips;
+modvault-accel-cache.conf: the same with nginx keeping modvault's decisions for a second);
 granian-ceiling (bench/granian_ceiling.py: a bare granian RSGI app answering the same files on
 the same server as a modvault worker, so the gap to nginx splits into the server's and ours;
 --no-ceiling);
@@ -499,18 +500,18 @@ http {{
     return conf
 
 
-def start_accel(root: Path, data: Path, env: dict[str, str]
+def start_accel(root: Path, data: Path, env: dict[str, str], recipe_name: str = "modvault-accel.conf"
                 ) -> tuple[list[subprocess.Popen[bytes]], int]:
-    """Front-end mode as deployed: deploy/nginx/modvault-accel.conf (plain HTTP here) in front of
-    a modvault with accel_redirect set."""
+    """Front-end mode as deployed: deploy/nginx/<recipe_name> (plain HTTP here) in front of a
+    modvault with accel_redirect set."""
     mv_port, port = free_port(), free_port()
     mv = start_modvault(data, mv_port, env={**env, "MODVAULT_ACCEL_REDIRECT": "/_modvault_store/",
                                             "MODVAULT_TRUSTED_PROXIES": "127.0.0.1/32"})
-    recipe = (Path(__file__).resolve().parents[1] / "deploy" / "nginx" / "modvault-accel.conf"
-              ).read_text()
+    recipe = (Path(__file__).resolve().parents[1] / "deploy" / "nginx" / recipe_name).read_text()
     recipe = (recipe.replace("127.0.0.1:3000", f"127.0.0.1:{mv_port}")
               .replace("listen 443 ssl http2;", f"listen 127.0.0.1:{port};")
-              .replace("alias /var/lib/modvault/;", f"alias {data.resolve()}/;"))
+              .replace("alias /var/lib/modvault/", f"alias {data.resolve()}/")
+              .replace("/run/nginx-modvault-decisions", str(root / f"decisions-{port}")))
     recipe = "\n".join(x for x in recipe.splitlines() if not x.strip().startswith("ssl_"))
     conf = nginx_conf(root, recipe)
     ngx = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(root)], stdout=subprocess.DEVNULL,
@@ -652,10 +653,12 @@ def main() -> int:
         if not args.no_workers:
             modvault("modvault-2workers", nolog, "--workers", "2")
         if not args.no_accel and not args.small_only:
-            accel_procs, accel_port = start_accel(root, data, tree_env)
-            procs.extend(accel_procs[:-1])
-            groups["modvault-accel"] = [p.pid for p in accel_procs[:-1]]
-            add("modvault-accel", accel_procs[-1], accel_port)
+            for name, recipe in (("modvault-accel", "modvault-accel.conf"),
+                                 ("modvault-accel-cache", "modvault-accel-cache.conf")):
+                accel_procs, accel_port = start_accel(root, data, tree_env, recipe)
+                procs.extend(accel_procs[:-1])
+                groups[name] = [p.pid for p in accel_procs[:-1]]
+                add(name, accel_procs[-1], accel_port)
         ceiling_tls = None
         if not args.no_ceiling:
             ceil, ceil_port = start_ceiling(data)

@@ -27,6 +27,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.skipif(NGINX is None, reason="nginx n
 
 ZIP = "/github.com/acme/hello/@v/v1.1.0.zip"
 LOCATION = "/_modvault_store/"
+CACHED = "modvault-accel-cache.conf"
 
 
 @pytest.fixture
@@ -40,14 +41,18 @@ def data() -> Iterator[Path]:
 
 
 def start(modvault: ModvaultFactory, upstream: str, tmp_path: Path, cert_key: tuple[Path, Path],
-          data: Path, *args: str) -> tuple[Nginx, ModvaultProcess]:
+          data: Path, *args: str, recipe: str = "modvault-accel.conf",
+          env: dict[str, str] | None = None) -> tuple[Nginx, ModvaultProcess]:
     mv = modvault(upstream, *args, data_dir=data,
                   env={"MODVAULT_TRUSTED_PROXIES": "127.0.0.1/32",
-                       "MODVAULT_ACCEL_REDIRECT": LOCATION})
+                       "MODVAULT_ACCEL_REDIRECT": LOCATION, **(env or {})})
     root = tmp_path / "nginx"
     root.mkdir()
-    nginx = Nginx(root, mv.port, *cert_key, recipe_name="modvault-accel.conf",
-                  replace={"alias /var/lib/modvault/;": f"alias {data.resolve()}/;"})
+    replace = {"alias /var/lib/modvault/": f"alias {data.resolve()}/"}
+    if recipe == CACHED:
+        # Where nginx's workers (another user) can write: pytest's temp directories are private.
+        replace["/run/nginx-modvault-decisions"] = str(data.parent / "decisions")
+    nginx = Nginx(root, mv.port, *cert_key, recipe_name=recipe, replace=replace)
     return nginx, mv
 
 
@@ -122,5 +127,122 @@ def test_accel_keeps_access_control(upstream_a: TestUpstreamServer, modvault: Mo
             assert client.get(ZIP).status_code == 401  # never a cached public answer
         statuses = [(ln["status"], ln["bytes"]) for ln in zip_lines(mv)]
         assert statuses[-2] == (200, 0) and statuses[-1][0] == 401, statuses
+    finally:
+        nginx.stop()
+
+
+def test_go_command_through_accel_cache_recipe(corpus: Corpus, upstream_a: TestUpstreamServer,
+                                               modvault: ModvaultFactory, tmp_path: Path,
+                                               gohome: Path, tls: tuple[Path, Path],  # noqa: F811
+                                               data: Path) -> None:
+    """The decision cache: the go command on a cold store, then nginx answering repeated GETs of
+    a stored zip from a decision of modvault's kept for 1 s, with modvault's headers; whatever is
+    not a plain GET or HEAD of a stored zip is modvault's own answer."""
+    nginx, mv = start(modvault, upstream_a.url, tmp_path, tls, data, recipe=CACHED)
+    try:
+        env = go_env(gohome, GOPROXY=nginx.url, SSL_CERT_FILE=str(tls[0]))
+        targets = ["github.com/acme/hello@v1.1.0", "github.com/Acme/Upper@v1.0.0"]
+        proc = run_go(["mod", "download", "-json", *targets], cwd=gohome, env=env)
+        got = {f"{d['Path']}@{d['Version']}": d for d in download_json(proc.stdout)}
+        for key in targets:
+            assert got[key]["Sum"] == corpus.reference[key]["Sum"], got[key]
+        verify = ssl.create_default_context(cafile=str(tls[0]))
+        stored = (data / ZIP.lstrip("/")).read_bytes()
+        with httpx.Client(http2=True, verify=verify, base_url=nginx.url) as client:
+            full = client.get(ZIP)
+            assert full.status_code == 200 and full.content == stored
+            assert full.headers["etag"].startswith('"') and "-" not in full.headers["etag"]
+            assert full.headers["cache-control"] == "public, max-age=31536000, immutable"
+            assert full.headers["cache-status"] == "modvault; hit"
+            assert full.headers["content-type"] == "application/zip"
+            assert "x-accel-redirect" not in full.headers
+            head = client.head(ZIP)
+            assert head.status_code == 200 and head.headers["content-length"] == str(len(stored))
+            assert head.headers["etag"] == full.headers["etag"]
+
+            # Within a second, repeated GETs are nginx's alone: modvault decided at most once per
+            # second that passed (and once more for a second boundary).
+            seen = len(zip_lines(mv))
+            start_at = time.monotonic()
+            for i in range(30):
+                part = client.get(ZIP, headers={"range": f"bytes={i}-{i + 99}"})
+                assert part.status_code == 206 and part.content == stored[i:i + 100]
+                assert part.headers["content-range"] == f"bytes {i}-{i + 99}/{len(stored)}"
+                assert part.headers["etag"] == full.headers["etag"]
+            took = time.monotonic() - start_at
+            asked = len(zip_lines(mv)) - seen
+            assert asked <= int(took) + 2, (asked, took)
+            # After its second (nginx counts whole seconds: a decision lasts 1 to 2 s), modvault
+            # decides again.
+            time.sleep(2.1)
+            assert client.get(ZIP).status_code == 200
+            assert len(zip_lines(mv)) == seen + asked + 1
+
+            # Validators, If-Range and other methods are modvault's; so is what is not stored.
+            assert client.get(ZIP, headers={"range": f"bytes={len(stored)}-"}).status_code == 416
+            assert client.get(ZIP, headers={"if-none-match": full.headers["etag"]}).status_code == 304
+            stale = client.get(ZIP, headers={"range": "bytes=0-9", "if-range": '"other"'})
+            assert stale.status_code == 200 and stale.content == stored
+            assert client.post(ZIP).status_code == 405
+            missing = client.get("/github.com/acme/hello/@v/v9.9.9.zip")
+            assert missing.status_code == 404 and "v9.9.9" in missing.text  # modvault's words
+            assert client.get(LOCATION + ZIP.lstrip("/")).status_code == 404
+            # A stored file removed behind a cached decision (gc): modvault fetches it again.
+            assert client.get(ZIP).status_code == 200
+            (data / ZIP.lstrip("/")).unlink()
+            again = client.get(ZIP)
+            assert again.status_code == 200 and again.content == stored
+    finally:
+        nginx.stop()
+
+
+def test_accel_cache_keeps_access_control(upstream_a: TestUpstreamServer, modvault: ModvaultFactory,
+                                          tmp_path: Path, tls: tuple[Path, Path],  # noqa: F811
+                                          data: Path) -> None:
+    """A cached decision is one client's, with one Authorization header: another token, no token
+    or another client address is decided by modvault; a block reaches nginx's answers within
+    its second (plus modvault's own state refresh)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODVAULT_")}
+
+    def token(name: str, role: str) -> str:
+        return subprocess.run([sys.executable, "-m", "modvault", "token", "create", name, "--role",
+                               role, "--data-dir", str(data)], check=True, env=env,
+                              capture_output=True, text=True, timeout=120).stdout.split()[-1]
+
+    reader, admin = token("r1", "reader"), token("ops", "admin")
+    nginx, _ = start(modvault, upstream_a.url, tmp_path, tls, data, "--auth", "on", recipe=CACHED,
+                     env={"MODVAULT_ALLOW_CIDRS": "127.0.0.1/32"})
+    try:
+        verify = ssl.create_default_context(cafile=str(tls[0]))
+        bearer = {"Authorization": f"Bearer {reader}"}
+        stored = None
+        with httpx.Client(verify=verify, base_url=nginx.url) as client:
+            denied = client.get(ZIP)
+            assert denied.status_code == 401 and "www-authenticate" in denied.headers
+            for _ in range(3):  # a miss fetched through modvault, then hits from nginx
+                r = client.get(ZIP, headers=bearer)
+                stored = (data / ZIP.lstrip("/")).read_bytes()
+                assert r.status_code == 200 and r.content == stored
+                assert r.headers["cache-control"].startswith("private")
+            assert client.get(ZIP).status_code == 401
+            assert client.get(ZIP, headers={"Authorization": "Bearer nope"}).status_code == 401
+            assert client.get(ZIP, headers={"Authorization": f"Bearer {reader}x"}).status_code == 401
+        # Another client address, with the same token, outside allow_cidrs (nginx passes it in
+        # X-Forwarded-For): modvault's 403, not the first client's decision.
+        other = httpx.HTTPTransport(verify=verify, local_address="127.0.0.2")
+        with httpx.Client(transport=other, base_url=nginx.url) as client:
+            assert client.get(ZIP, headers=bearer).status_code == 403
+        with httpx.Client(verify=verify, base_url=nginx.url) as client:
+            assert client.get(ZIP, headers=bearer).status_code == 200
+            r = client.put("/api/v1/blocks/github.com/acme/hello/@v/v1.1.0",
+                           json={"reason": "CVE-1"}, headers={"Authorization": f"Bearer {admin}"})
+            assert r.status_code == 200, r.text
+            deadline = time.monotonic() + 10
+            status = 200
+            while status == 200 and time.monotonic() < deadline:
+                status = client.get(ZIP, headers=bearer).status_code
+                time.sleep(0.1)
+            assert status == 403
+            assert (data / ZIP.lstrip("/")).read_bytes() == stored
     finally:
         nginx.stop()
