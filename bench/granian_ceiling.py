@@ -105,7 +105,7 @@ def serve(port: int, tls: tuple[str, str] | None) -> None:
     settings = Settings(listen=f"127.0.0.1:{port}")
     # The scheduler modvault's server processes run with: every answer is taken at once.
     hot = SimpleNamespace(serve=answer_now, serve_now=answer_now, off_loop=lambda loop: None)
-    scheduling.install(SimpleNamespace(hot=hot, answer=app))  # type: ignore[arg-type]
+    scheduling.install(SimpleNamespace(hot=hot, quick=None, answer=app))  # type: ignore[arg-type]
     server = Server(app, log_level="warning",  # type: ignore[arg-type]
                     **server_options(settings, (Path(tls[0]), Path(tls[1])) if tls else None))
 

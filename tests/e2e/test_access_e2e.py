@@ -197,6 +197,48 @@ def _answered_prebuilt(c: httpx.Client, kind: str, hosted: Hosted) -> bool:
     return _prebuilt(hosted)[kind] == before + 1
 
 
+def _denials(hosted: Hosted, identity: str) -> int:
+    return sum(1 for e in hosted.audit() if e["result"] == "denied" and e["identity"] == identity)
+
+
+def test_prebuilt_answers_after_access_checks_refuse_whom_the_middleware_refuses(
+        hosted: Hosted) -> None:
+    """Once an answer is prebuilt, the access decision for it is made on granian's thread
+    (auth/quick.py) from what the middleware verified: every request it would refuse is still
+    refused, audited and counted by the middleware, and a revoked token stops within seconds."""
+    info = f"/{MODULE}/@v/v1.0.0.info"
+    with hosted.client(hosted.tokens["ci"]) as c:
+        assert wait_for(functools.partial(_answered_prebuilt, c, "info", hosted), 15)
+        before = _prebuilt(hosted)["info"]
+        first = c.get(info)
+        assert all(c.get(info).content == first.content for _ in range(20))
+        assert _prebuilt(hosted)["info"] == before + 21
+    lan = mv_cli(hosted.data, "token", "create", "lan2", "--role", "lan",
+                 env={"MODVAULT_CONFIG": str(hosted.root / "modvault.toml")}).stdout.split()[-1]
+    temp = mv_cli(hosted.data, "token", "create", "temp", "--role", "reader").stdout.split()[-1]
+    refused = {  # identity in the audit log -> (token, status)
+        "anonymous": (None, 401),
+        "other": (hosted.tokens["other"], 403),  # --modules other.example/*
+        "lan2": (lan, 403),  # a role usable only from 10.0.0.0/8
+        "": ("not-a-token", 401),
+    }
+    for who, (token, status) in refused.items():
+        with hosted.client(token) as c:
+            assert wait_for(lambda c=c, s=status: c.get(info).status_code == s, 10), who
+            audited = _denials(hosted, who)
+            assert [c.get(info).status_code for _ in range(5)] == [status] * 5, who
+            assert _denials(hosted, who) == audited + 5, who
+    with hosted.client(hosted.tokens["limited"]) as c:  # rate 1, burst 2
+        codes = [c.get(info).status_code for _ in range(8)]
+        assert codes.count(429) >= 4 and set(codes) <= {200, 429}, codes
+    with hosted.client(temp) as c:
+        assert wait_for(lambda: c.get(info).status_code == 200, 10)
+        assert [c.get(info).status_code for _ in range(5)] == [200] * 5
+        mv_cli(hosted.data, "token", "revoke", "temp")
+        assert wait_for(lambda: c.get(info).status_code == 401, 10)
+        assert [c.get(info).status_code for _ in range(5)] == [401] * 5
+
+
 def test_goauth_command_bearer(hosted: Hosted, home: Path) -> None:
     script = home / "goauth.sh"
     script.write_text(f"#!/bin/sh\nprintf '{hosted.mv.url}\\n\\nAuthorization: Bearer "

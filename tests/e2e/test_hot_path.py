@@ -97,7 +97,7 @@ def test_prebuilt_answers_come_straight_from_granians_scheduler(
         tmp_path: Path, upstream_a: TestUpstreamServer, modvault: ModvaultFactory) -> None:
     """With no middleware in front, granian's scheduler offers each request to the prebuilt
     answers before any coroutine or Task (server/scheduling.py); the rest take the general path.
-    With auth on, the middleware sees every request first: granian keeps its own scheduler."""
+    With auth on, the access middleware's decision is made there too (auth/quick.py)."""
     line = "prebuilt answers straight from granian's scheduler"
     mv = modvault(upstream_a.url, "--log-level", "debug")
     assert wait_for(lambda: line in mv.output(), timeout=5)
@@ -121,7 +121,7 @@ def test_prebuilt_answers_come_straight_from_granians_scheduler(
     authed = modvault(upstream_a.url, "--auth", "on", "--log-level", "debug", data_dir=data)
     with httpx.Client(base_url=authed.url, headers={"Authorization": f"Bearer {token}"}) as c:
         assert [c.get(INFO).status_code for _ in range(3)] == [200, 200, 200]
-    assert " serving http" in authed.output() and line not in authed.output()
+    assert " serving http" in authed.output() and line in authed.output()
 
 
 def _access_lines(output: str, path: str) -> list[dict[str, object]]:
@@ -667,3 +667,30 @@ def test_ranges_of_a_zip_held_in_memory_frame_the_connection(upstream_a: TestUps
                 assert c.get(ZIP).content == body, header  # the connection is still framed right
         assert metric(mv.url, "modvault_prebuilt_answers_total", kind="zip") \
             == before + 4 * len(cases)
+
+
+def test_prebuilt_answers_behind_a_client_allowlist_keep_to_it(
+        upstream_a: TestUpstreamServer, modvault: ModvaultFactory) -> None:
+    """allow_cidrs, with the client's address from a trusted proxy's X-Forwarded-For: once the
+    answer is prebuilt and given on granian's thread (auth/quick.py), a client outside the list
+    still gets the middleware's 403, and one inside it the prebuilt answer."""
+    mv = modvault(upstream_a.url, env={"MODVAULT_ALLOW_CIDRS": "127.0.0.0/8,192.0.2.0/24",
+                                       "MODVAULT_TRUSTED_PROXIES": "127.0.0.1/32"})
+    inside, outside = {"x-forwarded-for": "192.0.2.7"}, {"x-forwarded-for": "10.1.2.3"}
+    with httpx.Client(base_url=mv.url) as c:
+        first = c.get(INFO, headers=inside)
+        assert first.status_code == 200
+
+
+        def prebuilt() -> bool:
+            count = metric(mv.url, "modvault_prebuilt_answers_total", kind="info")
+            assert c.get(INFO, headers=inside).status_code == 200
+            return metric(mv.url, "modvault_prebuilt_answers_total", kind="info") == count + 1
+
+        assert wait_for(prebuilt, timeout=10)
+        before = metric(mv.url, "modvault_prebuilt_answers_total", kind="info")
+        for _ in range(5):
+            assert c.get(INFO, headers=inside).content == first.content
+            refused = c.get(INFO, headers=outside)
+            assert refused.status_code == 403 and "client address" in refused.text
+        assert metric(mv.url, "modvault_prebuilt_answers_total", kind="info") == before + 5

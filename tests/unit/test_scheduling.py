@@ -64,8 +64,10 @@ class Hot:
 
 
 class StubApp:
-    def __init__(self) -> None:
-        self.hot: Hot | None = Hot()
+    def __init__(self, quick: bool = False) -> None:
+        # With middleware there is no ``hot``: ``quick`` answers on granian's thread only.
+        self.hot: Hot | None = None if quick else Hot()
+        self.quick: Hot | None = Hot() if quick else None
         self.answered: list[tuple[str, object, bool]] = []
 
     async def answer(self, scope: str, proto: object) -> None:
@@ -76,10 +78,11 @@ class StubApp:
         self.answered.append((scope, proto, in_task))
 
 
-def schedule_from_another_thread(scopes: list[str]) -> tuple[StubApp, list[Watcher], int, int]:
+def schedule_from_another_thread(scopes: list[str], quick: bool = False
+                                 ) -> tuple[StubApp, list[Watcher], int, int]:
     """Run hot_first's schedule as granian does, from a thread that is not the loop's; the app,
     the watchers, the loop's thread and the caller's."""
-    app = StubApp()
+    app = StubApp(quick)
     watchers = [Watcher(s) for s in scopes]
     caller_ident: list[int] = []
 
@@ -120,6 +123,20 @@ def test_prebuilt_answers_are_given_on_granians_thread_then_on_the_loops() -> No
     assert app.answered == [("general", other.proto, True)]  # in a Task, with its proto
 
 
+def test_with_middleware_only_granians_thread_answers_then_a_task() -> None:
+    """app.quick (auth/quick.py): what it declines must meet the middleware, so it goes straight
+    to a Task, never to a table on the loop's thread before the middleware."""
+    app, (now, hot, boom_now), _, caller = schedule_from_another_thread(
+        ["now", "hot", "boom now"], quick=True)
+    assert app.quick is not None and app.quick.loop is not None
+    assert now.events == ["done"] and now.task is None
+    assert app.quick.threads == [("serve_now", "now", caller), ("serve_now", "hot", caller),
+                                 ("serve_now", "boom now", caller)]
+    assert hot.events == ["done"] and isinstance(hot.task, asyncio.Task)
+    assert app.answered == [("hot", hot.proto, True)]
+    assert [type(e[1]) for e in boom_now.events] == [RuntimeError] and boom_now.task is None
+
+
 def test_failures_reach_granians_watcher_as_errors() -> None:
     app, (boom_now, boom, fails), _, _ = schedule_from_another_thread(
         ["boom now", "boom", "fails"])
@@ -153,13 +170,16 @@ def test_the_seam_is_where_this_granian_has_it(seam: Any) -> None:
             return None
 
         hot_first = seam._new_cbscheduler(loop, cb, impl_asyncio=True)
-        app.hot = None  # middleware first: granian's own scheduler
+        app.hot, app.quick = None, Hot()  # middleware that auth/quick.py decides for
+        quick_first = seam._new_cbscheduler(loop, cb, impl_asyncio=True)
+        app.quick = None  # middleware it does not know: granian's own scheduler
         plain = seam._new_cbscheduler(loop, cb, impl_asyncio=True)
-        return hot_first, plain
+        return hot_first, quick_first, plain
 
-    hot_first, plain = asyncio.run(made())
+    hot_first, quick_first, plain = asyncio.run(made())
     assert isinstance(hot_first, futures._CBSchedulerAIO)
     assert type(hot_first) is not futures._CBSchedulerAIO
+    assert type(quick_first) is type(hot_first)
     assert type(plain) is futures._CBSchedulerAIO
 
 

@@ -105,9 +105,9 @@ class AuthenticationMiddleware(Middleware):
             identity = self.anonymous
         else:
             now = time.monotonic()
-            hit = self._recent.get(header)
-            if hit is not None and hit[1] > now and hit[2] == self.tokens.version:
-                identity = hit[0]
+            remembered = self.remembered(header, now)
+            if remembered is not None:
+                identity = remembered
             else:
                 try:
                     identity, ttl = await self._verify(credential_of(header))
@@ -122,17 +122,33 @@ class AuthenticationMiddleware(Middleware):
         if not self.any_role_cidrs:
             req.identity = identity
             return
-        roles = tuple(r for r in identity.roles
-                      if r in self.policy.roles and self.policy.roles[r].usable_from(req.client))
-        if identity.roles and not roles and any(r in self.policy.roles for r in identity.roles):
+        usable = self.usable_from(identity, req.client)
+        if usable is None:
             req.identity = identity
             _audit(self.audit, req, "authz.denied", "denied", "client address not allowed for role")
             metrics.AUTH_DENIALS.labels("client_address").inc()
             raise Forbidden(f"client address not allowed for role {identity.role}")
+        req.identity = usable
+
+    def remembered(self, header: str, now: float) -> Identity | None:
+        """The identity of an Authorization header verified a moment ago, if still good to use.
+        Only reads (auth/quick.py calls it from granian's thread)."""
+        hit = self._recent.get(header)
+        if hit is not None and hit[1] > now and hit[2] == self.tokens.version:
+            return hit[0]
+        return None
+
+    def usable_from(self, identity: Identity, client: str) -> Identity | None:
+        """``identity`` with only the roles usable from ``client`` (roles' ``allow_cidrs``);
+        None when it has roles of the policy and none is usable from there."""
+        roles = tuple(r for r in identity.roles
+                      if r in self.policy.roles and self.policy.roles[r].usable_from(client))
+        if identity.roles and not roles and any(r in self.policy.roles for r in identity.roles):
+            return None
         if roles != identity.roles:
-            identity = Identity(identity.name, roles, identity.method, identity.modules,
-                                identity.anonymous)
-        req.identity = identity
+            return Identity(identity.name, roles, identity.method, identity.modules,
+                            identity.anonymous)
+        return identity
 
     async def _verify(self, token: str) -> tuple[Identity, float]:
         """The identity, and how long it may be remembered for this exact header."""

@@ -15,7 +15,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modvault.auth.policy import AccessPolicy
 from modvault.config import SETTINGS_ENV, Settings
@@ -38,6 +38,9 @@ from modvault.server.zipredirect import ZipRedirect, build_zip_redirect
 from modvault.service import ModuleService
 from modvault.ui.activity import RecentActivity
 from modvault.wiring import build_ops, build_service
+
+if TYPE_CHECKING:
+    from modvault.auth.quick import QuickAccess
 
 LOG = logging.getLogger("modvault.server")
 
@@ -90,6 +93,8 @@ class App:
         self.hot: HotPath | None = None
         self.hot_public: HotPath | None = None
         self.hot_private: HotPath | None = None
+        # The middleware's decision for those two, made on granian's thread (auth/quick.py).
+        self.quick: QuickAccess | None = None
 
     @property
     def service(self) -> ModuleService:
@@ -125,6 +130,10 @@ class App:
 
         self.hot_public = table(self.renderer) if public else None
         self.hot_private = table(self.private_renderer) if private else None
+        from modvault.auth.quick import QuickAccess  # only with middleware
+
+        self.quick = QuickAccess.build(self.middleware, self.resolver, self.hot_public,
+                                       self.hot_private)
 
     def hot_for(self, req: Request) -> HotPath | None:
         """The prebuilt answers whose headers are those of this request's renderer."""
@@ -179,10 +188,14 @@ class App:
         self.reaper.start()
         self.drain.install(loop, self._aclose)
 
+    def _off_loop_tables(self) -> list[HotPath | QuickAccess]:
+        """What answers on granian's thread (server/scheduling.py)."""
+        return [t for t in (self.hot, self.quick) if t is not None]
+
     async def _aclose(self) -> None:
         """The worker's clean-up when it stops after draining (see server/drain.py)."""
-        if self.hot is not None:
-            self.hot.close()  # what granian's thread answered is recorded, and it answers no more
+        for t in self._off_loop_tables():
+            t.close()  # what granian's thread answered is recorded, and it answers no more
         self.access_log.flush()
         if self._refresher is not None:
             self._refresher.cancel()
@@ -192,13 +205,13 @@ class App:
             await self.ops.aclose()
         if self._service is not None:
             await self._service.aclose()
-        if self.hot is not None:  # an answer given on granian's thread while closing
-            self.hot.settle()
-            self.access_log.flush()
+        for t in self._off_loop_tables():  # an answer given on granian's thread while closing
+            t.settle()
+        self.access_log.flush()
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self.hot is not None:
-            self.hot.close()
+        for t in self._off_loop_tables():
+            t.close()
         self.access_log.flush()
         if self._refresher is not None:
             self._refresher.cancel()

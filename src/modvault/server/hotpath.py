@@ -31,9 +31,10 @@ client allowlist) the app asks one first, before any request object exists: on g
 thread, before the event loop sees the request (``serve_now``, server/scheduling.py), then on
 the loop's thread (``serve``). An answer given on granian's thread reads what the loop's thread
 owns and changes none of it; what it records waits in a bounded queue for the loop's. Otherwise
-the request takes the general path up to the handler, so the middleware decides who may read what
-exactly as before (client allowlist, authentication, authorization, rate limit, the audit log); a
-GET it lets through is then answered from a table in place of the artifact handler
+the middleware decides who may read what (client allowlist, authentication, authorization, rate
+limit, the audit log): on granian's thread for what auth/quick.py can decide exactly as the
+middleware would (then ``serve_now`` answers), else on the general path up to the handler, where
+a GET the middleware lets through is answered from a table in place of the artifact handler
 (``serve_request``), and the middleware's after hooks log and count it. There are two tables then,
 one per renderer, so an answer always carries the cache policy its request gets from the general
 path: ``App.hot_public`` for requests without credentials (all of them with auth off, the anonymous

@@ -37,6 +37,13 @@ class PayloadTooLarge(ModvaultError):
     status = 413
 
 
+def peer_address(client: object) -> str:
+    """The address in granian's ``scope.client`` ("host:port", "[v6]:port"), without the port."""
+    text = str(client or "")
+    host = text.rsplit(":", 1)[0] if ":" in text else text
+    return host.strip("[]")
+
+
 def error_headers() -> Headers:
     return [("content-type", TEXT), ("cache-control", "no-store"),
             ("x-content-type-options", "nosniff")]
@@ -99,9 +106,7 @@ class Request:
     @property
     def peer(self) -> str:
         """The socket peer's address (without port)."""
-        client = str(self.scope.client or "")
-        host = client.rsplit(":", 1)[0] if ":" in client else client
-        return host.strip("[]")
+        return peer_address(self.scope.client)
 
     @property
     def client(self) -> str:

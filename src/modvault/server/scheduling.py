@@ -12,6 +12,9 @@ for the loop), then, for what that declines, on the loop's thread (``HotPath.ser
 forget or drop a stale entry first). Only a request that neither answers gets the coroutines
 and the Task, run as granian runs them: ``watcher.done()`` when the answer returns,
 ``watcher.err(exc)`` when it raises (granian then logs it and answers 500 if nothing was sent).
+With access middleware (auth on, a client allowlist), ``App.quick`` (auth/quick.py) is offered
+each request on granian's thread instead, and what it declines goes straight to a Task: the
+middleware must see it before any table does.
 
 This hooks a private seam of granian (2.8): ``granian.server.embed._new_cbscheduler``, which the
 embedded server calls once per worker after the app's ``__rsgi_init__``, and the asyncio
@@ -43,11 +46,16 @@ def hot_first(loop: asyncio.AbstractEventLoop, ctx: Context, app: App
     """What granian calls, from one of its threads, for each request: a prebuilt answer given
     there if one fits, else the request is run on the loop's thread (in ``ctx``, granian's copy
     of the loop's context), by ``app.hot`` when it has a prebuilt answer, else in an asyncio
-    Task."""
-    hot, answer = app.hot, app.answer
-    assert hot is not None
-    hot.off_loop(loop)
-    now = hot.serve_now
+    Task. With middleware, ``app.quick`` answers on granian's thread what the middleware would
+    let through to a prebuilt answer (auth/quick.py), and the rest goes to a Task."""
+    hot, quick, answer = app.hot, app.quick, app.answer
+    if hot is not None:
+        hot.off_loop(loop)
+        now = hot.serve_now
+    else:
+        assert quick is not None
+        quick.off_loop(loop)
+        now = quick.serve_now
 
     async def in_task(watcher: Watcher) -> None:
         try:
@@ -59,7 +67,7 @@ def hot_first(loop: asyncio.AbstractEventLoop, ctx: Context, app: App
 
     def run(watcher: Watcher) -> None:
         try:
-            answered = hot.serve(watcher.scope, watcher.proto)
+            answered = hot.serve(watcher.scope, watcher.proto)  # type: ignore[union-attr]
         except BaseException as exc:  # as if raised by the app's coroutine
             watcher.err(exc)
             return
@@ -68,6 +76,10 @@ def hot_first(loop: asyncio.AbstractEventLoop, ctx: Context, app: App
             return
         watcher.taskref(loop.create_task(in_task(watcher)))
 
+    def run_task(watcher: Watcher) -> None:  # the middleware must see it first
+        watcher.taskref(loop.create_task(in_task(watcher)))
+
+    later = run if hot is not None else run_task
     call_soon = loop.call_soon_threadsafe
 
     def schedule(watcher: Watcher) -> None:
@@ -79,15 +91,16 @@ def hot_first(loop: asyncio.AbstractEventLoop, ctx: Context, app: App
         if answered:
             watcher.done()
             return
-        call_soon(run, watcher, context=ctx)
+        call_soon(later, watcher, context=ctx)
 
     return schedule
 
 
 def install(app: App) -> bool:
     """Make granian's embedded server in this process schedule requests with :func:`hot_first`
-    when ``app.hot`` exists once the worker has started (no middleware must see requests first);
-    False, with granian left as it is, when granian's seam is not where this expects it."""
+    when ``app.hot`` (no middleware must see requests first) or ``app.quick`` exists once the
+    worker has started; False, with granian left as it is, when granian's seam is not where this
+    expects it."""
     try:  # granian's private names, as Any: this is its seam, not its API
         futures: Any = importlib.import_module("granian._futures")
         embed: Any = importlib.import_module("granian.server.embed")
@@ -108,7 +121,7 @@ def install(app: App) -> bool:
 
     def new_scheduler(loop: asyncio.AbstractEventLoop, cb: Callable[[Watcher], Coroutine[Any, Any, None]],
                       impl_asyncio: bool = False) -> Any:
-        if app.hot is None or not impl_asyncio:
+        if (app.hot is None and app.quick is None) or not impl_asyncio:
             return stock(loop, cb, impl_asyncio=impl_asyncio)
         LOG.debug("prebuilt answers straight from granian's scheduler")
         return HotFirstScheduler(loop, cb, None, partial(enter, loop), partial(leave, loop))
