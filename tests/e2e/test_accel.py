@@ -18,8 +18,7 @@ import httpx
 import pytest
 
 from tests.conftest import Corpus, ModvaultFactory
-from tests.e2e.test_deploy import NGINX, Nginx, tls  # noqa: F401  (tls is a fixture)
-from tests.support.gitrepos import download_json, go_env, run_go
+from tests.e2e.test_deploy import NGINX, Nginx, go_downloads_through, tls  # noqa: F401  (tls: a fixture)
 from tests.support.modvault_proc import ModvaultProcess
 from tests.support.upstream_server import TestUpstreamServer
 
@@ -63,28 +62,29 @@ def zip_lines(mv: ModvaultProcess) -> list[dict[str, object]]:
             if '"modvault.access"' in x and f'"path":"{ZIP}"' in x]
 
 
+def whole_zip(client: httpx.Client, stored: bytes) -> httpx.Response:
+    """A GET of ZIP sent by nginx: the stored bytes, with modvault's validators and cache
+    headers, not nginx's, and no redirect header leaking."""
+    full = client.get(ZIP)
+    assert full.status_code == 200 and full.content == stored
+    assert full.headers["etag"].startswith('"') and "-" not in full.headers["etag"]
+    assert full.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert full.headers["cache-status"] == "modvault; hit"
+    assert full.headers["content-type"] == "application/zip"
+    assert "x-accel-redirect" not in full.headers
+    return full
+
+
 def test_go_command_through_accel_recipe(corpus: Corpus, upstream_a: TestUpstreamServer,
                                          modvault: ModvaultFactory, tmp_path: Path, gohome: Path,
                                          tls: tuple[Path, Path], data: Path) -> None:  # noqa: F811
     nginx, mv = start(modvault, upstream_a.url, tmp_path, tls, data)
     try:
-        env = go_env(gohome, GOPROXY=nginx.url, SSL_CERT_FILE=str(tls[0]))
-        targets = ["github.com/acme/hello@v1.1.0", "github.com/Acme/Upper@v1.0.0"]
-        proc = run_go(["mod", "download", "-json", *targets], cwd=gohome, env=env)
-        got = {f"{d['Path']}@{d['Version']}": d for d in download_json(proc.stdout)}
-        for key in targets:
-            assert got[key]["Sum"] == corpus.reference[key]["Sum"], got[key]
+        go_downloads_through(nginx.url, gohome, tls[0], corpus)
         verify = ssl.create_default_context(cafile=str(tls[0]))
         with httpx.Client(http2=True, verify=verify, base_url=nginx.url) as client:
             stored = (data / ZIP.lstrip("/")).read_bytes()
-            full = client.get(ZIP)
-            assert full.status_code == 200 and full.content == stored
-            # modvault's validators and cache headers, not nginx's; no redirect header leaks.
-            assert full.headers["etag"].startswith('"') and "-" not in full.headers["etag"]
-            assert full.headers["cache-control"] == "public, max-age=31536000, immutable"
-            assert full.headers["cache-status"] == "modvault; hit"
-            assert full.headers["content-type"] == "application/zip"
-            assert "x-accel-redirect" not in full.headers
+            full = whole_zip(client, stored)
             # Ranges are cut by nginx; conditional requests and If-Range are modvault's.
             part = client.get(ZIP, headers={"range": "bytes=10-19"})
             assert part.status_code == 206 and part.content == stored[10:20]
@@ -140,22 +140,11 @@ def test_go_command_through_accel_cache_recipe(corpus: Corpus, upstream_a: TestU
     not a plain GET or HEAD of a stored zip is modvault's own answer."""
     nginx, mv = start(modvault, upstream_a.url, tmp_path, tls, data, recipe=CACHED)
     try:
-        env = go_env(gohome, GOPROXY=nginx.url, SSL_CERT_FILE=str(tls[0]))
-        targets = ["github.com/acme/hello@v1.1.0", "github.com/Acme/Upper@v1.0.0"]
-        proc = run_go(["mod", "download", "-json", *targets], cwd=gohome, env=env)
-        got = {f"{d['Path']}@{d['Version']}": d for d in download_json(proc.stdout)}
-        for key in targets:
-            assert got[key]["Sum"] == corpus.reference[key]["Sum"], got[key]
+        go_downloads_through(nginx.url, gohome, tls[0], corpus)
         verify = ssl.create_default_context(cafile=str(tls[0]))
         stored = (data / ZIP.lstrip("/")).read_bytes()
         with httpx.Client(http2=True, verify=verify, base_url=nginx.url) as client:
-            full = client.get(ZIP)
-            assert full.status_code == 200 and full.content == stored
-            assert full.headers["etag"].startswith('"') and "-" not in full.headers["etag"]
-            assert full.headers["cache-control"] == "public, max-age=31536000, immutable"
-            assert full.headers["cache-status"] == "modvault; hit"
-            assert full.headers["content-type"] == "application/zip"
-            assert "x-accel-redirect" not in full.headers
+            full = whole_zip(client, stored)
             head = client.head(ZIP)
             assert head.status_code == 200 and head.headers["content-length"] == str(len(stored))
             assert head.headers["etag"] == full.headers["etag"]

@@ -150,6 +150,17 @@ class Nginx:
         self.proc.wait(timeout=10)
 
 
+def go_downloads_through(url: str, gohome: Path, cert: Path, corpus: Corpus) -> None:
+    """The go command downloads two modules (one path with capitals) through ``url`` over TLS;
+    their sums are those the go command computes from the reference repositories."""
+    env = go_env(gohome, GOPROXY=url, SSL_CERT_FILE=str(cert))
+    targets = ["github.com/acme/hello@v1.1.0", "github.com/Acme/Upper@v1.0.0"]
+    proc = run_go(["mod", "download", "-json", *targets], cwd=gohome, env=env)
+    got = {f"{d['Path']}@{d['Version']}": d for d in download_json(proc.stdout)}
+    for key in targets:
+        assert got[key]["Sum"] == corpus.reference[key]["Sum"], got[key]
+
+
 @pytest.fixture
 def tls(tmp_path: Path) -> tuple[Path, Path]:
     d = tmp_path / "tls"
@@ -166,12 +177,7 @@ def test_go_command_through_nginx_recipe(corpus: Corpus, upstream_a: TestUpstrea
     root.mkdir()
     nginx = Nginx(root, mv.port, *tls)
     try:
-        env = go_env(gohome, GOPROXY=nginx.url, SSL_CERT_FILE=str(tls[0]))
-        targets = ["github.com/acme/hello@v1.1.0", "github.com/Acme/Upper@v1.0.0"]
-        proc = run_go(["mod", "download", "-json", *targets], cwd=gohome, env=env)
-        got = {f"{d['Path']}@{d['Version']}": d for d in download_json(proc.stdout)}
-        for key in targets:
-            assert got[key]["Sum"] == corpus.reference[key]["Sum"], got[key]
+        go_downloads_through(nginx.url, gohome, tls[0], corpus)
         # HTTP/2 from nginx; zips streamed through with ranges and validators intact.
         with httpx.Client(http2=True, verify=ssl.create_default_context(cafile=str(tls[0]))) as client:
             zip_path = "/github.com/acme/hello/@v/v1.1.0.zip"
