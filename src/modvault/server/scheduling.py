@@ -49,13 +49,6 @@ def hot_first(loop: asyncio.AbstractEventLoop, ctx: Context, app: App
     Task. With middleware, ``app.quick`` answers on granian's thread what the middleware would
     let through to a prebuilt answer (auth/quick.py), and the rest goes to a Task."""
     hot, quick, answer = app.hot, app.quick, app.answer
-    if hot is not None:
-        hot.off_loop(loop)
-        now = hot.serve_now
-    else:
-        assert quick is not None
-        quick.off_loop(loop)
-        now = quick.serve_now
 
     async def in_task(watcher: Watcher) -> None:
         try:
@@ -65,21 +58,28 @@ def hot_first(loop: asyncio.AbstractEventLoop, ctx: Context, app: App
             return
         watcher.done()
 
-    def run(watcher: Watcher) -> None:
-        try:
-            answered = hot.serve(watcher.scope, watcher.proto)  # type: ignore[union-attr]
-        except BaseException as exc:  # as if raised by the app's coroutine
-            watcher.err(exc)
-            return
-        if answered:
-            watcher.done()  # a no-op once an answer was sent; kept for granian's bookkeeping
-            return
-        watcher.taskref(loop.create_task(in_task(watcher)))
+    if hot is not None:
+        hot.off_loop(loop)
+        now, serve = hot.serve_now, hot.serve
 
-    def run_task(watcher: Watcher) -> None:  # the middleware must see it first
-        watcher.taskref(loop.create_task(in_task(watcher)))
+        def later(watcher: Watcher) -> None:
+            try:
+                answered = serve(watcher.scope, watcher.proto)
+            except BaseException as exc:  # as if raised by the app's coroutine
+                watcher.err(exc)
+                return
+            if answered:
+                watcher.done()  # a no-op once an answer was sent; kept for granian's bookkeeping
+                return
+            watcher.taskref(loop.create_task(in_task(watcher)))
+    else:
+        assert quick is not None
+        quick.off_loop(loop)
+        now = quick.serve_now
 
-    later = run if hot is not None else run_task
+        def later(watcher: Watcher) -> None:  # the middleware must see it first
+            watcher.taskref(loop.create_task(in_task(watcher)))
+
     call_soon = loop.call_soon_threadsafe
 
     def schedule(watcher: Watcher) -> None:
