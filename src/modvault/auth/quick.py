@@ -62,6 +62,11 @@ class QuickAccess:
             elif isinstance(m, RateLimitMiddleware):
                 self.limited = True
         self.tables = [t for t in (public, private) if t is not None]
+        # Derived once: what each request needs checked beyond its credentials.
+        authn = self.authn
+        self.role_cidrs = authn if authn is not None and authn.any_role_cidrs else None
+        self.needs_client = self.allow is not None or self.role_cidrs is not None
+        self.policy = self.authz.policy if self.authz is not None else None
 
     @classmethod
     def build(cls, middleware: list[Middleware], resolver: ClientAddressResolver,
@@ -85,14 +90,6 @@ class QuickAccess:
     def off_loop(self, loop: Any) -> None:
         for table in self.tables:
             table.off_loop(loop)
-
-    def close(self) -> None:
-        for table in self.tables:
-            table.close()
-
-    def settle(self) -> None:
-        for table in self.tables:
-            table.settle()
 
     def serve_now(self, scope: Any, proto: Any) -> bool:
         """Answer from a prebuilt table on granian's thread if the middleware would let this
@@ -118,19 +115,18 @@ class QuickAccess:
         entry = table.entries.get(scope.path)
         if entry is None:
             return False
-        allow = self.allow
-        if allow is not None or (authn is not None and authn.any_role_cidrs):
+        if self.needs_client:
             client = self.resolver.resolve(peer_address(scope.client),
                                            headers.get("x-forwarded-for"))
+            allow, roles = self.allow, self.role_cidrs
             if allow is not None and not in_networks(client, allow.networks):
                 return False
-            if authn is not None and identity is not None and authn.any_role_cidrs:
-                identity = authn.usable_from(identity, client)
+            if roles is not None and identity is not None:  # identity: set with authn
+                identity = roles.usable_from(identity, client)
                 if identity is None:
                     return False
-        authz = self.authz
-        if authz is not None and identity is not None:  # with authentication (build)
-            policy = authz.policy
+        policy = self.policy
+        if policy is not None and identity is not None:  # authz comes with authn (build)
             if not policy.allows(identity, READ, entry.module):
                 return False
             if self.limited and policy.rate_of(identity)[0] > 0:

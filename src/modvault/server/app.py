@@ -188,13 +188,13 @@ class App:
         self.reaper.start()
         self.drain.install(loop, self._aclose)
 
-    def _off_loop_tables(self) -> list[HotPath | QuickAccess]:
-        """What answers on granian's thread (server/scheduling.py)."""
-        return [t for t in (self.hot, self.quick) if t is not None]
+    def _tables(self) -> list[HotPath]:
+        """The prebuilt tables: those that exist may answer on granian's thread."""
+        return [t for t in (self.hot, self.hot_public, self.hot_private) if t is not None]
 
     async def _aclose(self) -> None:
         """The worker's clean-up when it stops after draining (see server/drain.py)."""
-        for t in self._off_loop_tables():
+        for t in self._tables():
             t.close()  # what granian's thread answered is recorded, and it answers no more
         self.access_log.flush()
         if self._refresher is not None:
@@ -205,12 +205,12 @@ class App:
             await self.ops.aclose()
         if self._service is not None:
             await self._service.aclose()
-        for t in self._off_loop_tables():  # an answer given on granian's thread while closing
+        for t in self._tables():  # an answer given on granian's thread while closing
             t.settle()
         self.access_log.flush()
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
-        for t in self._off_loop_tables():
+        for t in self._tables():
             t.close()
         self.access_log.flush()
         if self._refresher is not None:
