@@ -41,14 +41,19 @@ def test_bounded_in_entries_and_bytes() -> None:
 
 
 def test_expired_entries_are_dropped() -> None:
-    cache = NegativeCache(ttl=0.0001, max_bytes=1 << 20)
+    now = [100.0]  # a clock the test moves, so a loaded machine cannot expire "c" early
+    cache = NegativeCache(ttl=5, max_bytes=1 << 20, clock=lambda: now[0])
     cache.remember("a", NotFound("a"))
     cache.remember("b", NotFound("b"))
-    import time
-    time.sleep(0.01)
+    now[0] += 4.9
+    with pytest.raises(NotFound):
+        cache.check("b")  # still fresh just before its ttl
+    now[0] += 0.2
     cache.remember("c", NotFound("c"))
-    assert len(cache) == 1
+    assert len(cache) == 1  # "a" and "b" expired and were pruned when "c" came
     cache.check("a")  # expired: nothing raised
+    with pytest.raises(NotFound):
+        cache.check("c")
 
 
 @pytest.mark.e2e

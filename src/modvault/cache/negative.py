@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 
 from modvault.errors import ModvaultError
 
@@ -19,8 +20,10 @@ ENTRY_OVERHEAD = 200
 
 
 class NegativeCache:
-    def __init__(self, ttl: float, max_bytes: int) -> None:
+    def __init__(self, ttl: float, max_bytes: int,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl = ttl
+        self.clock = clock
         self.max_bytes = max_bytes
         self.size = 0
         self._items: OrderedDict[str, tuple[float, type[ModvaultError], str, int]] = OrderedDict()
@@ -34,7 +37,7 @@ class NegativeCache:
         if item is None:
             return
         expires, cls, message, _ = item
-        if expires > time.monotonic():
+        if expires > self.clock():
             raise cls(message)
         self.pop(key)
 
@@ -45,9 +48,10 @@ class NegativeCache:
         cost = len(key) + len(exc.message) + ENTRY_OVERHEAD
         if cost > self.max_bytes:
             return
-        self._items[key] = (time.monotonic() + self.ttl, type(exc), exc.message, cost)
+        now = self.clock()
+        self._items[key] = (now + self.ttl, type(exc), exc.message, cost)
         self.size += cost
-        self._prune(time.monotonic())
+        self._prune(now)
 
     def pop(self, key: str) -> None:
         item = self._items.pop(key, None)
