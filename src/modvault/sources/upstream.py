@@ -34,6 +34,7 @@ from modvault.module.path import check, escape_path, escape_version, is_exact_re
 from modvault.module.path import is_canonical_version as is_canonical
 from modvault.module.pseudo import is_pseudo_version
 from modvault.observability import metrics
+from modvault.sources import receivebuffer
 from modvault.sources.download import DownloadFile
 from modvault.sources.health import HealthRecord, HealthRegistry, State
 from modvault.sources.pacing import BodyPace
@@ -114,6 +115,7 @@ def make_client(limits: UpstreamLimits) -> httpx.AsyncClient:
     import httpx  # loaded with the first upstream request (sources/lazyclient.py)
 
     _read_in_bigger_chunks()
+    receivebuffer.install()  # h11 without its copies of each body read (sources/receivebuffer.py)
     ctx = tls_context(limits.ca_file)
     transport = loop_transport(ctx, httpx.Limits(
         max_connections=limits.max_connections,
