@@ -153,3 +153,50 @@ def test_install_takes_only_h11s_own_buffer(monkeypatch: pytest.MonkeyPatch) -> 
     assert receivebuffer.buffer_class() is None
     assert not receivebuffer.install()
     assert _connection.ReceiveBuffer is Unknown
+
+
+def test_upstream_downloads_take_the_reads_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through the upstreams' own client, over a socket: the chunks httpx hands out are the very
+    objects our connection's reads returned, and together they are the body."""
+    import asyncio
+
+    from modvault.sources import loopnet
+    from modvault.sources.upstream import UpstreamLimits, make_client
+
+    monkeypatch.setattr(_connection, "ReceiveBuffer", Plain)  # make_client installs it again
+    body = bytes(range(256)) * (12 << 10)  # 3 MiB
+    reads: list[bytes] = []
+    real_read = loopnet.LoopStream.read
+
+    async def read(self: Any, max_bytes: int, timeout: float | None = None) -> bytes:
+        out = await real_read(self, max_bytes, timeout)
+        reads.append(out)
+        return out
+
+    monkeypatch.setattr(loopnet.LoopStream, "read", read)
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body))
+        for i in range(0, len(body), 256 << 10):
+            writer.write(body[i:i + (256 << 10)])
+            await writer.drain()
+        writer.close()
+
+    async def main() -> list[bytes]:
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = make_client(UpstreamLimits())
+        try:
+            async with client.stream("GET", f"http://127.0.0.1:{port}/z") as resp:
+                return [chunk async for chunk in resp.aiter_raw()]
+        finally:
+            await client.aclose()
+            server.close()
+
+    chunks = asyncio.run(main())
+    assert receivebuffer.installed()
+    assert b"".join(chunks) == body
+    whole = [c for c in chunks if any(c is r for r in reads)]
+    # All but the first chunk (it came in the read with the head) are reads handed over as is.
+    assert len(chunks) > 2 and len(whole) >= len(chunks) - 1, (len(chunks), len(whole))

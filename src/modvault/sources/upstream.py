@@ -115,7 +115,6 @@ def make_client(limits: UpstreamLimits) -> httpx.AsyncClient:
     import httpx  # loaded with the first upstream request (sources/lazyclient.py)
 
     _read_in_bigger_chunks()
-    receivebuffer.install()  # h11 without its copies of each body read (sources/receivebuffer.py)
     ctx = tls_context(limits.ca_file)
     transport = loop_transport(ctx, httpx.Limits(
         max_connections=limits.max_connections,
@@ -144,6 +143,7 @@ def loop_transport(ctx: ssl.SSLContext, limits: httpx.Limits) -> httpx.AsyncHTTP
 
     from modvault.sources.loopnet import LoopBackend, LoopPool
 
+    receivebuffer.install()  # h11 keeps our reads whole, not copied (sources/receivebuffer.py)
     transport = httpx.AsyncHTTPTransport(verify=ctx, http2=False, limits=limits)
     # httpx takes no network backend of its own; its pool is rebuilt with the same settings
     # and ours (tests/unit/test_loopnet.py checks that the client's connections are ours).
