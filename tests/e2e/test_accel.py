@@ -4,11 +4,8 @@ nginx, modvault deciding and nginx sending the zips' bytes, driven by the real g
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import ssl
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -19,6 +16,7 @@ import pytest
 
 from tests.conftest import Corpus, ModvaultFactory
 from tests.e2e.test_deploy import NGINX, Nginx, go_downloads_through, tls  # noqa: F401  (tls: a fixture)
+from tests.e2e.test_hot_path import mv_cli
 from tests.support.modvault_proc import ModvaultProcess
 from tests.support.upstream_server import TestUpstreamServer
 
@@ -60,6 +58,11 @@ def zip_lines(mv: ModvaultProcess) -> list[dict[str, object]]:
     time.sleep(0.3)  # flushed within 0.1 s
     return [json.loads(x) for x in mv.output().splitlines()
             if '"modvault.access"' in x and f'"path":"{ZIP}"' in x]
+
+
+def new_token(data: Path, name: str, role: str) -> str:
+    """``modvault token create NAME --role ROLE`` in ``data``: the token."""
+    return mv_cli(data, "token", "create", name, "--role", role).split()[-1]
 
 
 def whole_zip(client: httpx.Client, stored: bytes) -> httpx.Response:
@@ -111,10 +114,7 @@ def test_go_command_through_accel_recipe(corpus: Corpus, upstream_a: TestUpstrea
 def test_accel_keeps_access_control(upstream_a: TestUpstreamServer, modvault: ModvaultFactory,
                                     tmp_path: Path, tls: tuple[Path, Path],  # noqa: F811
                                     data: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MODVAULT_")}
-    token = subprocess.run([sys.executable, "-m", "modvault", "token", "create", "r1", "--role",
-                            "reader", "--data-dir", str(data)], check=True, env=env,
-                           capture_output=True, text=True, timeout=120).stdout.split()[-1]
+    token = new_token(data, "r1", "reader")
     nginx, mv = start(modvault, upstream_a.url, tmp_path, tls, data, "--auth", "on")
     try:
         verify = ssl.create_default_context(cafile=str(tls[0]))
@@ -197,14 +197,7 @@ def test_accel_cache_keeps_access_control(upstream_a: TestUpstreamServer, modvau
     """A cached decision is one client's, with one Authorization header: another token, no token
     or another client address is decided by modvault; a block reaches nginx's answers within
     its second (plus modvault's own state refresh)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MODVAULT_")}
-
-    def token(name: str, role: str) -> str:
-        return subprocess.run([sys.executable, "-m", "modvault", "token", "create", name, "--role",
-                               role, "--data-dir", str(data)], check=True, env=env,
-                              capture_output=True, text=True, timeout=120).stdout.split()[-1]
-
-    reader, admin = token("r1", "reader"), token("ops", "admin")
+    reader, admin = new_token(data, "r1", "reader"), new_token(data, "ops", "admin")
     nginx, _ = start(modvault, upstream_a.url, tmp_path, tls, data, "--auth", "on", recipe=CACHED,
                      env={"MODVAULT_ALLOW_CIDRS": "127.0.0.1/32"})
     try:
