@@ -4,6 +4,7 @@ file, a block, authentication)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -34,6 +35,14 @@ VOLATILE = {"date", "server"}
 def metric(url: str, name: str, **labels: str) -> float:
     """One sample of /metrics (each call names all its labels); 0 when it is not there yet."""
     return value(scrape(url), name, **labels)
+
+
+def answered_prebuilt(c: httpx.Client, url: str, path: str, kind: str,
+                      headers: dict[str, str] | None = None) -> bool:
+    """One GET of ``path`` (a 200): whether a prebuilt answer gave it (their count grew by one)."""
+    was = metric(url, "modvault_prebuilt_answers_total", kind=kind)
+    assert c.get(path, headers=headers).status_code == 200
+    return metric(url, "modvault_prebuilt_answers_total", kind=kind) == was + 1
 
 
 def mv_cli(data: Path, *args: str, env: dict[str, str] | None = None) -> str:
@@ -341,13 +350,7 @@ def test_prebuilt_answers_with_blocks_and_a_deny_list(upstream_a: TestUpstreamSe
         r = c.get(blocked)
         assert r.status_code == 403 and "CVE-2099-0003" in r.text
         for path, kind in ((INFO, "info"), (ZIP, "zip")):
-
-            def prebuilt(path: str = path, kind: str = kind) -> bool:
-                was = metric(mv.url, "modvault_prebuilt_answers_total", kind=kind)
-                assert c.get(path).status_code == 200
-                return metric(mv.url, "modvault_prebuilt_answers_total", kind=kind) == was + 1
-
-            assert wait_for(prebuilt, 15), path
+            assert wait_for(functools.partial(answered_prebuilt, c, mv.url, path, kind), 15), path
         r = c.get("/github.com/acme/denied/@v/v1.0.0.info")
         assert r.status_code == 403 and "deny list" in r.text
         before = metric(mv.url, "modvault_prebuilt_answers_total", kind="info")
@@ -390,13 +393,7 @@ def test_prebuilt_answers_resume_after_a_change_elsewhere(upstream_a: TestUpstre
         assert c.get(INFO).status_code == 200
         assert metric(mv.url, "modvault_prebuilt_answers_total", kind="info") == before + 1
         mv_cli(mv.data_dir, "rm", f"{MOD}@v1.1.0")
-
-        def prebuilt_again() -> bool:
-            was = metric(mv.url, "modvault_prebuilt_answers_total", kind="info")
-            assert c.get(INFO).status_code == 200
-            return metric(mv.url, "modvault_prebuilt_answers_total", kind="info") == was + 1
-
-        assert wait_for(prebuilt_again, 15)
+        assert wait_for(functools.partial(answered_prebuilt, c, mv.url, INFO, "info"), 15)
         assert c.get(other).headers["cache-status"] == "modvault; fwd=miss; stored"  # removed
 
 
@@ -680,14 +677,8 @@ def test_prebuilt_answers_behind_a_client_allowlist_keep_to_it(
     with httpx.Client(base_url=mv.url) as c:
         first = c.get(INFO, headers=inside)
         assert first.status_code == 200
-
-
-        def prebuilt() -> bool:
-            count = metric(mv.url, "modvault_prebuilt_answers_total", kind="info")
-            assert c.get(INFO, headers=inside).status_code == 200
-            return metric(mv.url, "modvault_prebuilt_answers_total", kind="info") == count + 1
-
-        assert wait_for(prebuilt, timeout=10)
+        assert wait_for(functools.partial(answered_prebuilt, c, mv.url, INFO, "info", inside),
+                        timeout=10)
         before = metric(mv.url, "modvault_prebuilt_answers_total", kind="info")
         for _ in range(5):
             assert c.get(INFO, headers=inside).content == first.content
