@@ -103,6 +103,20 @@ def make_data(root: Path) -> None:
             fh.write(rnd(1 << 20))
 
 
+def prime(data: Path, env: dict[str, str]) -> None:
+    """Ask one modvault for each zip once, so the data is as a fetch leaves it: make_data writes
+    the zips by hand, without the strong ETag a fetch stores beside each, and the first server
+    to serve one computes it (a SHA-256 of 100 MiB) during whatever is measured first."""
+    port = free_port()
+    proc = start_modvault(data, port, env=env)
+    try:
+        for path in (ZIP5, ZIP64K, ZIP100):
+            subprocess.run(["curl", "-s", "-o", "/dev/null", "-r", "0-0",
+                            f"http://127.0.0.1:{port}{path}"], check=True, timeout=120)
+    finally:
+        stop(proc)
+
+
 def make_cert(root: Path) -> tuple[Path, Path]:
     cert, key = root / "cert.pem", root / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
@@ -605,6 +619,7 @@ def main() -> int:
         (root / "ngx-tmp").mkdir()
         cert, key = make_cert(root)
         tree_env = {"PYTHONPATH": str(Path(args.tree_src).resolve())} if args.tree_src else {}
+        prime(data, tree_env)
         if args.rss_only:
             # process_model = "single" (server/embedded.py): the same tree without a supervisor.
             trees = {"modvault": tree_env,
