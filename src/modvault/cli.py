@@ -105,7 +105,6 @@ def _become_supervisor(settings: Settings, line: str, lock_fd: int | None) -> No
     with only the standard library (``-I -S``), not this one with the settings, start-up checks
     and command line loaded. It keeps this process's pid (and so its process group and its place
     under systemd) and the listen address's lock."""
-    import json
     import signal
 
     from modvault.observability.audit import mask
@@ -118,7 +117,6 @@ def _become_supervisor(settings: Settings, line: str, lock_fd: int | None) -> No
         os.set_inheritable(lock_fd, True)
     spec = {
         "workers": settings.workers,
-        "argv": [sys.executable, "-m", "modvault.server.worker"],
         "shutdown_timeout": settings.shutdown_timeout,
         "respawn_interval": 1.0,
         "deaths_file": str(Path(settings.data_dir) / supervisor.DEATHS_FILE),
@@ -127,7 +125,9 @@ def _become_supervisor(settings: Settings, line: str, lock_fd: int | None) -> No
     }
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
-    os.execv(sys.executable, [sys.executable, "-I", "-S", supervisor.__file__, json.dumps(spec)])
+    worker = [sys.executable, "-m", "modvault.server.worker"]
+    os.execv(sys.executable, [sys.executable, "-I", "-S", supervisor.__file__,
+                              *supervisor.spec_argv(spec, worker)])
 
 
 def _check_private_sumdb(settings: Settings) -> None:

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from modvault.server import supervisor
 from tests.support.waits import wait_for
@@ -25,11 +27,12 @@ def start(tmp_path: Path, worker: str, workers: int = 1, shutdown_timeout: float
           respawn_interval: float = 0.2, crash_loop: float = supervisor.CRASH_LOOP
           ) -> tuple[subprocess.Popen[str], Path]:
     deaths = tmp_path / "data" / supervisor.DEATHS_FILE
-    spec = {"workers": workers, "argv": [sys.executable, "-c", worker],
-            "shutdown_timeout": shutdown_timeout, "respawn_interval": respawn_interval,
-            "crash_loop": crash_loop, "deaths_file": str(deaths), "lock_fd": None,
-            "serving_line": SERVING}
-    proc = subprocess.Popen([sys.executable, "-I", "-S", supervisor.__file__, json.dumps(spec)],
+    spec: dict[str, object] = {
+        "workers": workers, "shutdown_timeout": shutdown_timeout,
+        "respawn_interval": respawn_interval, "crash_loop": crash_loop,
+        "deaths_file": str(deaths), "lock_fd": None, "serving_line": SERVING}
+    argv = supervisor.spec_argv(spec, [sys.executable, "-c", worker])
+    proc = subprocess.Popen([sys.executable, "-I", "-S", supervisor.__file__, *argv],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=tmp_path, start_new_session=True)
     return proc, deaths
@@ -209,3 +212,44 @@ def test_serve_refuses_the_workers_model_where_the_supervisor_cannot_wait(
     monkeypatch.delattr(signal, "sigtimedwait")
     with pytest.raises(ConfigError, match="process_model = 'single'"):
         cli._become_supervisor(Settings(), "serving", None)
+
+
+@given(st.text())
+@example("\x00\x1f\x7f\"\\\n\r\t\b\f\u2028\ud7ff\ue000\uffff\U00010000\U0010ffff")
+def test_log_strings_are_written_as_json_writes_them(text: str) -> None:
+    """The supervisor quotes its log lines' strings itself (json would bring re): the same
+    characters as json.dumps, and they read back as what was written."""
+    assert supervisor.quoted(text) == json.dumps(text)
+    assert json.loads(supervisor.quoted(text)) == text
+
+
+@given(st.dictionaries(st.text(st.characters(blacklist_characters="=\x00"), min_size=1)
+                       .filter(lambda k: not k.startswith("-")),
+                       st.text(st.characters(blacklist_characters="\x00"))),
+       st.lists(st.text(st.characters(blacklist_characters="\x00"))))
+def test_the_settings_and_the_worker_command_survive_the_arguments(
+        spec: dict[str, str], worker: list[str]) -> None:
+    """Whatever the values hold (``=``, ``--``, spaces, newlines), the supervisor reads back the
+    settings and the worker's command line it was given."""
+    args = supervisor.spec_argv(dict(spec), worker)
+    assert supervisor.parse_argv(args) == (spec, worker)
+
+
+def test_settings_that_are_none_are_left_out_and_bad_names_refused() -> None:
+    args = supervisor.spec_argv({"workers": 2, "lock_fd": None, "shutdown_timeout": 1.5}, ["w"])
+    assert args == ["workers=2", "shutdown_timeout=1.5", "--", "w"]
+    with pytest.raises(ValueError):
+        supervisor.spec_argv({"a=b": 1}, [])
+    with pytest.raises(ValueError):
+        supervisor.spec_argv({"--": 1}, [])
+    with pytest.raises(SystemExit):
+        supervisor.parse_argv(["workers=1"])
+
+
+def test_signal_names_are_those_of_the_signal_module() -> None:
+    for sig in signal.Signals:
+        assert supervisor.SIGNAL_NAMES[int(sig)] == sig.name
+    assert supervisor.describe_exit(9) == "killed by SIGKILL"  # wait statuses
+    assert supervisor.describe_exit(int(signal.SIGRTMIN) + 5) == (
+        f"killed by signal {int(signal.SIGRTMIN) + 5}")  # a number signal.py has no name for
+    assert supervisor.describe_exit(3 << 8) == "exit status 3"

@@ -2,10 +2,14 @@
 
 It is the process ``modvault serve`` becomes (``cli.serve`` execs it once the settings and the
 start-up checks passed), and it stays resident beside the workers for as long as they serve, so
-it is the bare interpreter and nothing else: run as ``python -I -S supervisor.py SPEC``, it
-imports only ``json``, ``os``, ``signal``, ``sys`` and ``time`` (about 10 MiB resident, against
-about 35 MiB for granian's own supervisor, which imports asyncio, ssl, uvloop and the command
-line). Each worker is a separate ``python -m modvault.server.worker``: one granian embedded server
+it is the bare interpreter and nothing else: run as ``python -I -S supervisor.py KEY=VALUE ...
+-- WORKER ARGV`` (:func:`spec_argv`), it imports only ``os``, ``_signal``, ``sys`` and ``time``
+(about 8.5 MiB resident, the interpreter's own 8.3; granian's own supervisor took about 35 MiB,
+with asyncio, ssl, uvloop and the command line). ``signal`` and ``json`` are left out on purpose:
+``signal`` wraps ``_signal``'s numbers in an enum, and with it come ``enum``, ``functools`` and
+``collections`` (1 MiB resident); ``json`` brings ``re`` (0.5 MiB more).
+
+Each worker is a separate ``python -m modvault.server.worker``: one granian embedded server
 (server/embedded.py) on the listen address, which granian binds with ``SO_REUSEPORT``, so the
 kernel spreads connections over the workers as it did over granian's.
 
@@ -24,19 +28,23 @@ settings take a restart.
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import sys
 import time
 
 TYPE_CHECKING = False  # typing itself is not imported at run time: 7 more modules resident
-if TYPE_CHECKING:
-    from typing import Any
+if TYPE_CHECKING:  # typeshed describes signal.py, whose functions these are
+    import signal
+else:  # the C module under signal.py: the same functions, on plain numbers (see above)
+    import _signal as signal
 
 CRASH_LOOP = 5.5  # seconds: a respawned worker dying within this is a crash loop (as granian)
 KILL_MARGIN = 1.0  # seconds past shutdown_timeout before a stopping worker is killed
 READY = signal.SIGUSR1  # from a worker: its port accepts connections
+SIGNAL_NAMES: dict[int, str] = {}  # number -> name; of two (SIGABRT, SIGIOT), as signal.Signals,
+for _name, _number in sorted(vars(signal).items()):  # the first in alphabetical order
+    if _name.startswith("SIG") and not _name.startswith("SIG_") and isinstance(_number, int):
+        SIGNAL_NAMES.setdefault(_number, _name)
 WATCHED = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, READY}
 WORKER_ENV = "MODVAULT__WORKER"  # the worker's number, 1-based
 SUPERVISOR_ENV = "MODVAULT__SUPERVISOR"  # this process's pid: a worker stops when it is gone
@@ -46,8 +54,30 @@ DEATHS_FILE = ".modvault/run/worker-deaths"  # under the data directory (observa
 def log(level: str, msg: str, logger: str = "modvault.workers") -> None:
     """One JSON line on stderr, in the shape of observability/logs.py (which it cannot import).
     Best effort: with stderr gone (a closed pipe), the workers must still be looked after."""
-    written(json.dumps({"ts": round(time.time(), 3), "level": level, "logger": logger,
-                        "msg": msg}, separators=(",", ":")) + "\n")
+    written(f'{{"ts":{round(time.time(), 3)!r},"level":{quoted(level)},"logger":{quoted(logger)},'
+            f'"msg":{quoted(msg)}}}\n')
+
+
+def quoted(text: str) -> str:
+    """``text`` as a JSON string, as ``json.dumps`` writes it (ASCII only): RFC 8259 section 7
+    escapes the quote, the backslash and the control characters; the rest of what is not ASCII
+    is escaped as well (UTF-16 surrogate pairs past U+FFFF), so any stderr encoding takes it."""
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if 0x20 <= code < 0x7F:
+            out.append("\\" + ch if ch in '"\\' else ch)
+        elif ch in _SHORT:
+            out.append(_SHORT[ch])
+        elif code > 0xFFFF:
+            code -= 0x10000
+            out.append(f"\\u{0xD800 | code >> 10:04x}\\u{0xDC00 | code & 0x3FF:04x}")
+        else:
+            out.append(f"\\u{code:04x}")
+    return '"' + "".join(out) + '"'
+
+
+_SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
 
 
 def written(text: str) -> bool:
@@ -72,7 +102,7 @@ def write_count(path: str, count: int) -> None:
         pass
 
 
-def send(pid: int, sig: signal.Signals) -> bool:
+def send(pid: int, sig: int) -> bool:
     """Signal a worker; False when it is gone already (not reaped yet)."""
     try:
         os.kill(pid, sig)
@@ -84,23 +114,21 @@ def send(pid: int, sig: signal.Signals) -> bool:
 def describe_exit(status: int) -> str:
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
-        try:
-            return f"killed by {signal.Signals(sig).name}"
-        except ValueError:
-            return f"killed by signal {sig}"
+        name = SIGNAL_NAMES.get(sig)
+        return f"killed by {name}" if name else f"killed by signal {sig}"
     return f"exit status {os.waitstatus_to_exitcode(status)}"
 
 
 class Supervisor:
     """The workers, by number, and what to do when one of them exits."""
 
-    def __init__(self, spec: dict[str, Any]) -> None:
+    def __init__(self, spec: dict[str, str], argv: list[str]) -> None:
         self.workers = int(spec["workers"])
-        self.argv: list[str] = list(spec["argv"])
+        self.argv = argv
         self.shutdown_timeout = float(spec["shutdown_timeout"])
         self.respawn_interval = float(spec.get("respawn_interval", 1.0))
         self.crash_loop = float(spec.get("crash_loop", CRASH_LOOP))
-        self.deaths_file = str(spec["deaths_file"])
+        self.deaths_file = spec["deaths_file"]
         self.serving_line: str | None = spec.get("serving_line")
         self.pids: dict[int, int] = {}  # pid -> worker number
         self.respawned: dict[int, float] = {}  # worker number -> when it was last respawned
@@ -136,7 +164,7 @@ class Supervisor:
             wait = min([w - now for w in self.due.values()] + [1.0])
             info = signal.sigtimedwait(WATCHED, max(0.01, wait))
             if info is not None and info.si_signo in (signal.SIGTERM, signal.SIGINT):
-                self.stop(signal.Signals(info.si_signo))
+                self.stop(info.si_signo)
             elif info is not None and info.si_signo == signal.SIGHUP:
                 log("warning", "SIGHUP ignored: modvault reloads nothing; restart it to apply "
                                "new settings")
@@ -174,7 +202,7 @@ class Supervisor:
                      f"start); respawning it")
         self.due[number] = now + self.respawn_interval
 
-    def stop(self, sig: signal.Signals | None) -> None:
+    def stop(self, sig: int | None) -> None:
         """Pass the signal on, wait for the workers' drain, kill what outlives its deadline."""
         if self.stopping:
             return
@@ -199,13 +227,31 @@ class Supervisor:
             self.pids.pop(pid, None)
 
 
+def spec_argv(spec: dict[str, object], worker: list[str]) -> list[str]:
+    """The supervisor's arguments: ``KEY=VALUE`` for each setting that is not None, ``--``, then
+    the worker's command line. (Arguments, not JSON: parsing JSON would bring ``re``.)"""
+    for key in spec:
+        if "=" in key or key.startswith("-"):
+            raise ValueError(f"not a setting name: {key!r}")
+    return [f"{key}={value}" for key, value in spec.items() if value is not None] + ["--", *worker]
+
+
+def parse_argv(args: list[str]) -> tuple[dict[str, str], list[str]]:
+    """What :func:`spec_argv` made: (the settings, the worker's command line)."""
+    if "--" not in args:
+        raise SystemExit("usage: supervisor.py KEY=VALUE ... -- WORKER ARGV")
+    cut = args.index("--")
+    spec = dict(arg.partition("=")[::2] for arg in args[:cut])
+    return spec, args[cut + 1:]
+
+
 def main(argv: list[str]) -> int:
-    spec = json.loads(argv[1])
-    lock_fd = spec.get("lock_fd")
-    if isinstance(lock_fd, int) and lock_fd >= 0:
+    spec, worker = parse_argv(argv[1:])
+    lock_fd = int(spec.get("lock_fd", "-1"))
+    if lock_fd >= 0:
         # The listen address's lock stays held here, and is not handed on to the workers.
         os.set_inheritable(lock_fd, False)
-    return Supervisor(spec).run()
+    return Supervisor(spec, worker).run()
 
 
 if __name__ == "__main__":
