@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from modvault.auth.policy import AccessPolicy
 from modvault.config import SETTINGS_ENV, Settings
 from modvault.errors import ModvaultError
-from modvault.observability import logs
+from modvault.observability import logs, metrics
 from modvault.observability.audit import AuditLog, audit_path
 from modvault.ops.runtime import OpsRuntime
 from modvault.server import endpoints
@@ -30,6 +30,7 @@ from modvault.server.compress import GzipCache
 from modvault.server.connreaper import ConnectionReaper
 from modvault.server.drain import Drain
 from modvault.server.hotpath import MAX_BODY_BYTES, MAX_ENTRIES, HotPath
+from modvault.server.idlememory import IdleTrim, glibc_trim
 from modvault.server.middleware import AccessLogMiddleware, Middleware, defines
 from modvault.server.render import FileHandles, PrivateRenderer, Renderer
 from modvault.server.request import Request, error_headers
@@ -83,6 +84,7 @@ class App:
         self.access_policy: AccessPolicy | None = None  # set when auth is on
         self.zip_redirect: ZipRedirect | None = None  # redirect_zips (server/zipredirect.py)
         self._refresher: asyncio.Task[None] | None = None
+        self.idle_trim: IdleTrim | None = None
         self._before: list[Callable[[Request], Awaitable[None]]] = []
         self._after: list[Callable[[Request, float], None]] = []
         # Prebuilt answers for cached artifacts (server/hotpath.py). ``hot`` answers before
@@ -181,6 +183,8 @@ class App:
         self.ops.start(loop)
         loop.call_soon(service.start)  # health probes, once the loop runs
         self._refresher = loop.create_task(self._refresh_state())
+        self.idle_trim = IdleTrim(metrics.REQUESTS.total, lambda: self.drain.inflight, glibc_trim())
+        self.idle_trim.start(loop)
         self.reaper = ConnectionReaper(
             self.settings.port, first_byte_timeout=self.settings.client_first_byte_timeout,
             idle_timeout=self.settings.client_idle_timeout,
@@ -199,6 +203,8 @@ class App:
         self.access_log.flush()
         if self._refresher is not None:
             self._refresher.cancel()
+        if self.idle_trim is not None:
+            self.idle_trim.stop()
         if self.reaper is not None:
             self.reaper.stop()
         if self.ops is not None:
@@ -215,6 +221,8 @@ class App:
         self.access_log.flush()
         if self._refresher is not None:
             self._refresher.cancel()
+        if self.idle_trim is not None:
+            self.idle_trim.stop()
         if self.reaper is not None:
             self.reaper.stop()
         if self._service is not None and not loop.is_closed() and not loop.is_running():
