@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -126,8 +127,30 @@ def _become_supervisor(settings: Settings, line: str, lock_fd: int | None) -> No
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     worker = [sys.executable, "-m", "modvault.server.worker"]
-    os.execv(sys.executable, [sys.executable, "-I", "-S", supervisor.__file__,
+    script = _compiled(supervisor.__file__, Path(settings.data_dir) / supervisor.DEATHS_FILE)
+    os.execv(sys.executable, [sys.executable, "-I", "-S", script,
                               *supervisor.spec_argv(spec, worker)])
+
+
+def _compiled(source: str, beside: Path) -> str:
+    """``source`` compiled to bytecode in ``beside``'s directory, or ``source`` itself when that
+    cannot be written. A script given as source is compiled at every start, and the compiler's
+    garbage stays resident in the supervisor for the server's life (0.9 MiB of its 9.5);
+    bytecode runs as it is. Named by the interpreter's cache tag: a data directory shared by two
+    Python versions gives each its own."""
+    import py_compile
+
+    target = beside.parent / f"supervisor.{sys.implementation.cache_tag}.pyc"
+    tmp = target.with_name(f"{target.name}.{os.getpid()}")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        py_compile.compile(source, cfile=str(tmp), doraise=True)
+        os.replace(tmp, target)
+    except (OSError, py_compile.PyCompileError):
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        return source
+    return str(target)
 
 
 def _check_private_sumdb(settings: Settings) -> None:

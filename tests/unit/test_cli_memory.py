@@ -4,6 +4,7 @@ serve, so it must carry nothing but the interpreter; and no process loads what o
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -52,7 +53,11 @@ def test_running_supervisor_maps_no_server_code(tmp_path: Path) -> None:
                                      text=True).stdout.split()
             time.sleep(0.1)
         cmdline = Path(f"/proc/{mv.proc.pid}/cmdline").read_bytes().split(b"\0")
-        assert cmdline[1:3] == [b"-I", b"-S"] and cmdline[3].endswith(b"supervisor.py")
+        assert cmdline[1:3] == [b"-I", b"-S"]
+        # run as bytecode written beside the deaths count: no compiler garbage resident
+        script = Path(cmdline[3].decode())
+        assert script.parent == (tmp_path / "data" / supervisor.DEATHS_FILE).parent
+        assert script.name == f"supervisor.{sys.implementation.cache_tag}.pyc"
         maps = Path(f"/proc/{mv.proc.pid}/maps").read_text()
         for native in ("_granian", "libssl", "_ssl", "uvloop", "_asyncio"):
             assert native not in maps, native
@@ -107,3 +112,14 @@ def test_worker_serving_hits_loads_no_jwt_crypto_templates_or_s3_client(
             assert loaded == [], f"worker {pid} loaded {loaded}"
     finally:
         mv.stop()
+
+
+def test_supervisor_runs_from_its_source_where_bytecode_cannot_be_written(tmp_path: Path) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("")  # a file where the run directory would be
+    assert cli._compiled(supervisor.__file__, blocked / "run" / "deaths") == supervisor.__file__
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+    compiled = cli._compiled(supervisor.__file__, tmp_path / "run" / "deaths")
+    assert compiled.endswith(".pyc") and Path(compiled).read_bytes()[:4] == (
+        importlib.util.MAGIC_NUMBER)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [Path(compiled).name]
