@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import time
 from dataclasses import dataclass, field
-from email.utils import formatdate
 from enum import StrEnum
 
 from modvault.storage.base import Body
@@ -69,7 +69,7 @@ class Artifact:
     @property
     def last_modified(self) -> str:
         if self._last_modified is None:
-            self._last_modified = formatdate(self.mtime, usegmt=True)
+            self._last_modified = imf_fixdate(self.mtime)
         return self._last_modified
 
     def gzipped(self) -> bytes | None:
@@ -79,3 +79,16 @@ class Artifact:
         if self._gz is None:
             self._gz = gzip.compress(self.body, compresslevel=6, mtime=0)
         return self._gz
+
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def imf_fixdate(when: float) -> str:
+    """``Sun, 06 Nov 1994 08:49:37 GMT``: the HTTP date format senders use (RFC 9110 section
+    5.6.7), as ``email.utils.formatdate(when, usegmt=True)`` writes it, without loading the
+    email package (0.5 MiB) into every worker for one header."""
+    t = time.gmtime(when)
+    return (f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year:04d} "
+            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT")

@@ -15,7 +15,6 @@ Module paths and versions in these URLs are case-encoded as in the proxy protoco
 
 from __future__ import annotations
 
-import html
 import json
 import re
 from pathlib import Path
@@ -211,6 +210,8 @@ class ModulesApi:
         if policy is not None and (req.identity is None
                                    or not policy.allows(req.identity, "read", module)):
             return False  # as if it did not exist
+        import html  # with its entity table (0.5 MiB): loaded by the first such page
+
         base = self.app.base_url(req)
         content = html.escape(f"{module} mod {base}", quote=True)
         body = (f'<!DOCTYPE html>\n<html><head><meta name="go-import" content="{content}">'

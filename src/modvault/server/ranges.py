@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import email.utils
 from dataclasses import dataclass
 
 MAX_RANGES = 32
@@ -90,6 +89,8 @@ def coalesce(spans: list[ByteRange]) -> list[ByteRange]:
 
 
 def http_date(value: str) -> float | None:
+    import email.utils  # with the email package (0.5 MiB): loaded by the first date asked about
+
     try:
         dt = email.utils.parsedate_to_datetime(value.strip())
     except (TypeError, ValueError, IndexError, OverflowError):

@@ -9,7 +9,6 @@ error end the loop at once.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -54,6 +53,8 @@ def retry_after(value: str | None) -> float | None:
     value = value.strip()
     if value.isdigit():
         return float(value)
+    import email.utils  # with the email package (0.5 MiB): loaded by the first such date
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):

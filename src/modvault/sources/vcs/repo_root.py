@@ -25,7 +25,6 @@ import os
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from html.parser import HTMLParser
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -217,49 +216,16 @@ class MetaImport:
     subdir: str = ""
 
 
-class _MetaParser(HTMLParser):
-    """Collects go-import meta tags up to the end of <head> or the start of <body>."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.found: list[MetaImport] = []
-        self.done = False
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if self.done:
-            return
-        if tag == "body":
-            self.done = True
-            return
-        if tag != "meta":
-            return
-        # attrValue: first attribute whose name matches case-insensitively (the parser lowers names).
-        values: dict[str, str] = {}
-        for name, value in attrs:
-            values.setdefault(name, value or "")
-        if values.get("name", "") != "go-import":
-            return
-        fields = values.get("content", "").split()
-        if len(fields) in (3, 4):
-            self.found.append(MetaImport(fields[0], fields[1], fields[2],
-                                         fields[3] if len(fields) == 4 else ""))
-
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.handle_starttag(tag, attrs)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "head":
-            self.done = True
-
-
 def parse_meta_go_imports(body: bytes | str, *, prefer_mod: bool = True) -> list[MetaImport]:
     """vcs.parseMetaGoImports: the go-import tags of an HTML page, ``mod`` entries first.
 
     With ``prefer_mod`` (module mode) every ``mod`` entry comes first and other entries for a prefix
     that has a ``mod`` entry are dropped; without it ``mod`` entries are ignored.
     """
+    from modvault.sources.vcs.metaparser import MetaParser  # html.parser: 1.2 MiB, rarely needed
+
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-    parser = _MetaParser()
+    parser = MetaParser()
     try:
         parser.feed(text)
         parser.close()
