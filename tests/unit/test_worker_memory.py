@@ -22,6 +22,11 @@ from tests.support.modvault_proc import ModvaultProcess
 from tests.support.upstream_server import TestUpstreamServer
 
 CLIENT_STACK = ("httpx", "httpcore", "h2", "h11", "certifi")
+# Loaded only by what hits never need: a go-import page or a repository's (html), a date in a
+# request or an upstream's Retry-After (email), a default data directory (platformdirs); and
+# never by a worker: prometheus_client (a test dependency now; observability/prom.py) with its
+# HTTP servers.
+COLD_ONLY = ("html", "email", "platformdirs", "prometheus_client", "http", "wsgiref")
 INFO = '{"Version":"v1.0.0","Time":"2024-01-01T00:00:00Z"}'
 
 
@@ -48,6 +53,7 @@ def test_an_offline_server_serves_hits_without_the_client_stack(tmp_path: Path) 
         loaded = imported(mv.output())
         assert "modvault.server.app" in loaded  # the probe sees the worker's imports
         assert sorted(m for m in CLIENT_STACK if m in loaded) == []
+        assert sorted(m for m in COLD_ONLY if m in loaded) == []
     finally:
         mv.stop()
 

@@ -11,10 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from prometheus_client.core import CounterMetricFamily, Metric
-from prometheus_client.registry import Collector
-
 from modvault.observability.metrics import REGISTRY
+from modvault.observability.prom import Collector, CounterMetricFamily, Metric
 from modvault.server.supervisor import DEATHS_FILE
 
 

@@ -7,10 +7,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
-
 from modvault.observability.metrics import REGISTRY
+from modvault.observability.prom import Collector, CounterMetricFamily, GaugeMetricFamily, Metric
 from modvault.ops import gc
 from modvault.ops.runtime import OpsRuntime
 

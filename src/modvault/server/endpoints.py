@@ -10,14 +10,13 @@ import contextlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
 from modvault.api import modules as api_modules
 from modvault.auth.policy import ALL_PRIVATE
 from modvault.errors import NotFound
 from modvault.module.errors import ModuleError
 from modvault.module.path import unescape_path
 from modvault.observability import metrics, status
+from modvault.observability.prom import CONTENT_TYPE_LATEST, generate_latest
 from modvault.ops.http import NDJSON, index_body, refresh_body
 from modvault.server.ranges import accepts_gzip
 from modvault.server.request import TEXT, Request

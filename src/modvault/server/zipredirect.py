@@ -12,11 +12,10 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
-from prometheus_client import Counter
-
 from modvault.artifact import Artifact, Kind
 from modvault.errors import ModvaultError
 from modvault.observability.metrics import REGISTRY
+from modvault.observability.prom import Counter
 from modvault.server.request import Request
 
 LOG = logging.getLogger("modvault.server")

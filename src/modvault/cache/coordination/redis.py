@@ -22,11 +22,11 @@ import uuid
 from typing import Any
 
 import redis.asyncio as aioredis
-from prometheus_client import Counter
 from redis.exceptions import RedisError
 
 from modvault.cache.coordination.base import Lease, _LocalLease
 from modvault.observability.metrics import REGISTRY
+from modvault.observability.prom import Counter
 
 LOG = logging.getLogger("modvault.coordination")
 
