@@ -65,15 +65,19 @@ def test_the_task_checks_every_interval_and_stops() -> None:
         idle = IdleTrim(lambda: counts.served, lambda: counts.in_flight, counts.trim,
                         interval=0.01)
         idle.start(asyncio.get_running_loop())
+        assert counts.trims == 1  # at once: what start-up left
+        await asyncio.sleep(0.1)
+        assert counts.trims == 1  # idle since: nothing new to give back
+        counts.served += 1
         for _ in range(200):
             await asyncio.sleep(0.01)
-            if counts.trims:
+            if counts.trims == 2:
                 break
         idle.stop()
         assert idle._task is None
 
     asyncio.run(run())
-    assert counts.trims == 1
+    assert counts.trims == 2
 
 
 def rss_kib() -> int:

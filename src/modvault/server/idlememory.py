@@ -3,12 +3,13 @@
 glibc's malloc returns memory to the system on ``free`` only from the top of the main heap.
 Start-up (imports, building the app and its tables) and every burst of requests leave free
 chunks below live ones, and their pages stay resident until ``malloc_trim(3)`` hands them back
-(with ``madvise(MADV_DONTNEED)``). About 2 MiB of an idle worker's 45 MiB were such pages
-(bench/README.md). granian's own allocations (jemalloc) decay back by themselves after ten
-seconds; this does the same for Python's.
+(with ``madvise(MADV_DONTNEED)``). About 2 MiB of an idle worker's 45 MiB were such pages, nearly
+all left by start-up (bench/README.md). granian's own allocations (jemalloc) decay back by
+themselves after ten seconds; this does the same for Python's.
 
-It trims only after a whole interval in which no request was answered, and once per idle spell:
-under load the pages it returned would be faulted straight back in.
+It trims once when the worker is built, then only after a whole interval in which no request
+was answered, once per idle spell: under load the pages it returned would be faulted straight
+back in.
 """
 
 from __future__ import annotations
@@ -58,12 +59,17 @@ class IdleTrim:
             return False
         if self.trimmed or self.trim is None or self.in_flight():
             return False
+        self._trim_now("idle")
+        return True
+
+    def _trim_now(self, why: str) -> None:
+        assert self.trim is not None
         self.trimmed = True
         started = time.perf_counter()
         self.trim()
         self.trims += 1
-        LOG.debug("idle: free heap pages returned in %.1f ms", (time.perf_counter() - started) * 1e3)
-        return True
+        LOG.debug("%s: free heap pages returned in %.1f ms", why,
+                  (time.perf_counter() - started) * 1e3)
 
     async def _run(self) -> None:
         while True:
@@ -71,7 +77,10 @@ class IdleTrim:
             self.check()
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Trim now (called once the worker is built: imports and building the app leave the
+        most free pages, 2 MiB of an idle worker's), then check every interval."""
         if self.trim is not None and self._task is None:
+            self._trim_now("start-up")
             self._task = loop.create_task(self._run())
 
     def stop(self) -> None:
