@@ -73,7 +73,7 @@ class Settings:
     workers: int = 1
     # "workers": modvault's supervisor (server/supervisor.py) starts `workers` processes and
     # respawns one that dies. "single": one process serves on its own event loop (granian
-    # embedded, as each worker does): no supervisor, ~11 MiB less resident memory, no respawn
+    # embedded, as each worker does): no supervisor, ~8.5 MiB less resident memory, no respawn
     # (leave that to systemd or the container runtime).
     process_model: str = "workers"
     # Refuse to start on a port another process listens on, unless this asks for SO_REUSEPORT sharing.
