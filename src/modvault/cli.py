@@ -136,14 +136,23 @@ def _compiled(source: str, beside: Path) -> str:
     """``source`` compiled to bytecode in ``beside``'s directory, or ``source`` itself when that
     cannot be written. A script given as source is compiled at every start, and the compiler's
     garbage stays resident in the supervisor for the server's life (0.9 MiB of its 9.5);
-    bytecode runs as it is. Named by the interpreter's cache tag: a data directory shared by two
-    Python versions gives each its own."""
+    bytecode runs as it is. Named by the interpreter's cache tag and the source's hash, so the
+    file never changes once written: servers of other versions or other Pythons sharing the data
+    directory each find their own, and one starting never replaces what another is about to run.
+    """
+    import hashlib
     import py_compile
 
-    target = beside.parent / f"supervisor.{sys.implementation.cache_tag}.pyc"
-    tmp = target.with_name(f"{target.name}.{os.getpid()}")
     try:
+        digest = hashlib.sha256(Path(source).read_bytes()).hexdigest()[:16]
+        target = beside.parent / f"supervisor.{sys.implementation.cache_tag}.{digest}.pyc"
+        if target.is_file():
+            return str(target)
         target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return source
+    tmp = target.with_name(f"{target.name}.{os.getpid()}.{os.urandom(4).hex()}")
+    try:
         py_compile.compile(source, cfile=str(tmp), doraise=True)
         os.replace(tmp, target)
     except (OSError, py_compile.PyCompileError):

@@ -57,7 +57,8 @@ def test_running_supervisor_maps_no_server_code(tmp_path: Path) -> None:
         # run as bytecode written beside the deaths count: no compiler garbage resident
         script = Path(cmdline[3].decode())
         assert script.parent == (tmp_path / "data" / supervisor.DEATHS_FILE).parent
-        assert script.name == f"supervisor.{sys.implementation.cache_tag}.pyc"
+        assert script.name.startswith(f"supervisor.{sys.implementation.cache_tag}.")
+        assert script.suffix == ".pyc"
         maps = Path(f"/proc/{mv.proc.pid}/maps").read_text()
         for native in ("_granian", "libssl", "_ssl", "uvloop", "_asyncio"):
             assert native not in maps, native
@@ -123,3 +124,10 @@ def test_supervisor_runs_from_its_source_where_bytecode_cannot_be_written(tmp_pa
     assert compiled.endswith(".pyc") and Path(compiled).read_bytes()[:4] == (
         importlib.util.MAGIC_NUMBER)
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [Path(compiled).name]
+    written = Path(compiled).stat().st_mtime_ns
+    assert cli._compiled(supervisor.__file__, tmp_path / "run" / "deaths") == compiled
+    assert Path(compiled).stat().st_mtime_ns == written  # found, not written again
+    other = tmp_path / "other.py"  # another version of the supervisor: a file of its own
+    other.write_text(Path(supervisor.__file__).read_text() + "\n# changed\n")
+    assert cli._compiled(str(other), tmp_path / "run" / "deaths") not in (compiled, str(other))
+    assert len(list((tmp_path / "run").iterdir())) == 2

@@ -4,10 +4,14 @@ idle spell, and never while requests come or one is in flight."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
+import httpx
 import pytest
 
 from modvault.server.idlememory import IdleTrim, glibc_trim
+from tests.support.modvault_proc import ModvaultProcess
+from tests.support.waits import wait_for
 
 
 class Counts:
@@ -101,3 +105,15 @@ def test_glibc_trim_returns_free_pages_below_live_memory() -> None:
     after = rss_kib()
     assert before - after > 32 * 1024, (before, after)
     del top
+
+
+def test_a_real_worker_trims_once_it_is_built(tmp_path: Path) -> None:
+    """The server wires it in: a worker's debug log says the start-up trim ran (every process
+    model builds its worker through the same App)."""
+    (tmp_path / "data").mkdir()
+    mv = ModvaultProcess(tmp_path / "data", "off", "--offline", "--log-level", "debug")
+    try:
+        assert httpx.get(mv.url + "/healthz", timeout=10).status_code == 200
+        assert wait_for(lambda: "start-up: free heap pages returned" in mv.output(), 20)
+    finally:
+        mv.stop()
