@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import sys
 from pathlib import Path
@@ -127,39 +126,42 @@ def _become_supervisor(settings: Settings, line: str, lock_fd: int | None) -> No
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     worker = [sys.executable, "-m", "modvault.server.worker"]
-    script = _compiled(supervisor.__file__, Path(settings.data_dir) / supervisor.DEATHS_FILE)
-    os.execv(sys.executable, [sys.executable, "-I", "-S", script,
-                              *supervisor.spec_argv(spec, worker)])
+    script = _compiled(supervisor.__file__)
+    if script != supervisor.__file__:
+        spec["own_script"] = 1  # its own copy: it removes it once loaded
+    try:
+        os.execv(sys.executable, [sys.executable, "-I", "-S", script,
+                                  *supervisor.spec_argv(spec, worker)])
+    finally:  # only reached when exec failed
+        if script != supervisor.__file__:
+            import shutil
+
+            shutil.rmtree(os.path.dirname(script), ignore_errors=True)
 
 
-def _compiled(source: str, beside: Path) -> str:
-    """``source`` compiled to bytecode in ``beside``'s directory, or ``source`` itself when that
-    cannot be written. A script given as source is compiled at every start, and the compiler's
-    garbage stays resident in the supervisor for the server's life (0.9 MiB of its 9.5);
-    bytecode runs as it is. Named by the interpreter's cache tag and the source's hash, so the
-    file never changes once written: servers of other versions or other Pythons sharing the data
-    directory each find their own, and one starting never replaces what another is about to run.
-    """
-    import hashlib
+def _compiled(source: str) -> str:
+    """``source`` compiled to bytecode in a new private directory (``mkdtemp``: mode 0700, a
+    name nobody could have chosen first), or ``source`` itself when that cannot be written.
+
+    A script given as source is compiled at every start, and the compiler's garbage stays
+    resident in the supervisor for the server's life (0.9 MiB of its 9.5); bytecode runs as it
+    is. Not kept under the data directory: code run from there could be planted by anyone who
+    can write artifacts, and a server must never execute what its data directory holds."""
     import py_compile
+    import shutil
+    import tempfile
 
     try:
-        digest = hashlib.sha256(Path(source).read_bytes()).hexdigest()[:16]
-        target = beside.parent / f"supervisor.{sys.implementation.cache_tag}.{digest}.pyc"
-        if target.is_file():
-            return str(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        where = tempfile.mkdtemp(prefix="modvault-supervisor-")
     except OSError:
         return source
-    tmp = target.with_name(f"{target.name}.{os.getpid()}.{os.urandom(4).hex()}")
+    target = os.path.join(where, "supervisor.pyc")
     try:
-        py_compile.compile(source, cfile=str(tmp), doraise=True)
-        os.replace(tmp, target)
+        py_compile.compile(source, cfile=target, doraise=True)
     except (OSError, py_compile.PyCompileError):
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
+        shutil.rmtree(where, ignore_errors=True)
         return source
-    return str(target)
+    return target
 
 
 def _check_private_sumdb(settings: Settings) -> None:

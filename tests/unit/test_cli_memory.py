@@ -6,15 +6,20 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+import pytest
 
 from modvault import cli
 from modvault.server import supervisor
 from modvault.sumdb.private import PRIVATE_DIR
 from modvault.supply.attestkey import KEY_FILE
+from tests.support.waits import wait_for
 
 # What the supervisor must never load: the package, the server, the event loop, TLS.
 # Nor what signal.py and json bring beside the C modules it uses (enum, functools, re: 1.5 MiB).
@@ -54,11 +59,14 @@ def test_running_supervisor_maps_no_server_code(tmp_path: Path) -> None:
             time.sleep(0.1)
         cmdline = Path(f"/proc/{mv.proc.pid}/cmdline").read_bytes().split(b"\0")
         assert cmdline[1:3] == [b"-I", b"-S"]
-        # run as bytecode written beside the deaths count: no compiler garbage resident
+        # run as bytecode from a private directory of its own, removed once loaded: no
+        # compiler garbage resident, and nothing left behind or run from the data directory
         script = Path(cmdline[3].decode())
-        assert script.parent == (tmp_path / "data" / supervisor.DEATHS_FILE).parent
-        assert script.name.startswith(f"supervisor.{sys.implementation.cache_tag}.")
-        assert script.suffix == ".pyc"
+        assert script.name == "supervisor.pyc"
+        assert script.parent.parent == Path(tempfile.gettempdir())
+        assert script.parent.name.startswith("modvault-supervisor-")
+        assert wait_for(lambda: not script.parent.exists(), 10)
+        assert not list((tmp_path / "data").rglob("*.pyc"))
         maps = Path(f"/proc/{mv.proc.pid}/maps").read_text()
         for native in ("_granian", "libssl", "_ssl", "uvloop", "_asyncio"):
             assert native not in maps, native
@@ -115,19 +123,18 @@ def test_worker_serving_hits_loads_no_jwt_crypto_templates_or_s3_client(
         mv.stop()
 
 
-def test_supervisor_runs_from_its_source_where_bytecode_cannot_be_written(tmp_path: Path) -> None:
+def test_supervisor_runs_from_its_source_where_bytecode_cannot_be_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    made = [cli._compiled(supervisor.__file__) for _ in range(2)]
+    try:
+        for compiled in made:
+            assert Path(compiled).read_bytes()[:4] == importlib.util.MAGIC_NUMBER
+            assert Path(compiled).parent.stat().st_mode & 0o777 == 0o700
+        assert made[0] != made[1]  # a new directory each start
+    finally:
+        for compiled in made:
+            shutil.rmtree(Path(compiled).parent, ignore_errors=True)
     blocked = tmp_path / "file"
-    blocked.write_text("")  # a file where the run directory would be
-    assert cli._compiled(supervisor.__file__, blocked / "run" / "deaths") == supervisor.__file__
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
-    compiled = cli._compiled(supervisor.__file__, tmp_path / "run" / "deaths")
-    assert compiled.endswith(".pyc") and Path(compiled).read_bytes()[:4] == (
-        importlib.util.MAGIC_NUMBER)
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [Path(compiled).name]
-    written = Path(compiled).stat().st_mtime_ns
-    assert cli._compiled(supervisor.__file__, tmp_path / "run" / "deaths") == compiled
-    assert Path(compiled).stat().st_mtime_ns == written  # found, not written again
-    other = tmp_path / "other.py"  # another version of the supervisor: a file of its own
-    other.write_text(Path(supervisor.__file__).read_text() + "\n# changed\n")
-    assert cli._compiled(str(other), tmp_path / "run" / "deaths") not in (compiled, str(other))
-    assert len(list((tmp_path / "run").iterdir())) == 2
+    blocked.write_text("")  # no directory can be made in a file
+    monkeypatch.setattr(tempfile, "tempdir", str(blocked))
+    assert cli._compiled(supervisor.__file__) == supervisor.__file__

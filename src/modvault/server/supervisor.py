@@ -247,6 +247,12 @@ def parse_argv(args: list[str]) -> tuple[dict[str, str], list[str]]:
 
 def main(argv: list[str]) -> int:
     spec, worker = parse_argv(argv[1:])
+    if spec.get("own_script") == "1":  # cli compiled this copy for this process: loaded now
+        try:
+            os.unlink(argv[0])
+            os.rmdir(os.path.dirname(argv[0]))
+        except OSError:
+            pass
     lock_fd = int(spec.get("lock_fd", "-1"))
     if lock_fd >= 0:
         # The listen address's lock stays held here, and is not handed on to the workers.
