@@ -27,7 +27,7 @@ class ConfigError(ValueError):
 
 
 def _default_data_dir() -> str:
-    import platformdirs  # 0.4 MiB: only when no data_dir is set
+    import platformdirs  # 0.3 MiB: only when no data_dir is set
 
     return str(Path(platformdirs.user_cache_dir("modvault")) / "data")
 

@@ -89,7 +89,7 @@ def coalesce(spans: list[ByteRange]) -> list[ByteRange]:
 
 
 def http_date(value: str) -> float | None:
-    import email.utils  # with the email package (0.5 MiB): loaded by the first date asked about
+    import email.utils  # with the email package (0.3 MiB): loaded by the first date asked about
 
     try:
         dt = email.utils.parsedate_to_datetime(value.strip())

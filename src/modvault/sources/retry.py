@@ -53,7 +53,7 @@ def retry_after(value: str | None) -> float | None:
     value = value.strip()
     if value.isdigit():
         return float(value)
-    import email.utils  # with the email package (0.5 MiB): loaded by the first such date
+    import email.utils  # with the email package (0.3 MiB): loaded by the first such date
 
     try:
         when = email.utils.parsedate_to_datetime(value)
