@@ -24,6 +24,7 @@ from modvault.observability.prom import (
     Histogram,
     HistogramMetricFamily,
     Metric,
+    cumulative,
 )
 
 REGISTRY = CollectorRegistry()
@@ -101,12 +102,9 @@ class HotHistogram:
     def collect(self) -> Metric:
         settle()
         fam = HistogramMetricFamily(self.name, self.doc, labels=self.labels)
+        bounds = [str(b) for b in self.buckets]
         for key, (counts, total) in self.values.items():
-            cumulative, acc = [], 0
-            for bound, n in zip([*map(str, self.buckets), "+Inf"], counts, strict=True):
-                acc += n
-                cumulative.append((bound, float(acc)))
-            fam.add_metric(list(key), cumulative, total[0])
+            fam.add_metric(list(key), cumulative(bounds, counts), total[0])
         return fam
 
 

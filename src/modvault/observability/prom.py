@@ -136,8 +136,6 @@ class _Value:
 class _Labelled:
     """A metric with label names: ``labels(*values)`` is the series for those values."""
 
-    typ = ""
-
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str] = (),
                  registry: CollectorRegistry | None = None) -> None:
         self.name, self.documentation = name, documentation
@@ -148,7 +146,7 @@ class _Labelled:
             registry.register(self)
 
     def _child(self) -> Self:
-        raise NotImplementedError
+        return type(self)(self.name, self.documentation)
 
     def collect(self) -> Iterator[Metric]:
         raise NotImplementedError
@@ -177,14 +175,30 @@ class _Labelled:
             raise ValueError(f"{self.name} needs label values: use labels()")
 
 
-class Counter(_Labelled):
+class _Single(_Labelled):
+    """A counter or a gauge: one number per series."""
+
+    typ = ""
+    suffix = ""  # of each sample's name
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str] = (),
+                 registry: CollectorRegistry | None = None) -> None:
+        super().__init__(name, documentation, labelnames, registry)
+        self._value = _Value()
+
+    def collect(self) -> Iterator[Metric]:
+        fam = Metric(self.name, self.documentation, self.typ)
+        for labels, child in self._series():
+            fam.add_sample(self.name + self.suffix, labels, child._value.get())
+        yield fam
+
+
+class Counter(_Single):
+    typ, suffix = "counter", "_total"
+
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str] = (),
                  registry: CollectorRegistry | None = None) -> None:
         super().__init__(name.removesuffix("_total"), documentation, labelnames, registry)
-        self._value = _Value()
-
-    def _child(self) -> Self:
-        return type(self)(self.name, self.documentation)
 
     def inc(self, amount: float = 1.0) -> None:
         self._check_unlabelled()
@@ -192,21 +206,9 @@ class Counter(_Labelled):
             raise ValueError("counters only go up")
         self._value.inc(amount)
 
-    def collect(self) -> Iterator[Metric]:
-        fam = Metric(self.name, self.documentation, "counter")
-        for labels, child in self._series():
-            fam.add_sample(self.name + "_total", labels, child._value.get())
-        yield fam
 
-
-class Gauge(_Labelled):
-    def __init__(self, name: str, documentation: str, labelnames: Sequence[str] = (),
-                 registry: CollectorRegistry | None = None) -> None:
-        super().__init__(name, documentation, labelnames, registry)
-        self._value = _Value()
-
-    def _child(self) -> Self:
-        return type(self)(self.name, self.documentation)
+class Gauge(_Single):
+    typ = "gauge"
 
     def set(self, value: float) -> None:
         self._check_unlabelled()
@@ -218,12 +220,6 @@ class Gauge(_Labelled):
 
     def dec(self, amount: float = 1.0) -> None:
         self.inc(-amount)
-
-    def collect(self) -> Iterator[Metric]:
-        fam = Metric(self.name, self.documentation, "gauge")
-        for labels, child in self._series():
-            fam.add_sample(self.name, labels, child._value.get())
-        yield fam
 
 
 DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5,
@@ -258,12 +254,19 @@ class Histogram(_Labelled):
         for labels, child in self._series():
             with child._hlock:
                 counts, total = list(child._counts), child._sum
-            cumulative, acc = [], 0
-            for bound, n in zip([*map(format_value, self.buckets), "+Inf"], counts, strict=True):
-                acc += n
-                cumulative.append((bound, float(acc)))
-            fam.add_metric([labels[n] for n in self.labelnames], cumulative, total)
+            fam.add_metric([labels[n] for n in self.labelnames],
+                           cumulative([format_value(b) for b in self.buckets], counts), total)
         yield fam
+
+
+def cumulative(bounds: Sequence[str], counts: Sequence[int]) -> list[tuple[str, float]]:
+    """(upper bound, observations up to it) for each bound and ``+Inf``, from the count in each
+    bucket (``counts`` has one more item than ``bounds``: those above every bound)."""
+    out, acc = [], 0
+    for bound, n in zip([*bounds, "+Inf"], counts, strict=True):
+        acc += n
+        out.append((bound, float(acc)))
+    return out
 
 
 def format_value(value: float) -> str:

@@ -48,7 +48,6 @@ class IdleTrim:
         self.served, self.in_flight, self.trim, self.interval = served, in_flight, trim, interval
         self.last = served()
         self.trimmed = False
-        self.trims = 0
         self._task: asyncio.Task[None] | None = None
 
     def check(self) -> bool:
@@ -67,7 +66,6 @@ class IdleTrim:
         self.trimmed = True
         started = time.perf_counter()
         self.trim()
-        self.trims += 1
         LOG.debug("%s: free heap pages returned in %.1f ms", why,
                   (time.perf_counter() - started) * 1e3)
 
